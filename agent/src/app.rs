@@ -1,0 +1,95 @@
+//! Runs the agent: the HTTP endpoint, the publisher and one task per device, and stops them
+//! in order on shutdown (pollers first, then the publisher drains, then HTTP).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use cnaas_shared::runtime::{self, HealthFn};
+
+use crate::config::AgentConfig;
+use crate::metrics::{AgentMetrics, InterfaceTable};
+use crate::plans::{self, Shared};
+use crate::publish;
+
+/// Runs until `token` is cancelled, then drains and returns.
+pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let metrics = AgentMetrics::register(&mut registry);
+    let table = InterfaceTable::default();
+    registry.register_collector(Box::new(table.clone()));
+
+    let listener = TcpListener::bind(cfg.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for /metrics", cfg.metrics_listen))?;
+    let (publisher, connection, publish_task) =
+        publish::spawn(&cfg, metrics.clone()).context("cannot set up the MQTT publisher")?;
+
+    let devices_total = cfg.devices.len();
+    let health: HealthFn = {
+        let connection = connection.clone();
+        let metrics = metrics.clone();
+        let names: Vec<String> = cfg.devices.iter().map(|d| d.name.clone()).collect();
+        Arc::new(move || {
+            let up = names
+                .iter()
+                .filter(|n| {
+                    metrics
+                        .device_up
+                        .get(&crate::metrics::DeviceLabel { device: (*n).clone() })
+                        .is_some_and(|g| g.get() == 1)
+                })
+                .count();
+            let mqtt = connection.is_connected();
+            (
+                mqtt,
+                serde_json::json!({ "mqtt_connected": mqtt, "devices": devices_total, "devices_up": up }),
+            )
+        })
+    };
+    let http_token = CancellationToken::new();
+    let http = tokio::spawn(runtime::serve(
+        listener,
+        runtime::observability_router(Arc::new(registry), health),
+        http_token.clone(),
+    ));
+    tracing::info!(agent = %cfg.id, devices = devices_total, metrics = %cfg.metrics_listen, "Agent started.");
+
+    let shared = Shared {
+        agent: cfg.id.clone(),
+        roles: Arc::new(cfg.roles.clone()),
+        publisher,
+        metrics,
+        table,
+        limit: Arc::new(Semaphore::new(cfg.max_concurrent)),
+    };
+    let mut pollers = JoinSet::new();
+    for device in cfg.devices {
+        pollers.spawn(plans::run_device(device, shared.clone(), token.child_token()));
+    }
+    // Only the device tasks may keep the publisher alive now.
+    drop(shared);
+
+    token.cancelled().await;
+    while let Some(res) = pollers.join_next().await {
+        if let Err(e) = res {
+            tracing::error!(error = %e, "A device task failed.");
+        }
+    }
+    if let Err(e) = publish_task.await {
+        tracing::error!(error = %e, "The publisher task failed.");
+    }
+    http_token.cancel();
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "The HTTP server failed."),
+        Err(e) => tracing::error!(error = %e, "The HTTP task failed."),
+    }
+    tracing::info!("Agent stopped.");
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The interface table behind the `if_mib`-compatible metrics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+/// One port's exported state and labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortView {
+    /// ifAdminStatus.
+    pub admin: i64,
+    /// ifOperStatus.
+    pub oper: i64,
+    /// ifLastChange in ticks.
+    pub last_change: Option<u32>,
+    /// ifName.
+    pub name: String,
+    /// ifAlias.
+    pub alias: String,
+    /// ifDescr.
+    pub descr: String,
+}
+
+#[derive(Debug, Default)]
+struct DeviceView {
+    uptime: Option<u32>,
+    ports: BTreeMap<u32, PortView>,
+}
+
+/// Current interface state of every device, shared between pollers (writers) and the
+/// metrics endpoint (reader).
+#[derive(Debug, Clone, Default)]
+pub struct InterfaceTable {
+    inner: Arc<RwLock<HashMap<String, DeviceView>>>,
+}
+
+impl InterfaceTable {
+    /// Replaces one device's view after a poll.
+    pub fn set_device(&self, device: &str, uptime: Option<u32>, ports: BTreeMap<u32, PortView>) {
+        if let Ok(mut map) = self.inner.write() {
+            map.insert(device.to_owned(), DeviceView { uptime, ports });
+        }
+    }
+
+    /// Forgets a device (it stopped answering: its last values would be stale).
+    pub fn clear_device(&self, device: &str) {
+        if let Ok(mut map) = self.inner.write() {
+            map.remove(device);
+        }
+    }
+
+    /// One port's view (tests and the trap confirmation path).
+    pub fn port(&self, device: &str, if_index: u32) -> Option<PortView> {
+        let map = self.inner.read().ok()?;
+        map.get(device)?.ports.get(&if_index).cloned()
+    }
+}
+
+type Getter = fn(&PortView) -> Option<i64>;
+
+const PORT_METRICS: [(&str, &str, Getter); 3] = [
+    (
+        "ifAdminStatus",
+        "The desired state of the interface. - 1.3.6.1.2.1.2.2.1.7",
+        |p| Some(p.admin),
+    ),
+    (
+        "ifOperStatus",
+        "The current operational state of the interface. - 1.3.6.1.2.1.2.2.1.8",
+        |p| Some(p.oper),
+    ),
+    (
+        "ifLastChange",
+        "The value of sysUpTime at the time the interface entered its current operational state. - 1.3.6.1.2.1.2.2.1.9",
+        |p| p.last_change.map(i64::from),
+    ),
+];
+
+impl Collector for InterfaceTable {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(map) = self.inner.read() else {
+            return Ok(());
+        };
+        let mut devices: Vec<&String> = map.keys().collect();
+        devices.sort();
+        for (name, help, get) in PORT_METRICS {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for device in &devices {
+                let Some(view) = map.get(*device) else { continue };
+                for (if_index, port) in &view.ports {
+                    let Some(v) = get(port) else { continue };
+                    let idx = if_index.to_string();
+                    let labels = [
+                        ("device", device.as_str()),
+                        ("ifAlias", port.alias.as_str()),
+                        ("ifDescr", port.descr.as_str()),
+                        ("ifIndex", idx.as_str()),
+                        ("ifName", port.name.as_str()),
+                    ];
+                    ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "sysUpTime",
+            "The time (in hundredths of a second) since the network management portion of the system was last re-initialized. - 1.3.6.1.2.1.1.3",
+            None,
+            MetricType::Gauge,
+        )?;
+        for device in devices {
+            if let Some(up) = map.get(device).and_then(|v| v.uptime) {
+                ConstGauge::new(i64::from(up)).encode(family.encode_family(&[("device", device.as_str())])?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use prometheus_client::registry::Registry;
+
+    #[test]
+    fn renders_like_snmp_exporter() {
+        let t = InterfaceTable::default();
+        let mut ports = BTreeMap::new();
+        ports.insert(49, PortView {
+            admin: 1,
+            oper: 2,
+            last_change: Some(4549),
+            name: "Te1/1/1".into(),
+            alias: "uplink: \"dist1\"".into(),
+            descr: "TenGigabitEthernet1/1/1".into(),
+        });
+        t.set_device("a-b12-01", Some(1234), ports);
+        let mut reg = Registry::default();
+        reg.register_collector(Box::new(t.clone()));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
+        assert!(out.contains("# HELP ifOperStatus The current operational state of the interface."), "{out}");
+        assert!(out.contains(
+            "ifOperStatus{device=\"a-b12-01\",ifAlias=\"uplink: \\\"dist1\\\"\",ifDescr=\"TenGigabitEthernet1/1/1\",ifIndex=\"49\",ifName=\"Te1/1/1\"} 2"
+        ), "{out}");
+        assert!(out.contains("sysUpTime{device=\"a-b12-01\"} 1234"), "{out}");
+        t.clear_device("a-b12-01");
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
+        assert!(!out.contains("ifOperStatus{"), "{out}");
+    }
+}

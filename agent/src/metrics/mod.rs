@@ -1,0 +1,102 @@
+//! The agent's Prometheus metrics.
+//!
+//! Interface metrics are named and labelled like snmp_exporter's `if_mib` module
+//! (`ifOperStatus{ifIndex,ifName,ifAlias,ifDescr}` plus `device`), so dashboards and alert rules
+//! written for snmp_exporter work unchanged. They are rendered at scrape time from the
+//! [`InterfaceTable`] the pollers keep current, so a renamed port never leaves a stale series.
+//! The agent's own health is under `cnaas_agent_*`.
+
+mod interfaces;
+
+pub use interfaces::{InterfaceTable, PortView};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// `device` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceLabel {
+    /// Device name.
+    pub device: String,
+}
+
+/// `plan` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlanLabel {
+    /// Plan name (`link`, `labels`).
+    pub plan: &'static str,
+}
+
+/// `kind` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Event kind.
+    pub kind: &'static str,
+}
+
+/// Health metrics of the agent.
+#[derive(Debug, Clone)]
+pub struct AgentMetrics {
+    /// Wall time of one poll, by plan.
+    pub poll_duration: Family<PlanLabel, Histogram, fn() -> Histogram>,
+    /// Polls that failed, by plan.
+    pub poll_failures: Family<PlanLabel, Counter>,
+    /// SNMP requests sent (retries included), by device.
+    pub snmp_requests: Family<DeviceLabel, Counter>,
+    /// SNMP requests that timed out, by device.
+    pub snmp_timeouts: Family<DeviceLabel, Counter>,
+    /// Bad responses and socket errors, by device.
+    pub snmp_errors: Family<DeviceLabel, Counter>,
+    /// 1 while the device answers, 0 once declared unreachable.
+    pub device_up: Family<DeviceLabel, Gauge>,
+    /// Events generated, by kind.
+    pub events: Family<KindLabel, Counter>,
+    /// Events acknowledged by the broker (QoS 1 PUBACK).
+    pub events_published: Counter,
+    /// Events dropped because the publish queue was full.
+    pub events_dropped: Counter,
+    /// Events waiting to be handed to the MQTT client.
+    pub publish_queue: Gauge,
+    /// 1 while connected to the broker.
+    pub mqtt_connected: Gauge,
+}
+
+fn poll_histogram() -> Histogram {
+    Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+}
+
+impl AgentMetrics {
+    /// Creates and registers every health metric.
+    pub fn register(registry: &mut Registry) -> AgentMetrics {
+        let m = AgentMetrics {
+            poll_duration: Family::new_with_constructor(poll_histogram),
+            poll_failures: Family::default(),
+            snmp_requests: Family::default(),
+            snmp_timeouts: Family::default(),
+            snmp_errors: Family::default(),
+            device_up: Family::default(),
+            events: Family::default(),
+            events_published: Counter::default(),
+            events_dropped: Counter::default(),
+            publish_queue: Gauge::default(),
+            mqtt_connected: Gauge::default(),
+        };
+        let r = registry.sub_registry_with_prefix("cnaas_agent");
+        r.register("poll_duration_seconds", "Wall time of one device poll, by plan", m.poll_duration.clone());
+        r.register("poll_failures", "Device polls that failed (timeout or error), by plan", m.poll_failures.clone());
+        r.register("snmp_requests", "SNMP requests sent, retries included", m.snmp_requests.clone());
+        r.register("snmp_timeouts", "SNMP requests that got no response in time", m.snmp_timeouts.clone());
+        r.register("snmp_errors", "SNMP responses that were invalid or stale, and socket errors", m.snmp_errors.clone());
+        r.register("device_up", "1 while the device answers SNMP, 0 once it is declared unreachable", m.device_up.clone());
+        r.register("events", "Events generated from state changes, by kind", m.events.clone());
+        r.register("events_published", "Events acknowledged by the MQTT broker (QoS 1)", m.events_published.clone());
+        r.register("events_dropped", "Events dropped because the publish queue was full", m.events_dropped.clone());
+        r.register("publish_queue_depth", "Events waiting to be handed to the MQTT client", m.publish_queue.clone());
+        r.register("mqtt_connected", "1 while the agent is connected to the MQTT broker", m.mqtt_connected.clone());
+        m
+    }
+}

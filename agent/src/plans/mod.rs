@@ -1,0 +1,440 @@
+//! Polling plans. One task per device runs its plans one after the other, so a device never
+//! has more than one request in flight; a semaphore bounds how many devices poll at once.
+//! A slow or dead device only ever delays itself.
+//!
+//! - *link* (every `link_interval`): sysUpTime plus ifAdminStatus, ifOperStatus and
+//!   ifLastChange, all in one GETBULK stream.
+//! - *labels* (every `labels_interval`, at start, after a reboot and when an unknown ifIndex
+//!   appears): ifDescr, ifName, ifAlias, cached between refreshes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cnaas_shared::role::{PortRole, RolePatterns};
+use cnaas_shared::{Event, EventKind, Source};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::Device;
+use crate::metrics::{AgentMetrics, DeviceLabel, InterfaceTable, PlanLabel, PortView};
+use crate::publish::PublishHandle;
+use crate::snmp::oid::{self, OidBuf};
+use crate::snmp::{ClientStats, SnmpClient, SnmpError, SnmpValue, Target};
+use crate::state::{Change, DeviceState, LinkSnapshot, PortLink};
+
+/// ifName, ifAlias and ifDescr of one port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels {
+    /// ifName.
+    pub name: String,
+    /// ifAlias.
+    pub alias: String,
+    /// ifDescr.
+    pub descr: String,
+}
+
+/// What every device task shares.
+#[derive(Clone)]
+pub struct Shared {
+    /// Agent id.
+    pub agent: String,
+    /// ifAlias role patterns.
+    pub roles: Arc<RolePatterns>,
+    /// Where events go.
+    pub publisher: PublishHandle,
+    /// Health metrics.
+    pub metrics: AgentMetrics,
+    /// Interface metrics.
+    pub table: InterfaceTable,
+    /// Global bound on devices polled at once.
+    pub limit: Arc<Semaphore>,
+}
+
+/// Turns a link walk into a snapshot. Rows with unexpected types are skipped.
+pub fn link_snapshot(scalars: &[(OidBuf, SnmpValue)], columns: &[Vec<(OidBuf, SnmpValue)>]) -> LinkSnapshot {
+    let uptime = scalars
+        .iter()
+        .find(|(o, _)| o.as_slice() == [oid::SYS_UPTIME, &[0]].concat())
+        .and_then(|(_, v)| v.as_ticks());
+    let mut admin = HashMap::new();
+    let mut last_change = HashMap::new();
+    let mut ports = BTreeMap::new();
+    if let [admin_col, oper_col, change_col] = columns {
+        for (o, v) in admin_col {
+            if let (Some(i), Some(x)) = (oid::single_index(o, oid::IF_ADMIN_STATUS), v.as_i64()) {
+                admin.insert(i, x);
+            }
+        }
+        for (o, v) in change_col {
+            if let (Some(i), Some(x)) = (oid::single_index(o, oid::IF_LAST_CHANGE), v.as_ticks()) {
+                last_change.insert(i, x);
+            }
+        }
+        for (o, v) in oper_col {
+            if let (Some(i), Some(oper)) = (oid::single_index(o, oid::IF_OPER_STATUS), v.as_i64()) {
+                ports.insert(
+                    i,
+                    PortLink {
+                        // A port without ifAdminStatus is taken as enabled.
+                        admin: admin.get(&i).copied().unwrap_or(1),
+                        oper,
+                        last_change: last_change.get(&i).copied(),
+                    },
+                );
+            }
+        }
+    }
+    LinkSnapshot { uptime, ports }
+}
+
+/// Turns a label walk into labels per ifIndex.
+pub fn labels_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> HashMap<u32, Labels> {
+    let mut out: HashMap<u32, Labels> = HashMap::new();
+    let cols: [(&[u32], fn(&mut Labels, String)); 3] = [
+        (oid::IF_DESCR, |l, s| l.descr = s),
+        (oid::IF_NAME, |l, s| l.name = s),
+        (oid::IF_ALIAS, |l, s| l.alias = s),
+    ];
+    for ((column, set), rows) in cols.iter().zip(columns) {
+        for (o, v) in rows {
+            if let (Some(i), Some(text)) = (oid::single_index(o, column), v.as_text()) {
+                set(out.entry(i).or_default(), text);
+            }
+        }
+    }
+    out
+}
+
+/// The role of a port: inventory (by ifName, then ifIndex), then ifAlias patterns, else access.
+pub fn port_role(device: &Device, roles: &RolePatterns, if_index: u32, labels: Option<&Labels>) -> PortRole {
+    if let Some(l) = labels
+        && let Some(r) = device.ports.get(&l.name)
+    {
+        return *r;
+    }
+    if let Some(r) = device.ports.get(&if_index.to_string()) {
+        return *r;
+    }
+    labels
+        .and_then(|l| roles.match_alias(&l.alias))
+        .unwrap_or(PortRole::Access)
+}
+
+/// Builds the wire event for a change.
+pub fn event_for(
+    agent: &str,
+    device: &Device,
+    roles: &RolePatterns,
+    labels: &HashMap<u32, Labels>,
+    snap: Option<&LinkSnapshot>,
+    change: &Change,
+) -> Event {
+    match change {
+        Change::Port {
+            if_index,
+            kind,
+            initial,
+            between_polls,
+        } => {
+            let mut e = Event::new(agent, &device.name, *kind, Source::Poll);
+            let l = labels.get(if_index);
+            e.if_index = Some(*if_index);
+            e.if_name = l.map(|l| l.name.clone()).filter(|s| !s.is_empty());
+            e.if_alias = l.map(|l| l.alias.clone()).filter(|s| !s.is_empty());
+            e.attrs.insert("role".into(), json!(port_role(device, roles, *if_index, l).as_str()));
+            if let Some(p) = snap.and_then(|s| s.ports.get(if_index)) {
+                e.attrs.insert("admin_status".into(), json!(p.admin));
+                e.attrs.insert("oper_status".into(), json!(p.oper));
+            }
+            if *initial {
+                e.attrs.insert("initial".into(), json!(true));
+            }
+            if *between_polls {
+                e.attrs.insert("between_polls".into(), json!(true));
+            }
+            e
+        }
+        Change::Reachability { kind, failures } => {
+            let mut e = Event::new(agent, &device.name, *kind, Source::Poll);
+            if *kind == EventKind::DeviceUnreachable {
+                e.attrs.insert("failed_polls".into(), json!(failures));
+            }
+            e
+        }
+        Change::Rebooted {
+            old_uptime,
+            new_uptime,
+        } => {
+            let mut e = Event::new(agent, &device.name, EventKind::DeviceRebooted, Source::Poll);
+            e.attrs.insert("old_uptime".into(), json!(old_uptime));
+            e.attrs.insert("new_uptime".into(), json!(new_uptime));
+            e
+        }
+    }
+}
+
+/// A stable offset in `[0, interval)` per device, so many devices do not poll in lock-step.
+fn jitter(name: &str, interval: Duration) -> Duration {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(h.finish() % ms)
+}
+
+/// Runs one device's plans until `token` is cancelled.
+pub async fn run_device(device: Device, shared: Shared, token: CancellationToken) {
+    let span = tracing::info_span!("device", device = %device.name);
+    DeviceTask::new(device, shared).run(token).instrument(span).await;
+}
+
+struct DeviceTask {
+    device: Device,
+    shared: Shared,
+    client: SnmpClient,
+    state: DeviceState,
+    labels: HashMap<u32, Labels>,
+    labels_due: Option<Instant>,
+    reported: ClientStats,
+    label: DeviceLabel,
+}
+
+impl DeviceTask {
+    fn new(device: Device, shared: Shared) -> DeviceTask {
+        let client = SnmpClient::new(Target {
+            addr: device.address.clone(),
+            community: device.community.clone(),
+            timeout: device.timeout,
+            retries: device.retries,
+            max_repetitions: device.max_repetitions,
+        });
+        let label = DeviceLabel {
+            device: device.name.clone(),
+        };
+        DeviceTask {
+            device,
+            shared,
+            client,
+            state: DeviceState::default(),
+            labels: HashMap::new(),
+            labels_due: None,
+            reported: ClientStats::default(),
+            label,
+        }
+    }
+
+    async fn run(mut self, token: CancellationToken) {
+        let start = Instant::now() + jitter(&self.device.name, self.device.link_interval);
+        let mut tick = tokio::time::interval_at(start, self.device.link_interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tracing::info!(address = %self.device.address, interval = ?self.device.link_interval, "Polling.");
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = token.cancelled() => break,
+            }
+            let Ok(_permit) = self.shared.limit.clone().acquire_owned().await else {
+                break;
+            };
+            tokio::select! {
+                () = self.poll_once() => {}
+                () = token.cancelled() => break,
+            }
+        }
+        tracing::debug!("Device task stopped.");
+    }
+
+    async fn poll_once(&mut self) {
+        let started = Instant::now();
+        let result = self
+            .client
+            .bulk_walk(
+                &[oid::SYS_UPTIME],
+                &[oid::IF_ADMIN_STATUS, oid::IF_OPER_STATUS, oid::IF_LAST_CHANGE],
+            )
+            .await;
+        self.observe("link", started, result.as_ref().err());
+        let changes = match result {
+            Ok(walk) => {
+                let snap = link_snapshot(&walk.scalars, &walk.columns);
+                // A port that was not there at the last poll may be a new module: relabel.
+                let new_port = snap.ports.keys().any(|i| !self.state.knows_port(*i));
+                let changes = self.state.on_poll_ok(&snap);
+                let rebooted = changes.iter().any(|c| matches!(c, Change::Rebooted { .. }));
+                let due = self.labels_due.is_none_or(|t| Instant::now() >= t);
+                if due || rebooted || new_port {
+                    self.refresh_labels().await;
+                }
+                self.shared.metrics.device_up.get_or_create(&self.label).set(1);
+                self.export(&snap);
+                Some((changes, snap))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "Link poll failed.");
+                let changes = self.state.on_poll_failed(self.device.unreachable_after);
+                if !changes.is_empty() {
+                    tracing::warn!(error = %e, "Device unreachable.");
+                    self.shared.metrics.device_up.get_or_create(&self.label).set(0);
+                    self.shared.table.clear_device(&self.device.name);
+                }
+                Some((changes, LinkSnapshot::default()))
+            }
+        };
+        if let Some((changes, snap)) = changes {
+            for c in &changes {
+                let e = event_for(&self.shared.agent, &self.device, &self.shared.roles, &self.labels, Some(&snap), c);
+                tracing::info!(kind = %e.kind, if_index = ?e.if_index, if_name = ?e.if_name, "State change.");
+                self.shared.publisher.submit(e);
+            }
+        }
+    }
+
+    async fn refresh_labels(&mut self) {
+        let started = Instant::now();
+        let result = self
+            .client
+            .bulk_walk(&[], &[oid::IF_DESCR, oid::IF_NAME, oid::IF_ALIAS])
+            .await;
+        self.observe("labels", started, result.as_ref().err());
+        match result {
+            Ok(walk) => {
+                self.labels = labels_from(&walk.columns);
+                self.labels_due = Some(Instant::now() + self.device.labels_interval);
+                tracing::debug!(ports = self.labels.len(), "Labels refreshed.");
+            }
+            Err(e) => tracing::warn!(error = %e, "Label refresh failed; keeping the cached labels."),
+        }
+    }
+
+    fn export(&self, snap: &LinkSnapshot) {
+        let ports = snap
+            .ports
+            .iter()
+            .map(|(i, p)| {
+                let l = self.labels.get(i).cloned().unwrap_or_default();
+                (
+                    *i,
+                    PortView {
+                        admin: p.admin,
+                        oper: p.oper,
+                        last_change: p.last_change,
+                        name: l.name,
+                        alias: l.alias,
+                        descr: l.descr,
+                    },
+                )
+            })
+            .collect();
+        self.shared.table.set_device(&self.device.name, snap.uptime, ports);
+    }
+
+    fn observe(&mut self, plan: &'static str, started: Instant, err: Option<&SnmpError>) {
+        let m = &self.shared.metrics;
+        let p = PlanLabel { plan };
+        m.poll_duration.get_or_create(&p).observe(started.elapsed().as_secs_f64());
+        if err.is_some() {
+            m.poll_failures.get_or_create(&p).inc();
+        }
+        let now = self.client.stats();
+        m.snmp_requests.get_or_create(&self.label).inc_by(now.requests - self.reported.requests);
+        m.snmp_timeouts.get_or_create(&self.label).inc_by(now.timeouts - self.reported.timeouts);
+        m.snmp_errors.get_or_create(&self.label).inc_by(now.errors - self.reported.errors);
+        self.reported = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use cnaas_shared::config::Secret;
+    use cnaas_shared::role::RolePatternsConfig;
+
+    fn col(base: &[u32], rows: &[(u32, SnmpValue)]) -> Vec<(OidBuf, SnmpValue)> {
+        rows.iter().map(|(i, v)| ([base, &[*i]].concat(), v.clone())).collect()
+    }
+
+    #[test]
+    fn snapshot_from_walk() {
+        let scalars = vec![([oid::SYS_UPTIME, &[0]].concat(), SnmpValue::Timeticks(777))];
+        let columns = vec![
+            col(oid::IF_ADMIN_STATUS, &[(1, SnmpValue::Integer(1)), (2, SnmpValue::Integer(2))]),
+            col(oid::IF_OPER_STATUS, &[(1, SnmpValue::Integer(1)), (2, SnmpValue::Integer(2)), (3, SnmpValue::Integer(2))]),
+            col(oid::IF_LAST_CHANGE, &[(1, SnmpValue::Timeticks(5)), (3, SnmpValue::OctetString(vec![]))]),
+        ];
+        let s = link_snapshot(&scalars, &columns);
+        assert_eq!(s.uptime, Some(777));
+        assert_eq!(s.ports[&1], PortLink { admin: 1, oper: 1, last_change: Some(5) });
+        assert_eq!(s.ports[&2], PortLink { admin: 2, oper: 2, last_change: None });
+        assert_eq!(s.ports[&3].admin, 1);
+    }
+
+    fn device() -> Device {
+        Device {
+            name: "a-b12-01".into(),
+            address: "127.0.0.1:161".into(),
+            community: Secret::new("c"),
+            link_interval: Duration::from_secs(1),
+            labels_interval: Duration::from_secs(600),
+            timeout: Duration::from_millis(300),
+            retries: 1,
+            unreachable_after: 3,
+            max_repetitions: 25,
+            ports: [("Te1/1/1".to_owned(), PortRole::Uplink), ("7".to_owned(), PortRole::Infrastructure)].into(),
+        }
+    }
+
+    #[test]
+    fn roles_inventory_then_alias_then_access() {
+        let roles = RolePatterns::build(&RolePatternsConfig { uplink: vec!["(?i)^uplink".into()], ..Default::default() }).unwrap();
+        let d = device();
+        let l = |name: &str, alias: &str| Labels { name: name.into(), alias: alias.into(), descr: String::new() };
+        assert_eq!(port_role(&d, &roles, 49, Some(&l("Te1/1/1", "whatever"))), PortRole::Uplink);
+        assert_eq!(port_role(&d, &roles, 7, Some(&l("Gi1/0/7", ""))), PortRole::Infrastructure);
+        assert_eq!(port_role(&d, &roles, 50, Some(&l("Te1/1/2", "Uplink: dist2"))), PortRole::Uplink);
+        assert_eq!(port_role(&d, &roles, 1, Some(&l("Gi1/0/1", "B12-R101"))), PortRole::Access);
+        assert_eq!(port_role(&d, &roles, 1, None), PortRole::Access);
+    }
+
+    #[test]
+    fn events_carry_labels_role_and_status() {
+        let roles = RolePatterns::default();
+        let labels: HashMap<u32, Labels> =
+            [(49, Labels { name: "Te1/1/1".into(), alias: "uplink: dist1".into(), descr: "Ten".into() })].into();
+        let mut snap = LinkSnapshot::default();
+        snap.ports.insert(49, PortLink { admin: 1, oper: 2, last_change: None });
+        let change = Change::Port { if_index: 49, kind: EventKind::LinkDown, initial: false, between_polls: false };
+        let e = event_for("site", &device(), &roles, &labels, Some(&snap), &change);
+        assert_eq!(e.if_name.as_deref(), Some("Te1/1/1"));
+        assert_eq!(e.if_alias.as_deref(), Some("uplink: dist1"));
+        assert_eq!(e.attrs["role"], json!("uplink"));
+        assert_eq!(e.attrs["oper_status"], json!(2));
+        assert_eq!(e.role(), Some(PortRole::Uplink));
+        assert!(e.attrs.get("initial").is_none());
+    }
+
+    #[test]
+    fn jitter_is_stable_and_bounded() {
+        let i = Duration::from_secs(2);
+        assert_eq!(jitter("a", i), jitter("a", i));
+        assert!(jitter("b", i) < i);
+        let distinct: std::collections::HashSet<_> = (0..50).map(|n| jitter(&format!("sw{n}"), i)).collect();
+        assert!(distinct.len() > 40);
+    }
+
+    #[test]
+    fn labels_from_walk() {
+        let columns = vec![
+            col(oid::IF_DESCR, &[(1, SnmpValue::OctetString(b"GigabitEthernet1/0/1".to_vec()))]),
+            col(oid::IF_NAME, &[(1, SnmpValue::OctetString(b"Gi1/0/1".to_vec())), (2, SnmpValue::OctetString(b"Gi1/0/2".to_vec()))]),
+            col(oid::IF_ALIAS, &[(2, SnmpValue::OctetString(b"uplink".to_vec()))]),
+        ];
+        let l = labels_from(&columns);
+        assert_eq!(l[&1], Labels { name: "Gi1/0/1".into(), alias: String::new(), descr: "GigabitEthernet1/0/1".into() });
+        assert_eq!(l[&2].alias, "uplink");
+    }
+}

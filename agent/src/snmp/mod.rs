@@ -1,0 +1,12 @@
+//! SNMP on top of `snmp2`: owned values, OID helpers, and a client with the timeout, retry
+//! and multi-column GETBULK table walk that `snmp2` leaves to its users.
+//!
+//! Owns: one UDP session per device, at most one request in flight on it. Must not: know
+//! about plans, state or events.
+
+mod client;
+pub mod oid;
+mod value;
+
+pub use client::{ClientStats, SnmpClient, SnmpError, Target, Walk};
+pub use value::SnmpValue;
