@@ -1,0 +1,94 @@
+//! Runs the collector: store, engine thread, MQTT ingest and the HTTP server; stops them in
+//! order (ingest stops forwarding, the engine commits and acknowledges what it holds, then
+//! HTTP stops).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use rumqttc::AsyncClient;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use cnaas_shared::runtime::{self, HealthFn};
+
+use crate::config::{CollectorConfig, StoreUrl};
+use crate::metrics::CollectorMetrics;
+use crate::store::{SqliteStore, Store};
+use crate::{api, engine, ingest};
+
+/// Runs until `token` is cancelled, then drains and returns.
+pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = match &cfg.store {
+        StoreUrl::Sqlite(path) => Arc::new(
+            SqliteStore::open(path).with_context(|| format!("cannot open the store {}", path.display()))?,
+        ),
+    };
+    let mut registry = Registry::default();
+    let metrics = CollectorMetrics::register(&mut registry);
+
+    let mut opts = cfg
+        .mqtt
+        .client_options(&cfg.base_dir, &format!("cnaas-collector-{}", cfg.id), None)
+        .context("invalid [mqtt] settings")?;
+    // Acknowledge only after the event is committed.
+    opts.set_manual_acks(true);
+    let (client, eventloop) = AsyncClient::new(opts, 1024);
+
+    let (tx, engine_thread) = engine::spawn(
+        store.clone(),
+        Arc::new(cfg.inventory.clone()),
+        metrics.clone(),
+        Box::new(client.clone()),
+        10_000,
+    )
+    .context("cannot start the engine thread")?;
+
+    let listener = TcpListener::bind(cfg.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the API", cfg.api_listen))?;
+    let health: HealthFn = {
+        let metrics = metrics.clone();
+        Arc::new(move || {
+            let mqtt = metrics.mqtt_connected.get() == 1;
+            (mqtt, serde_json::json!({ "mqtt_connected": mqtt, "incidents_open": metrics.incidents_open.get() }))
+        })
+    };
+    let router = api::router(store.clone()).merge(runtime::observability_router(Arc::new(registry), health));
+    let http_token = CancellationToken::new();
+    let http = tokio::spawn(runtime::serve(listener, router, http_token.clone()));
+    tracing::info!(collector = %cfg.id, api = %cfg.api_listen, "Collector started.");
+
+    let engine_done = CancellationToken::new();
+    let ingest_task = tokio::spawn(ingest::run(
+        client,
+        eventloop,
+        cfg.shared_group.clone(),
+        tx,
+        metrics.clone(),
+        token.clone(),
+        engine_done.clone(),
+        Duration::from_secs(10),
+    ));
+    // The engine thread ends once ingest has dropped its sender and the queue is empty.
+    let waiter = tokio::task::spawn_blocking(move || {
+        if engine_thread.join().is_err() {
+            tracing::error!("The engine thread panicked.");
+        }
+        engine_done.cancel();
+    });
+    token.cancelled().await;
+    if let Err(e) = ingest_task.await {
+        tracing::error!(error = %e, "The ingest task failed.");
+    }
+    let _ = waiter.await;
+    http_token.cancel();
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "The HTTP server failed."),
+        Err(e) => tracing::error!(error = %e, "The HTTP task failed."),
+    }
+    tracing::info!("Collector stopped.");
+    Ok(())
+}

@@ -1,0 +1,336 @@
+//! The collector's configuration file (TOML): broker, store, API, and the device inventory
+//! (customer, site, uplink parent, port roles). Every problem is reported with file, line and
+//! column.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use cnaas_shared::config::{ConfigSource, Diagnostics, Loaded, PathSeg};
+use cnaas_shared::mqtt::MqttConfig;
+use cnaas_shared::role::{PortRole, RolePatterns, RolePatternsConfig};
+use serde::Deserialize;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorFile {
+    /// `[collector]`.
+    pub collector: CollectorSection,
+    /// `[mqtt]`: the broker the agents publish to.
+    pub mqtt: MqttConfig,
+    /// `[ingest]`.
+    #[serde(default)]
+    pub ingest: IngestSection,
+    /// `[store]`.
+    pub store: StoreSection,
+    /// `[api]`.
+    pub api: ApiSection,
+    /// `[roles]`: ifAlias patterns for ports the inventory does not name.
+    #[serde(default)]
+    pub roles: RolePatternsConfig,
+    /// `[[device]]`: the inventory.
+    #[serde(default)]
+    pub device: Vec<DeviceEntry>,
+}
+
+/// `[collector]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSection {
+    /// This collector's id (MQTT client id and logs).
+    pub id: String,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    /// MQTT shared-subscription group: collectors in the same group share the event load.
+    /// Without it every collector gets every event.
+    pub shared_group: Option<String>,
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite://PATH` (relative to the config file's folder).
+    pub url: String,
+}
+
+/// `[api]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address for `/api/v1`, `/metrics` and `/healthz`.
+    pub listen: SocketAddr,
+}
+
+/// `[[device]]` of the inventory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEntry {
+    /// Device name, as the agent reports it.
+    pub name: String,
+    /// Customer id the device belongs to.
+    pub customer: Option<String>,
+    /// Site (building) of the device.
+    pub site: Option<String>,
+    /// The device's parent towards the core (another `[[device]]`).
+    pub uplink: Option<String>,
+    /// Port roles by ifName (or ifIndex as a string).
+    #[serde(default)]
+    pub ports: BTreeMap<String, PortRole>,
+}
+
+/// Where incidents and events are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+}
+
+/// One inventory device, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryDevice {
+    /// Customer id.
+    pub customer: Option<String>,
+    /// Site.
+    pub site: Option<String>,
+    /// Parent device.
+    pub uplink: Option<String>,
+    /// Port roles by ifName or ifIndex string.
+    pub ports: BTreeMap<String, PortRole>,
+}
+
+/// The inventory: devices by name, and the alias patterns.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Devices by name.
+    pub devices: HashMap<String, InventoryDevice>,
+    /// ifAlias patterns.
+    pub roles: RolePatterns,
+}
+
+/// The whole collector configuration, resolved.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Collector id.
+    pub id: String,
+    /// MQTT settings.
+    pub mqtt: MqttConfig,
+    /// Shared-subscription group, if any.
+    pub shared_group: Option<String>,
+    /// Folder of the config file.
+    pub base_dir: PathBuf,
+    /// Store.
+    pub store: StoreUrl,
+    /// API address.
+    pub api_listen: SocketAddr,
+    /// Inventory.
+    pub inventory: Inventory,
+}
+
+impl CollectorConfig {
+    /// Reads, parses and checks a file. On success the warnings come along.
+    pub fn load(path: &Path) -> Result<(CollectorConfig, Diagnostics), Diagnostics> {
+        Self::from_source(ConfigSource::read(path)?)
+    }
+
+    /// Parses and checks text.
+    pub fn from_source(source: ConfigSource) -> Result<(CollectorConfig, Diagnostics), Diagnostics> {
+        let mut loaded = source.parse::<CollectorFile>()?;
+        let cfg = resolve(&mut loaded);
+        let (_, warnings) = loaded.finish()?;
+        cfg.map(|c| (c, warnings.clone())).ok_or(warnings)
+    }
+}
+
+/// Parses `sqlite://PATH`.
+pub fn parse_store_url(url: &str, base_dir: &Path) -> Result<StoreUrl, String> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err("the SQLite path is empty".into());
+        }
+        return Ok(StoreUrl::Sqlite(base_dir.join(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err("PostgreSQL is not supported by this build yet; use sqlite://PATH".into());
+    }
+    Err(format!("`{url}` is not a store url"))
+}
+
+fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
+    use PathSeg::{Index, Key};
+    let base_dir = loaded.source().base_dir.clone();
+    let f = &loaded.value;
+    let mut errors: Vec<(Vec<PathSeg<'static>>, String, Option<String>)> = Vec::new();
+    let mut warnings: Vec<(Vec<PathSeg<'static>>, String, Option<String>)> = Vec::new();
+
+    if let Err(e) = f.mqtt.validate() {
+        errors.push((vec![Key("mqtt"), Key("url")], e.to_string(), None));
+    }
+    if let Some(g) = &f.ingest.shared_group
+        && !cnaas_shared::topics::is_valid_level(g)
+    {
+        errors.push((vec![Key("ingest"), Key("shared_group")], format!("`{g}` cannot be a topic level"), None));
+    }
+    let store = match parse_store_url(&f.store.url, &base_dir) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            errors.push((vec![Key("store"), Key("url")], e, Some("e.g. url = \"sqlite://var/collector.db\"".into())));
+            None
+        }
+    };
+    let roles = match RolePatterns::build(&f.roles) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push((vec![Key("roles"), Key(e.role.as_str())], e.to_string(), None));
+            RolePatterns::default()
+        }
+    };
+    let names: HashSet<&str> = f.device.iter().map(|d| d.name.as_str()).collect();
+    let mut seen = HashSet::new();
+    let mut devices = HashMap::new();
+    for (i, d) in f.device.iter().enumerate() {
+        if !seen.insert(d.name.as_str()) {
+            errors.push((vec![Key("device"), Index(i), Key("name")], format!("device `{}` is listed twice", d.name), None));
+        }
+        if let Some(up) = &d.uplink {
+            if up == &d.name {
+                errors.push((vec![Key("device"), Index(i), Key("uplink")], "a device cannot be its own uplink".into(), None));
+            } else if !names.contains(up.as_str()) {
+                warnings.push((
+                    vec![Key("device"), Index(i), Key("uplink")],
+                    format!("uplink `{up}` is not in the inventory: topology stops here"),
+                    Some("add a [[device]] entry for it".into()),
+                ));
+            }
+        }
+        devices.insert(
+            d.name.clone(),
+            InventoryDevice {
+                customer: d.customer.clone(),
+                site: d.site.clone(),
+                uplink: d.uplink.clone(),
+                ports: d.ports.clone(),
+            },
+        );
+    }
+    // An uplink chain that comes back to itself would make topology walks loop.
+    for (i, d) in f.device.iter().enumerate() {
+        let mut at = d.uplink.as_deref();
+        let mut steps = 0;
+        while let Some(name) = at {
+            if name == d.name {
+                errors.push((
+                    vec![Key("device"), Index(i), Key("uplink")],
+                    format!("the uplink chain of `{}` loops back to itself", d.name),
+                    None,
+                ));
+                break;
+            }
+            steps += 1;
+            if steps > devices.len() {
+                break;
+            }
+            at = devices.get(name).and_then(|x| x.uplink.as_deref());
+        }
+    }
+    let cfg = store.map(|store| CollectorConfig {
+        id: f.collector.id.clone(),
+        mqtt: f.mqtt.clone(),
+        shared_group: f.ingest.shared_group.clone(),
+        base_dir,
+        store,
+        api_listen: f.api.listen,
+        inventory: Inventory { devices, roles },
+    });
+    let ok = errors.is_empty();
+    for (p, m, h) in warnings {
+        loaded.warn_at(&p, m, h);
+    }
+    for (p, m, h) in errors {
+        loaded.error_at(&p, m, h);
+    }
+    cfg.filter(|_| ok)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const GOOD: &str = r#"
+[collector]
+id = "collector-1"
+
+[mqtt]
+url = "mqtt://127.0.0.1:16883"
+
+[store]
+url = "sqlite://var/collector.db"
+
+[api]
+listen = "127.0.0.1:16980"
+
+[roles]
+uplink = ['(?i)^uplink']
+
+[[device]]
+name = "d-b12"
+customer = "uni-b"
+site = "b12"
+
+[[device]]
+name = "a-b12-01"
+customer = "uni-b"
+site = "b12"
+uplink = "d-b12"
+ports = { "Te1/1/1" = "uplink" }
+"#;
+
+    #[test]
+    fn good_file() {
+        let (cfg, w) = CollectorConfig::from_source(ConfigSource::from_text("c.toml", GOOD)).unwrap();
+        assert!(w.0.is_empty(), "{w}");
+        assert_eq!(cfg.store, StoreUrl::Sqlite(PathBuf::from("./var/collector.db")));
+        let d = &cfg.inventory.devices["a-b12-01"];
+        assert_eq!(d.uplink.as_deref(), Some("d-b12"));
+        assert_eq!(d.ports["Te1/1/1"], PortRole::Uplink);
+    }
+
+    fn diags(text: &str) -> Vec<String> {
+        match CollectorConfig::from_source(ConfigSource::from_text("c.toml", text)) {
+            Ok((_, w)) => w.0.iter().map(ToString::to_string).collect(),
+            Err(d) => d.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn problems_with_positions() {
+        let text = GOOD.replace("url = \"sqlite://var/collector.db\"", "url = \"mysql://x\"")
+            .replace("uplink = \"d-b12\"", "uplink = \"a-b12-01\"")
+            .replace("site = \"b12\"\n\n[[device]]", "sight = \"b12\"\n\n[[device]]")
+            .replace("\"Te1/1/1\" = \"uplink\"", "\"Te1/1/1\" = \"upstream\"");
+        let d = diags(&text);
+        assert!(d.iter().any(|m| m.starts_with("c.toml:20:1: error: unknown field `sight`") && m.contains("did you mean `site`?")), "{d:#?}");
+        assert!(d.iter().any(|m| m.starts_with("c.toml:27:23: error: unknown variant `upstream`") && m.contains("use one of")), "{d:#?}");
+        // The remaining checks need a file that parses.
+        let text = GOOD.replace("url = \"sqlite://var/collector.db\"", "url = \"mysql://x\"")
+            .replace("uplink = \"d-b12\"", "uplink = \"a-b12-01\"");
+        let d = diags(&text);
+        assert!(d.iter().any(|m| m.starts_with("c.toml:9:7: error: `mysql://x` is not a store url")), "{d:#?}");
+        assert!(d.iter().any(|m| m.contains("cannot be its own uplink")), "{d:#?}");
+    }
+
+    #[test]
+    fn unknown_uplink_warns_and_loops_are_errors() {
+        let d = diags(&GOOD.replace("uplink = \"d-b12\"", "uplink = \"nowhere\""));
+        assert!(d.iter().any(|m| m.contains("warning: uplink `nowhere` is not in the inventory")), "{d:#?}");
+        let looped = GOOD.replace("name = \"d-b12\"\n", "name = \"d-b12\"\nuplink = \"a-b12-01\"\n");
+        let d = diags(&looped);
+        assert!(d.iter().any(|m| m.contains("loops back")), "{d:#?}");
+    }
+}

@@ -1,0 +1,299 @@
+//! Storage of events, incidents and dead letters behind the [`Store`] trait, so PostgreSQL can
+//! join SQLite later. Every event and the incident change it causes are written in one
+//! transaction.
+//!
+//! Owns: the schema and its migrations, durable state. Must not: decide anything; the
+//! correlation rules hand it a [`Decision`].
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use chrono::{DateTime, Utc};
+use cnaas_shared::Event;
+use cnaas_shared::role::PortRole;
+use serde::Serialize;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database said no.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database file or its folder could not be created.
+    #[error("cannot create {path}: {source}")]
+    Create {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The schema is newer than this build understands.
+    #[error("the database schema is version {found}, newer than this build's {supported}")]
+    SchemaTooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+    /// A stored row could not be read back.
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Alarm types (one alarm per device, subindex and type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmKind {
+    /// The device does not answer its agent.
+    DeviceDown,
+    /// A watched port is down.
+    LinkDown,
+}
+
+impl AlarmKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmKind::DeviceDown => "device_down",
+            AlarmKind::LinkDown => "link_down",
+        }
+    }
+}
+
+/// The identity of an alarm: `device|subindex|type` (subindex is the ifIndex or empty).
+pub fn alarm_key(device: &str, subindex: Option<u32>, kind: AlarmKind) -> String {
+    match subindex {
+        Some(i) => format!("{device}|{i}|{}", kind.as_str()),
+        None => format!("{device}||{}", kind.as_str()),
+    }
+}
+
+/// An incident to open, as the rules describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewIncident {
+    /// Alarm type.
+    pub kind: AlarmKind,
+    /// Alarm identity.
+    pub key: String,
+    /// 1 (critical) to 5 (information).
+    pub severity: u8,
+    /// Device.
+    pub device: String,
+    /// ifIndex for port alarms.
+    pub if_index: Option<u32>,
+    /// ifName.
+    pub if_name: Option<String>,
+    /// ifAlias.
+    pub if_alias: Option<String>,
+    /// Port role.
+    pub role: Option<PortRole>,
+    /// Site from inventory.
+    pub site: Option<String>,
+    /// Customer from inventory.
+    pub customer: Option<String>,
+    /// One line for people.
+    pub summary: String,
+}
+
+/// What the rules decided for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Open an incident for this alarm (or join the open one with the same key).
+    Open(NewIncident),
+    /// The alarm with this key cleared: resolve its open incident, if any.
+    Resolve {
+        /// Alarm identity.
+        key: String,
+    },
+    /// Only keep the event.
+    Record,
+}
+
+/// What happened to an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    /// A new incident.
+    Opened,
+    /// The event joined an open incident.
+    Joined,
+    /// The incident resolved.
+    Resolved,
+}
+
+/// The outcome of [`Store::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// False when the event id was already stored (a redelivery): nothing was changed.
+    pub stored: bool,
+    /// The incident touched, if any.
+    pub incident: Option<(i64, Transition)>,
+}
+
+/// An incident as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Incident {
+    /// Id.
+    pub id: i64,
+    /// Alarm type.
+    pub kind: String,
+    /// `open`, `acknowledged`, `resolved` or `closed`.
+    pub state: String,
+    /// 1-5.
+    pub severity: u8,
+    /// Device.
+    pub device: String,
+    /// ifIndex.
+    pub if_index: Option<u32>,
+    /// ifName.
+    pub if_name: Option<String>,
+    /// ifAlias.
+    pub if_alias: Option<String>,
+    /// Port role.
+    pub role: Option<String>,
+    /// Site.
+    pub site: Option<String>,
+    /// Customer.
+    pub customer: Option<String>,
+    /// One line for people.
+    pub summary: String,
+    /// When it opened (the first event's observation time).
+    pub opened_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When it resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// One line of an incident's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What (`opened`, `joined`, `resolved`, ...).
+    pub action: String,
+    /// Who (`system` or a person).
+    pub actor: String,
+    /// The event that caused it.
+    pub event_id: Option<String>,
+    /// Free text.
+    pub detail: Option<String>,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    /// Event id.
+    pub id: String,
+    /// Agent.
+    pub agent: String,
+    /// Device.
+    pub device: String,
+    /// Kind.
+    pub kind: String,
+    /// Source.
+    pub source: String,
+    /// Observation time.
+    pub observed_at: DateTime<Utc>,
+    /// When the collector stored it.
+    pub received_at: DateTime<Utc>,
+    /// ifIndex.
+    pub if_index: Option<u32>,
+    /// ifName.
+    pub if_name: Option<String>,
+    /// ifAlias.
+    pub if_alias: Option<String>,
+    /// Role the collector gave the port.
+    pub role: Option<String>,
+    /// Attributes.
+    pub attrs: serde_json::Value,
+    /// Incident it belongs to.
+    pub incident_id: Option<i64>,
+}
+
+/// An incident with its history and events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentDetail {
+    /// The incident.
+    #[serde(flatten)]
+    pub incident: Incident,
+    /// History, oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// Member events, oldest first.
+    pub events: Vec<StoredEvent>,
+}
+
+/// Filters for listing incidents.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only this customer.
+    pub customer: Option<String>,
+    /// Only this device.
+    pub device: Option<String>,
+    /// At most this many (newest first).
+    pub limit: u32,
+    /// Skip this many.
+    pub offset: u32,
+}
+
+/// Filters for listing events.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this device.
+    pub device: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// At most this many (newest first).
+    pub limit: u32,
+}
+
+/// A message that could not be ingested.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// MQTT topic.
+    pub topic: String,
+    /// Agent id, from the topic where it could be read.
+    pub agent: Option<String>,
+    /// Why it was refused.
+    pub reason: String,
+    /// The payload as received.
+    pub payload: Vec<u8>,
+}
+
+/// Durable state of the collector.
+pub trait Store: Send + Sync {
+    /// Stores an event and applies the decision in one transaction. An event id seen before
+    /// changes nothing.
+    fn apply(
+        &self,
+        event: &Event,
+        role: Option<PortRole>,
+        decision: &Decision,
+        received_at: DateTime<Utc>,
+    ) -> Result<Applied, StoreError>;
+    /// Keeps a message that could not be ingested.
+    fn dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError>;
+    /// Records an agent's status message.
+    fn set_agent_status(&self, agent: &str, status: &str, payload: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Lists incidents, newest first.
+    fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError>;
+    /// One incident with history and events.
+    fn get_incident(&self, id: i64) -> Result<Option<IncidentDetail>, StoreError>;
+    /// Lists events, newest first.
+    fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Number of open (or acknowledged) incidents.
+    fn count_open(&self) -> Result<u64, StoreError>;
+    /// Number of dead letters.
+    fn count_dead_letters(&self) -> Result<u64, StoreError>;
+}
