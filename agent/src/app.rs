@@ -41,7 +41,9 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
                 .filter(|n| {
                     metrics
                         .device_up
-                        .get(&crate::metrics::DeviceLabel { device: (*n).clone() })
+                        .get(&crate::metrics::DeviceLabel {
+                            device: (*n).clone(),
+                        })
                         .is_some_and(|g| g.get() == 1)
                 })
                 .count();
@@ -70,7 +72,11 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
     };
     let mut pollers = JoinSet::new();
     for device in cfg.devices {
-        pollers.spawn(plans::run_device(device, shared.clone(), token.child_token()));
+        pollers.spawn(plans::run_device(
+            device,
+            shared.clone(),
+            token.child_token(),
+        ));
     }
     // Only the device tasks may keep the publisher alive now.
     drop(shared);

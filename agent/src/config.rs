@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cnaas_shared::config::{ConfigSource, Diagnostics, HumanDuration, Loaded, PathSeg, Secret, SecretSource};
+use cnaas_shared::config::{
+    ConfigSource, Diagnostics, HumanDuration, Loaded, PathSeg, Secret, SecretSource,
+};
 use cnaas_shared::mqtt::MqttConfig;
 use cnaas_shared::role::{PortRole, RolePatterns, RolePatternsConfig};
 use cnaas_shared::topics;
@@ -266,11 +268,27 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
         }
     };
     if f.poller.max_concurrent == 0 {
-        errors.push((vec![Key("poller"), Key("max_concurrent")], "must be at least 1".into(), None));
+        errors.push((
+            vec![Key("poller"), Key("max_concurrent")],
+            "must be at least 1".into(),
+            None,
+        ));
     }
-    check_interval(&mut errors, vec![Key("defaults"), Key("link_interval")], f.defaults.link_interval);
-    check_interval(&mut errors, vec![Key("defaults"), Key("labels_interval")], f.defaults.labels_interval);
-    check_interval(&mut errors, vec![Key("defaults"), Key("timeout")], f.defaults.timeout);
+    check_interval(
+        &mut errors,
+        vec![Key("defaults"), Key("link_interval")],
+        f.defaults.link_interval,
+    );
+    check_interval(
+        &mut errors,
+        vec![Key("defaults"), Key("labels_interval")],
+        f.defaults.labels_interval,
+    );
+    check_interval(
+        &mut errors,
+        vec![Key("defaults"), Key("timeout")],
+        f.defaults.timeout,
+    );
     if f.device.is_empty() {
         warnings.push((
             vec![Key("agent")],
@@ -284,15 +302,27 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
     for (i, d) in f.device.iter().enumerate() {
         let at = |k: &'static str| vec![Key("device"), Index(i), Key(k)];
         if !topics::is_valid_level(&d.name) {
-            errors.push((at("name"), format!("device name `{}` cannot be used in an MQTT topic", d.name), None));
+            errors.push((
+                at("name"),
+                format!("device name `{}` cannot be used in an MQTT topic", d.name),
+                None,
+            ));
         }
         if !names.insert(d.name.clone()) {
-            errors.push((at("name"), format!("device `{}` is configured twice", d.name), None));
+            errors.push((
+                at("name"),
+                format!("device `{}` is configured twice", d.name),
+                None,
+            ));
         }
         let address = match normalise_address(&d.address) {
             Ok(a) => a,
             Err(reason) => {
-                errors.push((at("address"), reason, Some("write host:port, e.g. \"192.0.2.10:161\"".into())));
+                errors.push((
+                    at("address"),
+                    reason,
+                    Some("write host:port, e.g. \"192.0.2.10:161\"".into()),
+                ));
                 String::new()
             }
         };
@@ -300,15 +330,22 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
         if d.snmp.version != "2c" {
             errors.push((
                 snmp_at("version"),
-                format!("SNMP version `{}` is not supported by this build", d.snmp.version),
+                format!(
+                    "SNMP version `{}` is not supported by this build",
+                    d.snmp.version
+                ),
                 Some("use version = \"2c\"".into()),
             ));
         }
         let snmp = &d.snmp;
-        let given = [snmp.community.is_some(), snmp.community_file.is_some(), snmp.community_env.is_some()]
-            .into_iter()
-            .filter(|g| *g)
-            .count();
+        let given = [
+            snmp.community.is_some(),
+            snmp.community_file.is_some(),
+            snmp.community_env.is_some(),
+        ]
+        .into_iter()
+        .filter(|g| *g)
+        .count();
         let community = match &snmp.community {
             _ if given != 1 => {
                 errors.push((
@@ -331,7 +368,11 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
                 match src.read(&base_dir) {
                     Ok(s) => Some(s),
                     Err(e) => {
-                        let key = if src.file.is_some() { "community_file" } else { "community_env" };
+                        let key = if src.file.is_some() {
+                            "community_file"
+                        } else {
+                            "community_env"
+                        };
                         errors.push((snmp_at(key), e.to_string(), None));
                         None
                     }
@@ -341,7 +382,11 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
         let link_interval = d.link_interval.unwrap_or(f.defaults.link_interval);
         let timeout = d.timeout.unwrap_or(f.defaults.timeout);
         let retries = d.retries.unwrap_or(f.defaults.retries);
-        for (key, v) in [("link_interval", d.link_interval), ("labels_interval", d.labels_interval), ("timeout", d.timeout)] {
+        for (key, v) in [
+            ("link_interval", d.link_interval),
+            ("labels_interval", d.labels_interval),
+            ("timeout", d.timeout),
+        ] {
             if let Some(v) = v {
                 check_interval(&mut errors, at(key), v);
             }
@@ -359,7 +404,11 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
         }
         let max_repetitions = d.max_repetitions.unwrap_or(f.defaults.max_repetitions);
         if max_repetitions == 0 || max_repetitions > 200 {
-            errors.push((at("max_repetitions"), "max_repetitions must be 1-200".into(), None));
+            errors.push((
+                at("max_repetitions"),
+                "max_repetitions must be 1-200".into(),
+                None,
+            ));
         }
         if let Some(community) = community {
             devices.push(Device {
@@ -367,10 +416,16 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
                 address,
                 community,
                 link_interval: link_interval.get(),
-                labels_interval: d.labels_interval.unwrap_or(f.defaults.labels_interval).get(),
+                labels_interval: d
+                    .labels_interval
+                    .unwrap_or(f.defaults.labels_interval)
+                    .get(),
                 timeout: timeout.get(),
                 retries,
-                unreachable_after: d.unreachable_after.unwrap_or(f.defaults.unreachable_after).max(1),
+                unreachable_after: d
+                    .unreachable_after
+                    .unwrap_or(f.defaults.unreachable_after)
+                    .max(1),
                 max_repetitions: max_repetitions.clamp(1, 200),
                 ports: d.ports.clone(),
             });
@@ -395,9 +450,17 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
     ok.then_some(cfg)
 }
 
-fn check_interval(errors: &mut Vec<(Vec<PathSeg<'static>>, String, Option<String>)>, path: Vec<PathSeg<'static>>, d: HumanDuration) {
+fn check_interval(
+    errors: &mut Vec<(Vec<PathSeg<'static>>, String, Option<String>)>,
+    path: Vec<PathSeg<'static>>,
+    d: HumanDuration,
+) {
     if d.get() < MIN_INTERVAL {
-        errors.push((path, format!("{d} is too short"), Some("use at least 100ms".into())));
+        errors.push((
+            path,
+            format!("{d} is too short"),
+            Some("use at least 100ms".into()),
+        ));
     }
 }
 
@@ -411,13 +474,19 @@ fn normalise_address(addr: &str) -> Result<String, String> {
         return Ok(addr.to_owned());
     }
     if addr.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(if addr.contains(':') { format!("[{addr}]:161") } else { format!("{addr}:161") });
+        return Ok(if addr.contains(':') {
+            format!("[{addr}]:161")
+        } else {
+            format!("{addr}:161")
+        });
     }
     match addr.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.contains(':') => match port.parse::<u16>() {
-            Ok(p) if p > 0 => Ok(addr.to_owned()),
-            _ => Err(format!("`{port}` is not a port number")),
-        },
+        Some((host, port)) if !host.is_empty() && !host.contains(':') => {
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 => Ok(addr.to_owned()),
+                _ => Err(format!("`{port}` is not a port number")),
+            }
+        }
         None if !addr.contains(char::is_whitespace) => Ok(format!("{addr}:161")),
         _ => Err(format!("`{addr}` is not host:port")),
     }
@@ -455,7 +524,8 @@ ports = { "Te1/1/1" = "uplink" }
 
     #[test]
     fn a_good_file_resolves() {
-        let (cfg, warnings) = AgentConfig::from_source(ConfigSource::from_text("a.toml", GOOD)).unwrap();
+        let (cfg, warnings) =
+            AgentConfig::from_source(ConfigSource::from_text("a.toml", GOOD)).unwrap();
         assert!(warnings.0.is_empty(), "{warnings}");
         assert_eq!(cfg.id, "site-b12");
         let d = &cfg.devices[0];
@@ -481,22 +551,52 @@ ports = { "Te1/1/1" = "uplink" }
             .replace("link_interval = \"2s\"", "link_interval = \"2x\"");
         let e = errors(&text);
         assert_eq!(e.len(), 2, "{e:#?}");
-        assert!(e[0].starts_with("a.toml:12:17: error: invalid duration `2x`"), "{}", e[0]);
-        assert!(e[1].starts_with("a.toml:21:1: error: unknown field `lnik_interval`"), "{}", e[1]);
-        assert!(e[1].contains("hint: did you mean `link_interval`?"), "{}", e[1]);
+        assert!(
+            e[0].starts_with("a.toml:12:17: error: invalid duration `2x`"),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].starts_with("a.toml:21:1: error: unknown field `lnik_interval`"),
+            "{}",
+            e[1]
+        );
+        assert!(
+            e[1].contains("hint: did you mean `link_interval`?"),
+            "{}",
+            e[1]
+        );
     }
 
     #[test]
     fn semantic_problems_are_all_reported() {
-        let text = GOOD.replace("id = \"site-b12\"", "id = \"site/b12\"")
-            .replace("address = \"127.0.0.1:16161\"", "address = \"127.0.0.1:99999\"")
-            .replace("version = \"2c\", community = \"access-switch\"", "version = \"1\"")
+        let text = GOOD
+            .replace("id = \"site-b12\"", "id = \"site/b12\"")
+            .replace(
+                "address = \"127.0.0.1:16161\"",
+                "address = \"127.0.0.1:99999\"",
+            )
+            .replace(
+                "version = \"2c\", community = \"access-switch\"",
+                "version = \"1\"",
+            )
             + "\n[[device]]\nname = \"a-b12-01\"\naddress = \"x\"\nsnmp = { version = \"2c\", community = \"c\" }\n";
         let e = errors(&text);
-        assert!(e.iter().any(|m| m.contains("a.toml:3:6") && m.contains("MQTT topic")), "{e:#?}");
-        assert!(e.iter().any(|m| m.contains("a.toml:19:11") && m.contains("99999")), "{e:#?}");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("a.toml:3:6") && m.contains("MQTT topic")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("a.toml:19:11") && m.contains("99999")),
+            "{e:#?}"
+        );
         assert!(e.iter().any(|m| m.contains("not supported")), "{e:#?}");
-        assert!(e.iter().any(|m| m.contains("exactly one of community")), "{e:#?}");
+        assert!(
+            e.iter().any(|m| m.contains("exactly one of community")),
+            "{e:#?}"
+        );
         assert!(e.iter().any(|m| m.contains("configured twice")), "{e:#?}");
     }
 
@@ -511,7 +611,10 @@ ports = { "Te1/1/1" = "uplink" }
     #[test]
     fn addresses() {
         assert_eq!(normalise_address("10.0.0.1").unwrap(), "10.0.0.1:161");
-        assert_eq!(normalise_address("sw1.example.org").unwrap(), "sw1.example.org:161");
+        assert_eq!(
+            normalise_address("sw1.example.org").unwrap(),
+            "sw1.example.org:161"
+        );
         assert_eq!(normalise_address("sw1:1161").unwrap(), "sw1:1161");
         assert_eq!(normalise_address("::1").unwrap(), "[::1]:161");
         assert!(normalise_address("sw1:x").is_err());

@@ -22,7 +22,8 @@ use crate::{api, engine, ingest};
 pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = match &cfg.store {
         StoreUrl::Sqlite(path) => Arc::new(
-            SqliteStore::open(path).with_context(|| format!("cannot open the store {}", path.display()))?,
+            SqliteStore::open(path)
+                .with_context(|| format!("cannot open the store {}", path.display()))?,
         ),
     };
     let mut registry = Registry::default();
@@ -52,21 +53,27 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         let metrics = metrics.clone();
         Arc::new(move || {
             let mqtt = metrics.mqtt_connected.get() == 1;
-            (mqtt, serde_json::json!({ "mqtt_connected": mqtt, "incidents_open": metrics.incidents_open.get() }))
+            (
+                mqtt,
+                serde_json::json!({ "mqtt_connected": mqtt, "incidents_open": metrics.incidents_open.get() }),
+            )
         })
     };
-    let router = api::router(store.clone()).merge(runtime::observability_router(Arc::new(registry), health));
+    let router =
+        api::router(store.clone()).merge(runtime::observability_router(Arc::new(registry), health));
     let http_token = CancellationToken::new();
     let http = tokio::spawn(runtime::serve(listener, router, http_token.clone()));
     tracing::info!(collector = %cfg.id, api = %cfg.api_listen, "Collector started.");
 
     let engine_done = CancellationToken::new();
     let ingest_task = tokio::spawn(ingest::run(
-        client,
-        eventloop,
-        cfg.shared_group.clone(),
-        tx,
-        metrics.clone(),
+        ingest::Ingest {
+            client,
+            eventloop,
+            shared_group: cfg.shared_group.clone(),
+            tx,
+            metrics: metrics.clone(),
+        },
         token.clone(),
         engine_done.clone(),
         Duration::from_secs(10),

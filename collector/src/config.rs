@@ -139,7 +139,9 @@ impl CollectorConfig {
     }
 
     /// Parses and checks text.
-    pub fn from_source(source: ConfigSource) -> Result<(CollectorConfig, Diagnostics), Diagnostics> {
+    pub fn from_source(
+        source: ConfigSource,
+    ) -> Result<(CollectorConfig, Diagnostics), Diagnostics> {
         let mut loaded = source.parse::<CollectorFile>()?;
         let cfg = resolve(&mut loaded);
         let (_, warnings) = loaded.finish()?;
@@ -174,19 +176,31 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
     if let Some(g) = &f.ingest.shared_group
         && !cnaas_shared::topics::is_valid_level(g)
     {
-        errors.push((vec![Key("ingest"), Key("shared_group")], format!("`{g}` cannot be a topic level"), None));
+        errors.push((
+            vec![Key("ingest"), Key("shared_group")],
+            format!("`{g}` cannot be a topic level"),
+            None,
+        ));
     }
     let store = match parse_store_url(&f.store.url, &base_dir) {
         Ok(s) => Some(s),
         Err(e) => {
-            errors.push((vec![Key("store"), Key("url")], e, Some("e.g. url = \"sqlite://var/collector.db\"".into())));
+            errors.push((
+                vec![Key("store"), Key("url")],
+                e,
+                Some("e.g. url = \"sqlite://var/collector.db\"".into()),
+            ));
             None
         }
     };
     let roles = match RolePatterns::build(&f.roles) {
         Ok(r) => r,
         Err(e) => {
-            errors.push((vec![Key("roles"), Key(e.role.as_str())], e.to_string(), None));
+            errors.push((
+                vec![Key("roles"), Key(e.role.as_str())],
+                e.to_string(),
+                None,
+            ));
             RolePatterns::default()
         }
     };
@@ -195,11 +209,19 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
     let mut devices = HashMap::new();
     for (i, d) in f.device.iter().enumerate() {
         if !seen.insert(d.name.as_str()) {
-            errors.push((vec![Key("device"), Index(i), Key("name")], format!("device `{}` is listed twice", d.name), None));
+            errors.push((
+                vec![Key("device"), Index(i), Key("name")],
+                format!("device `{}` is listed twice", d.name),
+                None,
+            ));
         }
         if let Some(up) = &d.uplink {
             if up == &d.name {
-                errors.push((vec![Key("device"), Index(i), Key("uplink")], "a device cannot be its own uplink".into(), None));
+                errors.push((
+                    vec![Key("device"), Index(i), Key("uplink")],
+                    "a device cannot be its own uplink".into(),
+                    None,
+                ));
             } else if !names.contains(up.as_str()) {
                 warnings.push((
                     vec![Key("device"), Index(i), Key("uplink")],
@@ -293,9 +315,13 @@ ports = { "Te1/1/1" = "uplink" }
 
     #[test]
     fn good_file() {
-        let (cfg, w) = CollectorConfig::from_source(ConfigSource::from_text("c.toml", GOOD)).unwrap();
+        let (cfg, w) =
+            CollectorConfig::from_source(ConfigSource::from_text("c.toml", GOOD)).unwrap();
         assert!(w.0.is_empty(), "{w}");
-        assert_eq!(cfg.store, StoreUrl::Sqlite(PathBuf::from("./var/collector.db")));
+        assert_eq!(
+            cfg.store,
+            StoreUrl::Sqlite(PathBuf::from("./var/collector.db"))
+        );
         let d = &cfg.inventory.devices["a-b12-01"];
         assert_eq!(d.uplink.as_deref(), Some("d-b12"));
         assert_eq!(d.ports["Te1/1/1"], PortRole::Uplink);
@@ -310,26 +336,57 @@ ports = { "Te1/1/1" = "uplink" }
 
     #[test]
     fn problems_with_positions() {
-        let text = GOOD.replace("url = \"sqlite://var/collector.db\"", "url = \"mysql://x\"")
+        let text = GOOD
+            .replace("url = \"sqlite://var/collector.db\"", "url = \"mysql://x\"")
             .replace("uplink = \"d-b12\"", "uplink = \"a-b12-01\"")
-            .replace("site = \"b12\"\n\n[[device]]", "sight = \"b12\"\n\n[[device]]")
+            .replace(
+                "site = \"b12\"\n\n[[device]]",
+                "sight = \"b12\"\n\n[[device]]",
+            )
             .replace("\"Te1/1/1\" = \"uplink\"", "\"Te1/1/1\" = \"upstream\"");
         let d = diags(&text);
-        assert!(d.iter().any(|m| m.starts_with("c.toml:20:1: error: unknown field `sight`") && m.contains("did you mean `site`?")), "{d:#?}");
-        assert!(d.iter().any(|m| m.starts_with("c.toml:27:23: error: unknown variant `upstream`") && m.contains("use one of")), "{d:#?}");
+        assert!(
+            d.iter().any(
+                |m| m.starts_with("c.toml:20:1: error: unknown field `sight`")
+                    && m.contains("did you mean `site`?")
+            ),
+            "{d:#?}"
+        );
+        assert!(
+            d.iter().any(
+                |m| m.starts_with("c.toml:27:23: error: unknown variant `upstream`")
+                    && m.contains("use one of")
+            ),
+            "{d:#?}"
+        );
         // The remaining checks need a file that parses.
-        let text = GOOD.replace("url = \"sqlite://var/collector.db\"", "url = \"mysql://x\"")
+        let text = GOOD
+            .replace("url = \"sqlite://var/collector.db\"", "url = \"mysql://x\"")
             .replace("uplink = \"d-b12\"", "uplink = \"a-b12-01\"");
         let d = diags(&text);
-        assert!(d.iter().any(|m| m.starts_with("c.toml:9:7: error: `mysql://x` is not a store url")), "{d:#?}");
-        assert!(d.iter().any(|m| m.contains("cannot be its own uplink")), "{d:#?}");
+        assert!(
+            d.iter()
+                .any(|m| m.starts_with("c.toml:9:7: error: `mysql://x` is not a store url")),
+            "{d:#?}"
+        );
+        assert!(
+            d.iter().any(|m| m.contains("cannot be its own uplink")),
+            "{d:#?}"
+        );
     }
 
     #[test]
     fn unknown_uplink_warns_and_loops_are_errors() {
         let d = diags(&GOOD.replace("uplink = \"d-b12\"", "uplink = \"nowhere\""));
-        assert!(d.iter().any(|m| m.contains("warning: uplink `nowhere` is not in the inventory")), "{d:#?}");
-        let looped = GOOD.replace("name = \"d-b12\"\n", "name = \"d-b12\"\nuplink = \"a-b12-01\"\n");
+        assert!(
+            d.iter()
+                .any(|m| m.contains("warning: uplink `nowhere` is not in the inventory")),
+            "{d:#?}"
+        );
+        let looped = GOOD.replace(
+            "name = \"d-b12\"\n",
+            "name = \"d-b12\"\nuplink = \"a-b12-01\"\n",
+        );
         let d = diags(&looped);
         assert!(d.iter().any(|m| m.contains("loops back")), "{d:#?}");
     }

@@ -75,24 +75,32 @@ pub fn spawn(
     capacity: usize,
 ) -> std::io::Result<(mpsc::Sender<Envelope>, std::thread::JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::channel::<Envelope>(capacity);
-    let handle = std::thread::Builder::new().name("engine".into()).spawn(move || {
-        if let Ok(open) = store.count_open() {
-            metrics.incidents_open.set(i64::try_from(open).unwrap_or(i64::MAX));
-        }
-        while let Some(env) = rx.blocking_recv() {
-            metrics.ingest_queue.dec();
-            process(store.as_ref(), &inventory, &metrics, env.input);
-            if let Some(p) = env.ack {
-                acker.ack(&p);
+    let handle = std::thread::Builder::new()
+        .name("engine".into())
+        .spawn(move || {
+            if let Ok(open) = store.count_open() {
+                metrics
+                    .incidents_open
+                    .set(i64::try_from(open).unwrap_or(i64::MAX));
             }
-        }
-        tracing::info!("Engine stopped.");
-    })?;
+            while let Some(env) = rx.blocking_recv() {
+                metrics.ingest_queue.dec();
+                process(store.as_ref(), &inventory, &metrics, env.input);
+                if let Some(p) = env.ack {
+                    acker.ack(&p);
+                }
+            }
+            tracing::info!("Engine stopped.");
+        })?;
     Ok((tx, handle))
 }
 
 /// Retries a store operation until it works: ingestion waits rather than loses a message.
-fn with_retry<T>(metrics: &CollectorMetrics, what: &str, mut op: impl FnMut() -> Result<T, StoreError>) -> T {
+fn with_retry<T>(
+    metrics: &CollectorMetrics,
+    what: &str,
+    mut op: impl FnMut() -> Result<T, StoreError>,
+) -> T {
     let mut delay = Duration::from_millis(50);
     loop {
         match op() {
@@ -112,7 +120,9 @@ fn process(store: &dyn Store, inventory: &Inventory, metrics: &CollectorMetrics,
         Input::Event { event, received } => {
             let role = correlate::resolve_role(&event, inventory);
             let decision = correlate::decide(&event, role, inventory);
-            let applied = with_retry(metrics, "event", || store.apply(&event, role, &decision, Utc::now()));
+            let applied = with_retry(metrics, "event", || {
+                store.apply(&event, role, &decision, Utc::now())
+            });
             metrics.processing.observe(received.elapsed().as_secs_f64());
             if !applied.stored {
                 metrics.events_duplicate.inc();
@@ -129,12 +139,24 @@ fn process(store: &dyn Store, inventory: &Inventory, metrics: &CollectorMetrics,
                 match t {
                     Transition::Opened => {
                         metrics.incidents_open.inc();
-                        metrics.incidents.get_or_create(&IncidentLabel { kind, transition: "opened" }).inc();
+                        metrics
+                            .incidents
+                            .get_or_create(&IncidentLabel {
+                                kind,
+                                transition: "opened",
+                            })
+                            .inc();
                         tracing::info!(incident = id, device = %event.device, if_name = ?event.if_name, kind, "Incident opened.");
                     }
                     Transition::Resolved => {
                         metrics.incidents_open.dec();
-                        metrics.incidents.get_or_create(&IncidentLabel { kind, transition: "resolved" }).inc();
+                        metrics
+                            .incidents
+                            .get_or_create(&IncidentLabel {
+                                kind,
+                                transition: "resolved",
+                            })
+                            .inc();
                         tracing::info!(incident = id, device = %event.device, if_name = ?event.if_name, kind, "Incident resolved.");
                     }
                     Transition::Joined => {}
@@ -143,13 +165,22 @@ fn process(store: &dyn Store, inventory: &Inventory, metrics: &CollectorMetrics,
         }
         Input::DeadLetter { letter, reason } => {
             tracing::warn!(topic = %letter.topic, agent = ?letter.agent, reason = %letter.reason, "Message refused; kept as a dead letter.");
-            metrics.dead_letters.get_or_create(&ReasonLabel { reason }).inc();
+            metrics
+                .dead_letters
+                .get_or_create(&ReasonLabel { reason })
+                .inc();
             with_retry(metrics, "dead letter", || store.dead_letter(&letter));
         }
-        Input::Status { agent, status, payload } => {
+        Input::Status {
+            agent,
+            status,
+            payload,
+        } => {
             metrics.agent_status.inc();
             tracing::info!(agent = %agent, status = %status, "Agent status.");
-            with_retry(metrics, "agent status", || store.set_agent_status(&agent, &status, &payload, Utc::now()));
+            with_retry(metrics, "agent status", || {
+                store.set_agent_status(&agent, &status, &payload, Utc::now())
+            });
         }
     }
 }

@@ -59,21 +59,63 @@ impl CollectorMetrics {
             incidents: Family::default(),
             incidents_open: Gauge::default(),
             ingest_queue: Gauge::default(),
-            processing: Histogram::new([0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]),
+            processing: Histogram::new([
+                0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+            ]),
             store_errors: Counter::default(),
             mqtt_connected: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("cnaas_collector");
-        r.register("events_stored", "Valid events stored", m.events_stored.clone());
-        r.register("events_duplicate", "Events received again (same id) and not stored twice", m.events_duplicate.clone());
-        r.register("dead_letters", "Messages refused and kept in the dead-letter table, by reason", m.dead_letters.clone());
-        r.register("agent_status_messages", "Agent status messages received", m.agent_status.clone());
-        r.register("incident_transitions", "Incidents opened and resolved, by alarm type", m.incidents.clone());
-        r.register("incidents_open", "Incidents open or acknowledged now", m.incidents_open.clone());
-        r.register("ingest_queue_depth", "Messages received and waiting for the engine", m.ingest_queue.clone());
-        r.register("event_processing_seconds", "Time from receipt of an event to its commit", m.processing.clone());
-        r.register("store_errors", "Store operations that failed and were retried", m.store_errors.clone());
-        r.register("mqtt_connected", "1 while the collector is connected to the MQTT broker", m.mqtt_connected.clone());
+        r.register(
+            "events_stored",
+            "Valid events stored",
+            m.events_stored.clone(),
+        );
+        r.register(
+            "events_duplicate",
+            "Events received again (same id) and not stored twice",
+            m.events_duplicate.clone(),
+        );
+        r.register(
+            "dead_letters",
+            "Messages refused and kept in the dead-letter table, by reason",
+            m.dead_letters.clone(),
+        );
+        r.register(
+            "agent_status_messages",
+            "Agent status messages received",
+            m.agent_status.clone(),
+        );
+        r.register(
+            "incident_transitions",
+            "Incidents opened and resolved, by alarm type",
+            m.incidents.clone(),
+        );
+        r.register(
+            "incidents_open",
+            "Incidents open or acknowledged now",
+            m.incidents_open.clone(),
+        );
+        r.register(
+            "ingest_queue_depth",
+            "Messages received and waiting for the engine",
+            m.ingest_queue.clone(),
+        );
+        r.register(
+            "event_processing_seconds",
+            "Time from receipt of an event to its commit",
+            m.processing.clone(),
+        );
+        r.register(
+            "store_errors",
+            "Store operations that failed and were retried",
+            m.store_errors.clone(),
+        );
+        r.register(
+            "mqtt_connected",
+            "1 while the collector is connected to the MQTT broker",
+            m.mqtt_connected.clone(),
+        );
         m
     }
 }

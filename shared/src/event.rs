@@ -229,9 +229,18 @@ impl Event {
                     .to_rfc3339_opts(SecondsFormat::Millis, true),
             ),
         );
-        m.insert("if_index".into(), self.if_index.map_or(Value::Null, Value::from));
-        m.insert("if_name".into(), self.if_name.clone().map_or(Value::Null, Value::from));
-        m.insert("if_alias".into(), self.if_alias.clone().map_or(Value::Null, Value::from));
+        m.insert(
+            "if_index".into(),
+            self.if_index.map_or(Value::Null, Value::from),
+        );
+        m.insert(
+            "if_name".into(),
+            self.if_name.clone().map_or(Value::Null, Value::from),
+        );
+        m.insert(
+            "if_alias".into(),
+            self.if_alias.clone().map_or(Value::Null, Value::from),
+        );
         m.insert("attrs".into(), Value::Object(self.attrs.clone()));
         Value::Object(m)
     }
@@ -429,31 +438,58 @@ mod tests {
         let cases: Vec<(Vec<u8>, DecodeError)> = vec![
             (b"{not json".to_vec(), DecodeError::Json(String::new())),
             (b"[1,2]".to_vec(), DecodeError::NotAnObject),
-            (with("v", Some(json!(2))), DecodeError::UnsupportedVersion("2".into())),
-            (with("v", Some(json!("1"))), DecodeError::UnsupportedVersion("\"1\"".into())),
+            (
+                with("v", Some(json!(2))),
+                DecodeError::UnsupportedVersion("2".into()),
+            ),
+            (
+                with("v", Some(json!("1"))),
+                DecodeError::UnsupportedVersion("\"1\"".into()),
+            ),
             (with("v", None), DecodeError::MissingField("v")),
             (with("id", None), DecodeError::MissingField("id")),
             (with("agent", None), DecodeError::MissingField("agent")),
-            (with("device", Some(Value::Null)), DecodeError::MissingField("device")),
+            (
+                with("device", Some(Value::Null)),
+                DecodeError::MissingField("device"),
+            ),
             (with("kind", None), DecodeError::MissingField("kind")),
             (with("source", None), DecodeError::MissingField("source")),
-            (with("observed_at", None), DecodeError::MissingField("observed_at")),
-            (with("if_index", None), DecodeError::MissingField("if_index")),
+            (
+                with("observed_at", None),
+                DecodeError::MissingField("observed_at"),
+            ),
+            (
+                with("if_index", None),
+                DecodeError::MissingField("if_index"),
+            ),
             (
                 with("device", Some(json!(7))),
-                DecodeError::WrongType { field: "device", expected: "a string" },
+                DecodeError::WrongType {
+                    field: "device",
+                    expected: "a string",
+                },
             ),
             (
                 with("if_index", Some(json!("49"))),
-                DecodeError::WrongType { field: "if_index", expected: "an integer or null" },
+                DecodeError::WrongType {
+                    field: "if_index",
+                    expected: "an integer or null",
+                },
             ),
             (
                 with("attrs", Some(json!([]))),
-                DecodeError::WrongType { field: "attrs", expected: "an object" },
+                DecodeError::WrongType {
+                    field: "attrs",
+                    expected: "an object",
+                },
             ),
             (
                 with("if_name", Some(json!(1))),
-                DecodeError::WrongType { field: "if_name", expected: "a string or null" },
+                DecodeError::WrongType {
+                    field: "if_name",
+                    expected: "a string or null",
+                },
             ),
         ];
         for (bytes, want) in cases {

@@ -88,11 +88,15 @@ impl BrokerUrl {
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains(['/', '?', '@']) {
-            return Err(bad("only host and port belong in the url; credentials go in username and password_file"));
+            return Err(bad(
+                "only host and port belong in the url; credentials go in username and password_file",
+            ));
         }
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p.parse::<u16>().map_err(|_| bad("the port must be a number 1-65535"))?;
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| bad("the port must be a number 1-65535"))?;
                 (h, port)
             }
             _ => (rest, if tls { 8883 } else { 1883 }),
@@ -121,7 +125,8 @@ impl MqttConfig {
                 "give either password_file or password_env, not both",
             ));
         }
-        if self.username.is_none() && (self.password_file.is_some() || self.password_env.is_some()) {
+        if self.username.is_none() && (self.password_file.is_some() || self.password_env.is_some())
+        {
             return Err(MqttConfigError::Credentials("a password needs a username"));
         }
         Ok(url)
@@ -136,7 +141,10 @@ impl MqttConfig {
         last_will: Option<LastWill>,
     ) -> Result<MqttOptions, MqttConfigError> {
         let url = self.validate()?;
-        let client_id = self.client_id.clone().unwrap_or_else(|| default_client_id.to_owned());
+        let client_id = self
+            .client_id
+            .clone()
+            .unwrap_or_else(|| default_client_id.to_owned());
         let mut opts = MqttOptions::new(client_id, url.host, url.port);
         opts.set_keep_alive(self.keep_alive.get().max(Duration::from_secs(1)));
         opts.set_clean_session(false);
@@ -186,11 +194,28 @@ mod tests {
     #[test]
     fn urls() {
         let u = BrokerUrl::parse("mqtt://127.0.0.1:16883").unwrap();
-        assert_eq!(u, BrokerUrl { tls: false, host: "127.0.0.1".into(), port: 16883 });
-        assert_eq!(BrokerUrl::parse("mqtts://broker.example.org").unwrap().port, 8883);
+        assert_eq!(
+            u,
+            BrokerUrl {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 16883
+            }
+        );
+        assert_eq!(
+            BrokerUrl::parse("mqtts://broker.example.org").unwrap().port,
+            8883
+        );
         assert_eq!(BrokerUrl::parse("mqtt://broker/").unwrap().port, 1883);
         assert_eq!(BrokerUrl::parse("mqtt://[::1]:1884").unwrap().host, "::1");
-        for bad in ["tcp://x:1", "mqtt://", "mqtt://x:abc", "mqtt://x:0", "mqtt://u:p@x:1", "mqtt://x:1/t"] {
+        for bad in [
+            "tcp://x:1",
+            "mqtt://",
+            "mqtt://x:abc",
+            "mqtt://x:0",
+            "mqtt://u:p@x:1",
+            "mqtt://x:1/t",
+        ] {
             assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
         }
     }
@@ -206,6 +231,9 @@ mod tests {
             ca_file: None,
             keep_alive: HumanDuration::secs(5),
         };
-        assert!(matches!(cfg.validate(), Err(MqttConfigError::Credentials(_))));
+        assert!(matches!(
+            cfg.validate(),
+            Err(MqttConfigError::Credentials(_))
+        ));
     }
 }

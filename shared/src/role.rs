@@ -58,7 +58,10 @@ impl fmt::Display for PortRole {
 impl FromStr for PortRole {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        PortRole::ALL.into_iter().find(|r| r.as_str() == s).ok_or(())
+        PortRole::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -167,7 +170,10 @@ mod tests {
 
     #[test]
     fn only_access_is_unwatched() {
-        let watched: Vec<_> = PortRole::ALL.into_iter().filter(|r| r.is_watched()).collect();
+        let watched: Vec<_> = PortRole::ALL
+            .into_iter()
+            .filter(|r| r.is_watched())
+            .collect();
         assert_eq!(watched.len(), 3);
         assert!(!PortRole::Access.is_watched());
     }

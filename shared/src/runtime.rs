@@ -15,7 +15,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Sets up tracing: `RUST_LOG` (default `info`) and plain or JSON lines on stderr.
 pub fn init_tracing(json: bool, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -43,7 +44,10 @@ pub fn shutdown_on_signals() -> CancellationToken {
 #[cfg(unix)]
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -92,14 +96,22 @@ async fn metrics(State(st): State<HttpState>) -> Response {
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "Encoding metrics failed.");
-            (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics encoding failed\n",
+            )
+                .into_response()
         }
     }
 }
 
 async fn healthz(State(st): State<HttpState>) -> Response {
     let (ok, details) = (st.health)();
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let mut body = serde_json::json!({ "status": if ok { "ok" } else { "degraded" } });
     if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), details) {
         obj.extend(more);
@@ -108,7 +120,11 @@ async fn healthz(State(st): State<HttpState>) -> Response {
 }
 
 /// Serves `router` on `listener` until `token` is cancelled, then finishes open requests.
-pub async fn serve(listener: TcpListener, router: Router, token: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    token: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await

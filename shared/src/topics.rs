@@ -64,13 +64,21 @@ mod tests {
         assert_eq!(t, "cnaas/v1/events/site-b12/a-b12-01");
         assert_eq!(
             parse(&t),
-            Some(Topic::Event { agent: "site-b12", device: "a-b12-01" })
+            Some(Topic::Event {
+                agent: "site-b12",
+                device: "a-b12-01"
+            })
         );
         assert_eq!(
             parse(&status_topic("site-b12")),
             Some(Topic::Status { agent: "site-b12" })
         );
-        for bad in ["cnaas/v1/events/a", "cnaas/v1/events/a/b/c", "other/v1/events/a/b", "cnaas/v1/events//b"] {
+        for bad in [
+            "cnaas/v1/events/a",
+            "cnaas/v1/events/a/b/c",
+            "other/v1/events/a/b",
+            "cnaas/v1/events//b",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }

@@ -1,1 +1,454 @@
-//! placeholder
+//! The peer harness for end-to-end tests: starts real peers (Mosquitto, snmpsim) and the
+//! product's own binaries on free loopback ports in 16000-18999, waits until they answer, and
+//! stops them by PID when the guard is dropped, also when a test panics.
+//!
+//! Every peer gets its own temporary folder (config, data, log). When a readiness check fails,
+//! the error carries the peer's log so the failure explains itself.
+#![forbid(unsafe_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Lowest port tests may use.
+pub const PORT_MIN: u16 = 16000;
+/// Highest port tests may use.
+pub const PORT_MAX: u16 = 18999;
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A port in 16000-18999 that is free for both TCP and UDP on 127.0.0.1 right now.
+/// Each test process starts at a different offset so parallel test binaries rarely collide.
+pub fn free_port() -> u16 {
+    let span = PORT_MAX - PORT_MIN + 1;
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        u16::try_from(std::process::id() % u32::from(span)).unwrap_or(0) + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let n = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let port = PORT_MIN + (n % span);
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORT_MIN}-{PORT_MAX}");
+}
+
+/// A running process that is stopped when dropped: SIGTERM, then SIGKILL after a grace period.
+pub struct Process {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+    grace: Duration,
+}
+
+impl Process {
+    /// Starts `cmd` with stdout and stderr going to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Process> {
+        let out = std::fs::File::create(log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({cmd:?})"))?;
+        Ok(Process {
+            name: name.to_owned(),
+            child: Some(child),
+            log: log.to_owned(),
+            grace: Duration::from_secs(10),
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// What the process wrote so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Fails with the log if the process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(c) = self.child.as_mut()
+            && let Some(status) = c.try_wait()?
+        {
+            bail!(
+                "{} exited early with {status}; its log:\n{}",
+                self.name,
+                self.log()
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit code (None if killed).
+    pub fn terminate(&mut self) -> Result<Option<i32>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + self.grace;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "{} did not stop within {:?} of SIGTERM; killed. Log:\n{}",
+                    self.name,
+                    self.grace,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or fails after `limit`.
+pub fn wait_until<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A temporary folder that peers running as `nobody` can read (and, where asked, write).
+pub fn open_tempdir() -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("cnaas-test-").tempdir()?;
+    set_mode(dir.path(), 0o755)?;
+    Ok(dir)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot chmod {}", path.display()))
+}
+
+/// A Mosquitto broker on a free loopback port.
+pub struct Mosquitto {
+    /// Its port.
+    pub port: u16,
+    /// The process.
+    pub process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto with anonymous access on 127.0.0.1 and waits until it accepts.
+    pub fn start() -> Result<Mosquitto> {
+        let dir = open_tempdir()?;
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\nlog_type warning\nlog_type notice\n"
+            ),
+        )?;
+        let mut cmd = Command::new(find_program("mosquitto")?);
+        cmd.arg("-c").arg(&conf);
+        let mut process = Process::spawn("mosquitto", cmd, &dir.path().join("mosquitto.log"))?;
+        wait_until(
+            "mosquitto to accept connections",
+            Duration::from_secs(10),
+            || {
+                if process.check_alive().is_err() {
+                    return Some(());
+                }
+                TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+            },
+        )?;
+        process.check_alive()?;
+        Ok(Mosquitto {
+            port,
+            process,
+            _dir: dir,
+        })
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Finds a program on PATH or in /usr/sbin (Debian puts daemons there).
+pub fn find_program(name: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| format!("`{name}` is not installed; ./tests/run installs the test peers"))
+}
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// snmpsim serving recordings on a free loopback UDP port.
+pub struct Snmpsim {
+    /// Its port.
+    pub port: u16,
+    /// The process.
+    pub process: Process,
+    dir: tempfile::TempDir,
+}
+
+impl Snmpsim {
+    /// Starts snmpsim with the given recordings (`community` -> `.snmprec` file) and waits
+    /// until the first one answers a GET of sysUpTime.
+    pub fn start(recordings: &[(&str, &Path)]) -> Result<Snmpsim> {
+        let responder = match std::env::var_os("CNAAS_SNMPSIM") {
+            Some(p) => PathBuf::from(p),
+            None => find_program("snmpsim-command-responder")?,
+        };
+        let dir = open_tempdir()?;
+        let data = dir.path().join("data");
+        let cache = dir.path().join("cache");
+        std::fs::create_dir_all(&data)?;
+        std::fs::create_dir_all(&cache)?;
+        set_mode(&data, 0o755)?;
+        set_mode(&cache, 0o777)?;
+        for (community, file) in recordings {
+            let to = data.join(format!("{community}.snmprec"));
+            std::fs::copy(file, &to).with_context(|| format!("cannot copy {}", file.display()))?;
+            set_mode(&to, 0o644)?;
+        }
+        let port = free_port();
+        let mut cmd = Command::new(&responder);
+        cmd.arg(format!("--data-dir={}", data.display()))
+            .arg(format!("--cache-dir={}", cache.display()))
+            .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"));
+        if is_root() {
+            cmd.args(["--process-user=nobody", "--process-group=nogroup"]);
+        }
+        let mut process = Process::spawn("snmpsim", cmd, &dir.path().join("snmpsim.log"))?;
+        let community = recordings.first().map_or("public", |r| r.0).to_owned();
+        let ready = wait_until("snmpsim to answer", Duration::from_secs(60), || {
+            if process.check_alive().is_err() {
+                return Some(false);
+            }
+            snmp_get(port, &community, "1.3.6.1.2.1.1.3.0")
+                .ok()
+                .map(|_| true)
+        });
+        if !matches!(ready, Ok(true)) {
+            process.check_alive()?;
+            bail!(
+                "snmpsim did not answer on 127.0.0.1:{port}; its log:\n{}",
+                process.log()
+            );
+        }
+        Ok(Snmpsim { port, process, dir })
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The temporary folder (data and cache).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn net_snmp(tool: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(find_program(tool)?)
+        .env("MIBS", "")
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {tool}"))?;
+    if !out.status.success() {
+        bail!(
+            "{tool} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `snmpget` (Net-SNMP) of one numeric OID; returns its output line.
+pub fn snmp_get(port: u16, community: &str, oid: &str) -> Result<String> {
+    let target = format!("127.0.0.1:{port}");
+    net_snmp(
+        "snmpget",
+        &[
+            "-v2c", "-c", community, "-t", "0.5", "-r", "0", "-On", &target, oid,
+        ],
+    )
+}
+
+/// `snmpset` (Net-SNMP) of one INTEGER.
+pub fn snmp_set_int(port: u16, community: &str, oid: &str, value: i64) -> Result<()> {
+    let target = format!("127.0.0.1:{port}");
+    let v = value.to_string();
+    net_snmp(
+        "snmpset",
+        &[
+            "-v2c", "-c", community, "-t", "1", "-r", "2", "-On", &target, oid, "i", &v,
+        ],
+    )
+    .map(|_| ())
+}
+
+/// Path of one of the workspace's binaries, built next to the test executable.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("cannot find the target folder")?;
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build the workspace binaries first (`cargo build --workspace`; ./tests/run does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Starts one of the product's binaries with `--config FILE`.
+pub fn start_binary(name: &str, config: &Path, log: &Path) -> Result<Process> {
+    let mut cmd = Command::new(binary(name)?);
+    cmd.arg("--config").arg(config).env("RUST_LOG", "info");
+    Process::spawn(name, cmd, log)
+}
+
+/// A blocking HTTP GET returning the status and body (tests only; loopback, short timeout).
+pub fn http_get(url: &str) -> Result<(u16, String)> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let resp = client.get(url).send()?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text()?))
+}
+
+/// A blocking HTTP GET parsed as JSON.
+pub fn http_json(url: &str) -> Result<serde_json::Value> {
+    let (status, body) = http_get(url)?;
+    if status != 200 {
+        bail!("GET {url} answered {status}: {body}");
+    }
+    serde_json::from_str(&body).with_context(|| format!("GET {url} did not return JSON: {body}"))
+}
+
+/// The recording of a 48-port access switch with two uplinks.
+pub fn access_switch_recording() -> PathBuf {
+    repo_root().join("tests/data/snmpsim/access-switch.snmprec")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_in_range_and_distinct() {
+        let a = free_port();
+        let b = free_port();
+        assert!((PORT_MIN..=PORT_MAX).contains(&a));
+        assert!((PORT_MIN..=PORT_MAX).contains(&b));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn wait_until_times_out() {
+        let r: Result<()> = wait_until("nothing", Duration::from_millis(50), || None);
+        assert!(r.is_err());
+        let mut n = 0;
+        assert_eq!(
+            wait_until("third try", Duration::from_secs(1), || {
+                n += 1;
+                (n == 3).then_some(n)
+            })
+            .ok(),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn a_dropped_process_is_stopped() {
+        let dir = open_tempdir().ok();
+        let Some(dir) = dir else { return };
+        let mut cmd = Command::new("sleep");
+        cmd.arg("60");
+        let Ok(p) = Process::spawn("sleep", cmd, &dir.path().join("log")) else {
+            return;
+        };
+        let pid = p.pid().map(|p| p.to_string()).unwrap_or_default();
+        drop(p);
+        let alive = Command::new("kill")
+            .args(["-0", &pid])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(!alive, "process {pid} still runs after drop");
+    }
+}

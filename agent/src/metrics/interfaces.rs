@@ -90,7 +90,9 @@ impl Collector for InterfaceTable {
         for (name, help, get) in PORT_METRICS {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for device in &devices {
-                let Some(view) = map.get(*device) else { continue };
+                let Some(view) = map.get(*device) else {
+                    continue;
+                };
                 for (if_index, port) in &view.ports {
                     let Some(v) = get(port) else { continue };
                     let idx = if_index.to_string();
@@ -113,7 +115,8 @@ impl Collector for InterfaceTable {
         )?;
         for device in devices {
             if let Some(up) = map.get(device).and_then(|v| v.uptime) {
-                ConstGauge::new(i64::from(up)).encode(family.encode_family(&[("device", device.as_str())])?)?;
+                ConstGauge::new(i64::from(up))
+                    .encode(family.encode_family(&[("device", device.as_str())])?)?;
             }
         }
         Ok(())
@@ -130,20 +133,26 @@ mod tests {
     fn renders_like_snmp_exporter() {
         let t = InterfaceTable::default();
         let mut ports = BTreeMap::new();
-        ports.insert(49, PortView {
-            admin: 1,
-            oper: 2,
-            last_change: Some(4549),
-            name: "Te1/1/1".into(),
-            alias: "uplink: \"dist1\"".into(),
-            descr: "TenGigabitEthernet1/1/1".into(),
-        });
+        ports.insert(
+            49,
+            PortView {
+                admin: 1,
+                oper: 2,
+                last_change: Some(4549),
+                name: "Te1/1/1".into(),
+                alias: "uplink: \"dist1\"".into(),
+                descr: "TenGigabitEthernet1/1/1".into(),
+            },
+        );
         t.set_device("a-b12-01", Some(1234), ports);
         let mut reg = Registry::default();
         reg.register_collector(Box::new(t.clone()));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
-        assert!(out.contains("# HELP ifOperStatus The current operational state of the interface."), "{out}");
+        assert!(
+            out.contains("# HELP ifOperStatus The current operational state of the interface."),
+            "{out}"
+        );
         assert!(out.contains(
             "ifOperStatus{device=\"a-b12-01\",ifAlias=\"uplink: \\\"dist1\\\"\",ifDescr=\"TenGigabitEthernet1/1/1\",ifIndex=\"49\",ifName=\"Te1/1/1\"} 2"
         ), "{out}");

@@ -66,7 +66,9 @@ pub struct AgentMetrics {
 }
 
 fn poll_histogram() -> Histogram {
-    Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ])
 }
 
 impl AgentMetrics {
@@ -86,17 +88,61 @@ impl AgentMetrics {
             mqtt_connected: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("cnaas_agent");
-        r.register("poll_duration_seconds", "Wall time of one device poll, by plan", m.poll_duration.clone());
-        r.register("poll_failures", "Device polls that failed (timeout or error), by plan", m.poll_failures.clone());
-        r.register("snmp_requests", "SNMP requests sent, retries included", m.snmp_requests.clone());
-        r.register("snmp_timeouts", "SNMP requests that got no response in time", m.snmp_timeouts.clone());
-        r.register("snmp_errors", "SNMP responses that were invalid or stale, and socket errors", m.snmp_errors.clone());
-        r.register("device_up", "1 while the device answers SNMP, 0 once it is declared unreachable", m.device_up.clone());
-        r.register("events", "Events generated from state changes, by kind", m.events.clone());
-        r.register("events_published", "Events acknowledged by the MQTT broker (QoS 1)", m.events_published.clone());
-        r.register("events_dropped", "Events dropped because the publish queue was full", m.events_dropped.clone());
-        r.register("publish_queue_depth", "Events waiting to be handed to the MQTT client", m.publish_queue.clone());
-        r.register("mqtt_connected", "1 while the agent is connected to the MQTT broker", m.mqtt_connected.clone());
+        r.register(
+            "poll_duration_seconds",
+            "Wall time of one device poll, by plan",
+            m.poll_duration.clone(),
+        );
+        r.register(
+            "poll_failures",
+            "Device polls that failed (timeout or error), by plan",
+            m.poll_failures.clone(),
+        );
+        r.register(
+            "snmp_requests",
+            "SNMP requests sent, retries included",
+            m.snmp_requests.clone(),
+        );
+        r.register(
+            "snmp_timeouts",
+            "SNMP requests that got no response in time",
+            m.snmp_timeouts.clone(),
+        );
+        r.register(
+            "snmp_errors",
+            "SNMP responses that were invalid or stale, and socket errors",
+            m.snmp_errors.clone(),
+        );
+        r.register(
+            "device_up",
+            "1 while the device answers SNMP, 0 once it is declared unreachable",
+            m.device_up.clone(),
+        );
+        r.register(
+            "events",
+            "Events generated from state changes, by kind",
+            m.events.clone(),
+        );
+        r.register(
+            "events_published",
+            "Events acknowledged by the MQTT broker (QoS 1)",
+            m.events_published.clone(),
+        );
+        r.register(
+            "events_dropped",
+            "Events dropped because the publish queue was full",
+            m.events_dropped.clone(),
+        );
+        r.register(
+            "publish_queue_depth",
+            "Events waiting to be handed to the MQTT client",
+            m.publish_queue.clone(),
+        );
+        r.register(
+            "mqtt_connected",
+            "1 while the agent is connected to the MQTT broker",
+            m.mqtt_connected.clone(),
+        );
         m
     }
 }

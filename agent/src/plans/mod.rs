@@ -56,7 +56,10 @@ pub struct Shared {
 }
 
 /// Turns a link walk into a snapshot. Rows with unexpected types are skipped.
-pub fn link_snapshot(scalars: &[(OidBuf, SnmpValue)], columns: &[Vec<(OidBuf, SnmpValue)>]) -> LinkSnapshot {
+pub fn link_snapshot(
+    scalars: &[(OidBuf, SnmpValue)],
+    columns: &[Vec<(OidBuf, SnmpValue)>],
+) -> LinkSnapshot {
     let uptime = scalars
         .iter()
         .find(|(o, _)| o.as_slice() == [oid::SYS_UPTIME, &[0]].concat())
@@ -95,7 +98,8 @@ pub fn link_snapshot(scalars: &[(OidBuf, SnmpValue)], columns: &[Vec<(OidBuf, Sn
 /// Turns a label walk into labels per ifIndex.
 pub fn labels_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> HashMap<u32, Labels> {
     let mut out: HashMap<u32, Labels> = HashMap::new();
-    let cols: [(&[u32], fn(&mut Labels, String)); 3] = [
+    type Setter = fn(&mut Labels, String);
+    let cols: [(&[u32], Setter); 3] = [
         (oid::IF_DESCR, |l, s| l.descr = s),
         (oid::IF_NAME, |l, s| l.name = s),
         (oid::IF_ALIAS, |l, s| l.alias = s),
@@ -111,7 +115,12 @@ pub fn labels_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> HashMap<u32, Labels>
 }
 
 /// The role of a port: inventory (by ifName, then ifIndex), then ifAlias patterns, else access.
-pub fn port_role(device: &Device, roles: &RolePatterns, if_index: u32, labels: Option<&Labels>) -> PortRole {
+pub fn port_role(
+    device: &Device,
+    roles: &RolePatterns,
+    if_index: u32,
+    labels: Option<&Labels>,
+) -> PortRole {
     if let Some(l) = labels
         && let Some(r) = device.ports.get(&l.name)
     {
@@ -146,7 +155,10 @@ pub fn event_for(
             e.if_index = Some(*if_index);
             e.if_name = l.map(|l| l.name.clone()).filter(|s| !s.is_empty());
             e.if_alias = l.map(|l| l.alias.clone()).filter(|s| !s.is_empty());
-            e.attrs.insert("role".into(), json!(port_role(device, roles, *if_index, l).as_str()));
+            e.attrs.insert(
+                "role".into(),
+                json!(port_role(device, roles, *if_index, l).as_str()),
+            );
             if let Some(p) = snap.and_then(|s| s.ports.get(if_index)) {
                 e.attrs.insert("admin_status".into(), json!(p.admin));
                 e.attrs.insert("oper_status".into(), json!(p.oper));
@@ -182,14 +194,19 @@ pub fn event_for(
 fn jitter(name: &str, interval: Duration) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut h);
-    let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1);
+    let ms = u64::try_from(interval.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
     Duration::from_millis(h.finish() % ms)
 }
 
 /// Runs one device's plans until `token` is cancelled.
 pub async fn run_device(device: Device, shared: Shared, token: CancellationToken) {
     let span = tracing::info_span!("device", device = %device.name);
-    DeviceTask::new(device, shared).run(token).instrument(span).await;
+    DeviceTask::new(device, shared)
+        .run(token)
+        .instrument(span)
+        .await;
 }
 
 struct DeviceTask {
@@ -254,7 +271,11 @@ impl DeviceTask {
             .client
             .bulk_walk(
                 &[oid::SYS_UPTIME],
-                &[oid::IF_ADMIN_STATUS, oid::IF_OPER_STATUS, oid::IF_LAST_CHANGE],
+                &[
+                    oid::IF_ADMIN_STATUS,
+                    oid::IF_OPER_STATUS,
+                    oid::IF_LAST_CHANGE,
+                ],
             )
             .await;
         self.observe("link", started, result.as_ref().err());
@@ -269,7 +290,11 @@ impl DeviceTask {
                 if due || rebooted || new_port {
                     self.refresh_labels().await;
                 }
-                self.shared.metrics.device_up.get_or_create(&self.label).set(1);
+                self.shared
+                    .metrics
+                    .device_up
+                    .get_or_create(&self.label)
+                    .set(1);
                 self.export(&snap);
                 Some((changes, snap))
             }
@@ -278,7 +303,11 @@ impl DeviceTask {
                 let changes = self.state.on_poll_failed(self.device.unreachable_after);
                 if !changes.is_empty() {
                     tracing::warn!(error = %e, "Device unreachable.");
-                    self.shared.metrics.device_up.get_or_create(&self.label).set(0);
+                    self.shared
+                        .metrics
+                        .device_up
+                        .get_or_create(&self.label)
+                        .set(0);
                     self.shared.table.clear_device(&self.device.name);
                 }
                 Some((changes, LinkSnapshot::default()))
@@ -286,7 +315,14 @@ impl DeviceTask {
         };
         if let Some((changes, snap)) = changes {
             for c in &changes {
-                let e = event_for(&self.shared.agent, &self.device, &self.shared.roles, &self.labels, Some(&snap), c);
+                let e = event_for(
+                    &self.shared.agent,
+                    &self.device,
+                    &self.shared.roles,
+                    &self.labels,
+                    Some(&snap),
+                    c,
+                );
                 tracing::info!(kind = %e.kind, if_index = ?e.if_index, if_name = ?e.if_name, "State change.");
                 self.shared.publisher.submit(e);
             }
@@ -306,7 +342,9 @@ impl DeviceTask {
                 self.labels_due = Some(Instant::now() + self.device.labels_interval);
                 tracing::debug!(ports = self.labels.len(), "Labels refreshed.");
             }
-            Err(e) => tracing::warn!(error = %e, "Label refresh failed; keeping the cached labels."),
+            Err(e) => {
+                tracing::warn!(error = %e, "Label refresh failed; keeping the cached labels.")
+            }
         }
     }
 
@@ -329,20 +367,30 @@ impl DeviceTask {
                 )
             })
             .collect();
-        self.shared.table.set_device(&self.device.name, snap.uptime, ports);
+        self.shared
+            .table
+            .set_device(&self.device.name, snap.uptime, ports);
     }
 
     fn observe(&mut self, plan: &'static str, started: Instant, err: Option<&SnmpError>) {
         let m = &self.shared.metrics;
         let p = PlanLabel { plan };
-        m.poll_duration.get_or_create(&p).observe(started.elapsed().as_secs_f64());
+        m.poll_duration
+            .get_or_create(&p)
+            .observe(started.elapsed().as_secs_f64());
         if err.is_some() {
             m.poll_failures.get_or_create(&p).inc();
         }
         let now = self.client.stats();
-        m.snmp_requests.get_or_create(&self.label).inc_by(now.requests - self.reported.requests);
-        m.snmp_timeouts.get_or_create(&self.label).inc_by(now.timeouts - self.reported.timeouts);
-        m.snmp_errors.get_or_create(&self.label).inc_by(now.errors - self.reported.errors);
+        m.snmp_requests
+            .get_or_create(&self.label)
+            .inc_by(now.requests - self.reported.requests);
+        m.snmp_timeouts
+            .get_or_create(&self.label)
+            .inc_by(now.timeouts - self.reported.timeouts);
+        m.snmp_errors
+            .get_or_create(&self.label)
+            .inc_by(now.errors - self.reported.errors);
         self.reported = now;
     }
 }
@@ -355,21 +403,53 @@ mod tests {
     use cnaas_shared::role::RolePatternsConfig;
 
     fn col(base: &[u32], rows: &[(u32, SnmpValue)]) -> Vec<(OidBuf, SnmpValue)> {
-        rows.iter().map(|(i, v)| ([base, &[*i]].concat(), v.clone())).collect()
+        rows.iter()
+            .map(|(i, v)| ([base, &[*i]].concat(), v.clone()))
+            .collect()
     }
 
     #[test]
     fn snapshot_from_walk() {
         let scalars = vec![([oid::SYS_UPTIME, &[0]].concat(), SnmpValue::Timeticks(777))];
         let columns = vec![
-            col(oid::IF_ADMIN_STATUS, &[(1, SnmpValue::Integer(1)), (2, SnmpValue::Integer(2))]),
-            col(oid::IF_OPER_STATUS, &[(1, SnmpValue::Integer(1)), (2, SnmpValue::Integer(2)), (3, SnmpValue::Integer(2))]),
-            col(oid::IF_LAST_CHANGE, &[(1, SnmpValue::Timeticks(5)), (3, SnmpValue::OctetString(vec![]))]),
+            col(
+                oid::IF_ADMIN_STATUS,
+                &[(1, SnmpValue::Integer(1)), (2, SnmpValue::Integer(2))],
+            ),
+            col(
+                oid::IF_OPER_STATUS,
+                &[
+                    (1, SnmpValue::Integer(1)),
+                    (2, SnmpValue::Integer(2)),
+                    (3, SnmpValue::Integer(2)),
+                ],
+            ),
+            col(
+                oid::IF_LAST_CHANGE,
+                &[
+                    (1, SnmpValue::Timeticks(5)),
+                    (3, SnmpValue::OctetString(vec![])),
+                ],
+            ),
         ];
         let s = link_snapshot(&scalars, &columns);
         assert_eq!(s.uptime, Some(777));
-        assert_eq!(s.ports[&1], PortLink { admin: 1, oper: 1, last_change: Some(5) });
-        assert_eq!(s.ports[&2], PortLink { admin: 2, oper: 2, last_change: None });
+        assert_eq!(
+            s.ports[&1],
+            PortLink {
+                admin: 1,
+                oper: 1,
+                last_change: Some(5)
+            }
+        );
+        assert_eq!(
+            s.ports[&2],
+            PortLink {
+                admin: 2,
+                oper: 2,
+                last_change: None
+            }
+        );
         assert_eq!(s.ports[&3].admin, 1);
     }
 
@@ -384,30 +464,73 @@ mod tests {
             retries: 1,
             unreachable_after: 3,
             max_repetitions: 25,
-            ports: [("Te1/1/1".to_owned(), PortRole::Uplink), ("7".to_owned(), PortRole::Infrastructure)].into(),
+            ports: [
+                ("Te1/1/1".to_owned(), PortRole::Uplink),
+                ("7".to_owned(), PortRole::Infrastructure),
+            ]
+            .into(),
         }
     }
 
     #[test]
     fn roles_inventory_then_alias_then_access() {
-        let roles = RolePatterns::build(&RolePatternsConfig { uplink: vec!["(?i)^uplink".into()], ..Default::default() }).unwrap();
+        let roles = RolePatterns::build(&RolePatternsConfig {
+            uplink: vec!["(?i)^uplink".into()],
+            ..Default::default()
+        })
+        .unwrap();
         let d = device();
-        let l = |name: &str, alias: &str| Labels { name: name.into(), alias: alias.into(), descr: String::new() };
-        assert_eq!(port_role(&d, &roles, 49, Some(&l("Te1/1/1", "whatever"))), PortRole::Uplink);
-        assert_eq!(port_role(&d, &roles, 7, Some(&l("Gi1/0/7", ""))), PortRole::Infrastructure);
-        assert_eq!(port_role(&d, &roles, 50, Some(&l("Te1/1/2", "Uplink: dist2"))), PortRole::Uplink);
-        assert_eq!(port_role(&d, &roles, 1, Some(&l("Gi1/0/1", "B12-R101"))), PortRole::Access);
+        let l = |name: &str, alias: &str| Labels {
+            name: name.into(),
+            alias: alias.into(),
+            descr: String::new(),
+        };
+        assert_eq!(
+            port_role(&d, &roles, 49, Some(&l("Te1/1/1", "whatever"))),
+            PortRole::Uplink
+        );
+        assert_eq!(
+            port_role(&d, &roles, 7, Some(&l("Gi1/0/7", ""))),
+            PortRole::Infrastructure
+        );
+        assert_eq!(
+            port_role(&d, &roles, 50, Some(&l("Te1/1/2", "Uplink: dist2"))),
+            PortRole::Uplink
+        );
+        assert_eq!(
+            port_role(&d, &roles, 1, Some(&l("Gi1/0/1", "B12-R101"))),
+            PortRole::Access
+        );
         assert_eq!(port_role(&d, &roles, 1, None), PortRole::Access);
     }
 
     #[test]
     fn events_carry_labels_role_and_status() {
         let roles = RolePatterns::default();
-        let labels: HashMap<u32, Labels> =
-            [(49, Labels { name: "Te1/1/1".into(), alias: "uplink: dist1".into(), descr: "Ten".into() })].into();
+        let labels: HashMap<u32, Labels> = [(
+            49,
+            Labels {
+                name: "Te1/1/1".into(),
+                alias: "uplink: dist1".into(),
+                descr: "Ten".into(),
+            },
+        )]
+        .into();
         let mut snap = LinkSnapshot::default();
-        snap.ports.insert(49, PortLink { admin: 1, oper: 2, last_change: None });
-        let change = Change::Port { if_index: 49, kind: EventKind::LinkDown, initial: false, between_polls: false };
+        snap.ports.insert(
+            49,
+            PortLink {
+                admin: 1,
+                oper: 2,
+                last_change: None,
+            },
+        );
+        let change = Change::Port {
+            if_index: 49,
+            kind: EventKind::LinkDown,
+            initial: false,
+            between_polls: false,
+        };
         let e = event_for("site", &device(), &roles, &labels, Some(&snap), &change);
         assert_eq!(e.if_name.as_deref(), Some("Te1/1/1"));
         assert_eq!(e.if_alias.as_deref(), Some("uplink: dist1"));
@@ -422,19 +545,39 @@ mod tests {
         let i = Duration::from_secs(2);
         assert_eq!(jitter("a", i), jitter("a", i));
         assert!(jitter("b", i) < i);
-        let distinct: std::collections::HashSet<_> = (0..50).map(|n| jitter(&format!("sw{n}"), i)).collect();
+        let distinct: std::collections::HashSet<_> =
+            (0..50).map(|n| jitter(&format!("sw{n}"), i)).collect();
         assert!(distinct.len() > 40);
     }
 
     #[test]
     fn labels_from_walk() {
         let columns = vec![
-            col(oid::IF_DESCR, &[(1, SnmpValue::OctetString(b"GigabitEthernet1/0/1".to_vec()))]),
-            col(oid::IF_NAME, &[(1, SnmpValue::OctetString(b"Gi1/0/1".to_vec())), (2, SnmpValue::OctetString(b"Gi1/0/2".to_vec()))]),
-            col(oid::IF_ALIAS, &[(2, SnmpValue::OctetString(b"uplink".to_vec()))]),
+            col(
+                oid::IF_DESCR,
+                &[(1, SnmpValue::OctetString(b"GigabitEthernet1/0/1".to_vec()))],
+            ),
+            col(
+                oid::IF_NAME,
+                &[
+                    (1, SnmpValue::OctetString(b"Gi1/0/1".to_vec())),
+                    (2, SnmpValue::OctetString(b"Gi1/0/2".to_vec())),
+                ],
+            ),
+            col(
+                oid::IF_ALIAS,
+                &[(2, SnmpValue::OctetString(b"uplink".to_vec()))],
+            ),
         ];
         let l = labels_from(&columns);
-        assert_eq!(l[&1], Labels { name: "Gi1/0/1".into(), alias: String::new(), descr: "GigabitEthernet1/0/1".into() });
+        assert_eq!(
+            l[&1],
+            Labels {
+                name: "Gi1/0/1".into(),
+                alias: String::new(),
+                descr: "GigabitEthernet1/0/1".into()
+            }
+        );
         assert_eq!(l[&2].alias, "uplink");
     }
 }

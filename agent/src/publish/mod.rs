@@ -100,9 +100,11 @@ pub fn spawn(
         QoS::AtLeastOnce,
         true,
     );
-    let opts = cfg
-        .mqtt
-        .client_options(&cfg.base_dir, &format!("cnaas-agent-{}", cfg.id), Some(will))?;
+    let opts = cfg.mqtt.client_options(
+        &cfg.base_dir,
+        &format!("cnaas-agent-{}", cfg.id),
+        Some(will),
+    )?;
     let (client, eventloop) = AsyncClient::new(opts, 1024);
     let (tx, rx) = mpsc::channel(QUEUE);
     let state = ConnectionState::default();
@@ -160,7 +162,12 @@ async fn run(
                         tracing::info!(agent = %agent, "Connected to the MQTT broker.");
                         // QoS 0 on purpose: every PUBACK then belongs to an event. It is
                         // re-sent on every reconnect, so a lost one is repaired.
-                        if let Err(e) = client.try_publish(&topic, QoS::AtMostOnce, true, status_payload(&agent, "online")) {
+                        if let Err(e) = client.try_publish(
+                            &topic,
+                            QoS::AtMostOnce,
+                            true,
+                            status_payload(&agent, "online"),
+                        ) {
                             tracing::warn!(error = %e, "Cannot queue the online status.");
                         }
                     }
@@ -192,7 +199,10 @@ async fn run(
     while let Some(event) = rx.recv().await {
         metrics.publish_queue.dec();
         let topic = topics::event_topic(&event.agent, &event.device);
-        if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, event.to_json()).await {
+        if let Err(e) = client
+            .publish(topic, QoS::AtLeastOnce, false, event.to_json())
+            .await
+        {
             tracing::error!(error = %e, device = %event.device, "MQTT client closed; event not published.");
             break;
         }
@@ -206,12 +216,20 @@ async fn run(
     }
     let pending = sent.saturating_sub(acked.load(Ordering::Relaxed));
     if pending > 0 {
-        tracing::warn!(pending, "Shutting down with events not yet acknowledged by the broker.");
+        tracing::warn!(
+            pending,
+            "Shutting down with events not yet acknowledged by the broker."
+        );
     }
     // A clean disconnect suppresses the last will, so say `offline` ourselves.
     if state.is_connected() {
         let _ = client
-            .publish(&status_topic, QoS::AtLeastOnce, true, status_payload(&agent, "offline"))
+            .publish(
+                &status_topic,
+                QoS::AtLeastOnce,
+                true,
+                status_payload(&agent, "offline"),
+            )
             .await;
         let before = acked.load(Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);

@@ -154,7 +154,11 @@ impl SnmpClient {
 
     /// Walks several columns at once with GETBULK (and fetches `scalars` with the first
     /// request, as non-repeaters). Each column's rows are in OID order.
-    pub async fn bulk_walk(&mut self, scalars: &[&[u32]], columns: &[&[u32]]) -> Result<Walk, SnmpError> {
+    pub async fn bulk_walk(
+        &mut self,
+        scalars: &[&[u32]],
+        columns: &[&[u32]],
+    ) -> Result<Walk, SnmpError> {
         let mut walk = Walk {
             scalars: Vec::new(),
             columns: vec![Vec::new(); columns.len()],
@@ -236,7 +240,11 @@ impl SnmpClient {
     }
 
     /// Sends one request, resending on timeout; returns error-status, error-index and varbinds.
-    async fn request(&mut self, req: Request, oids: &[&[u32]]) -> Result<(u32, u32, Varbinds), SnmpError> {
+    async fn request(
+        &mut self,
+        req: Request,
+        oids: &[&[u32]],
+    ) -> Result<(u32, u32, Varbinds), SnmpError> {
         let addr = self.target.addr.clone();
         let oid_values: Vec<Oid<'static>> = oids
             .iter()
@@ -283,10 +291,9 @@ impl SnmpClient {
                     .varbinds
                     .clone()
                     .filter_map(|(name, value)| {
-                        let arcs: Option<OidBuf> = name
-                            .iter()
-                            .map(|it| it.map(|a| u32::try_from(a).ok()).collect::<Option<_>>())
-                            .flatten();
+                        let arcs: Option<OidBuf> = name.iter().and_then(|it| {
+                            it.map(|a| u32::try_from(a).ok()).collect::<Option<_>>()
+                        });
                         arcs.map(|a| (a, SnmpValue::from_snmp2(&value)))
                     })
                     .collect();
@@ -321,5 +328,8 @@ impl SnmpClient {
 #[derive(Debug, Clone, Copy)]
 enum Request {
     Get,
-    GetBulk { non_repeaters: u32, max_repetitions: u32 },
+    GetBulk {
+        non_repeaters: u32,
+        max_repetitions: u32,
+    },
 }

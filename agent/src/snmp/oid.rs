@@ -50,11 +50,23 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert!(is_under(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 8, 49], IF_OPER_STATUS));
+        assert!(is_under(
+            &[1, 3, 6, 1, 2, 1, 2, 2, 1, 8, 49],
+            IF_OPER_STATUS
+        ));
         assert!(!is_under(IF_OPER_STATUS, IF_OPER_STATUS));
-        assert!(!is_under(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 9, 1], IF_OPER_STATUS));
-        assert_eq!(single_index(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 8, 49], IF_OPER_STATUS), Some(49));
-        assert_eq!(single_index(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 8, 49, 1], IF_OPER_STATUS), None);
+        assert!(!is_under(
+            &[1, 3, 6, 1, 2, 1, 2, 2, 1, 9, 1],
+            IF_OPER_STATUS
+        ));
+        assert_eq!(
+            single_index(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 8, 49], IF_OPER_STATUS),
+            Some(49)
+        );
+        assert_eq!(
+            single_index(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 8, 49, 1], IF_OPER_STATUS),
+            None
+        );
         assert_eq!(to_string(&[1, 3, 6]), "1.3.6");
     }
 }

@@ -74,7 +74,9 @@ impl SnmpValue {
     /// TimeTicks (or a plain unsigned, which some agents send for sysUpTime).
     pub fn as_ticks(&self) -> Option<u32> {
         match self {
-            SnmpValue::Timeticks(t) | SnmpValue::Unsigned32(t) | SnmpValue::Counter32(t) => Some(*t),
+            SnmpValue::Timeticks(t) | SnmpValue::Unsigned32(t) | SnmpValue::Counter32(t) => {
+                Some(*t)
+            }
             SnmpValue::Integer(i) => u32::try_from(*i).ok(),
             _ => None,
         }
@@ -109,8 +111,16 @@ mod tests {
         assert_eq!(SnmpValue::Integer(2).as_i64(), Some(2));
         assert_eq!(SnmpValue::Timeticks(7).as_ticks(), Some(7));
         assert_eq!(SnmpValue::Integer(-1).as_ticks(), None);
-        assert_eq!(SnmpValue::OctetString(b"Gi1/0/1\0".to_vec()).as_text().as_deref(), Some("Gi1/0/1"));
-        assert_eq!(SnmpValue::OctetString(vec![0xff]).as_text().as_deref(), Some("\u{fffd}"));
+        assert_eq!(
+            SnmpValue::OctetString(b"Gi1/0/1\0".to_vec())
+                .as_text()
+                .as_deref(),
+            Some("Gi1/0/1")
+        );
+        assert_eq!(
+            SnmpValue::OctetString(vec![0xff]).as_text().as_deref(),
+            Some("\u{fffd}")
+        );
         assert!(SnmpValue::EndOfMibView.is_exception());
         assert_eq!(SnmpValue::Null.as_i64(), None);
     }

@@ -82,7 +82,9 @@ fn effective(p: &PortLink, prev: Option<Link>) -> Link {
         // down, notPresent, lowerLayerDown
         2 | 6 | 7 => Link::Down,
         // testing, unknown, dormant: no opinion; keep what we had
-        _ => prev.filter(|l| *l != Link::Disabled).unwrap_or(Link::Unknown),
+        _ => prev
+            .filter(|l| *l != Link::Disabled)
+            .unwrap_or(Link::Unknown),
     }
 }
 
@@ -227,7 +229,14 @@ mod tests {
             ports: ports
                 .iter()
                 .map(|&(i, admin, oper, lc)| {
-                    (i, PortLink { admin, oper, last_change: Some(lc) })
+                    (
+                        i,
+                        PortLink {
+                            admin,
+                            oper,
+                            last_change: Some(lc),
+                        },
+                    )
                 })
                 .collect(),
         }
@@ -246,8 +255,14 @@ mod tests {
     #[test]
     fn first_poll_reports_only_ports_that_are_down_and_enabled() {
         let mut s = DeviceState::default();
-        let c = s.on_poll_ok(&snap(100, &[(1, 1, 1, 0), (2, 1, 2, 0), (3, 2, 2, 0), (4, 1, 7, 0)]));
-        assert_eq!(kinds(&c), vec![(2, EventKind::LinkDown), (4, EventKind::LinkDown)]);
+        let c = s.on_poll_ok(&snap(
+            100,
+            &[(1, 1, 1, 0), (2, 1, 2, 0), (3, 2, 2, 0), (4, 1, 7, 0)],
+        ));
+        assert_eq!(
+            kinds(&c),
+            vec![(2, EventKind::LinkDown), (4, EventKind::LinkDown)]
+        );
         assert!(matches!(c[0], Change::Port { initial: true, .. }));
         assert!(s.is_reachable());
     }
@@ -256,16 +271,23 @@ mod tests {
     fn one_change_per_transition_not_per_poll() {
         let mut s = DeviceState::default();
         s.on_poll_ok(&snap(100, &[(1, 1, 1, 0)]));
-        assert_eq!(kinds(&s.on_poll_ok(&snap(200, &[(1, 1, 2, 150)]))), vec![(1, EventKind::LinkDown)]);
+        assert_eq!(
+            kinds(&s.on_poll_ok(&snap(200, &[(1, 1, 2, 150)]))),
+            vec![(1, EventKind::LinkDown)]
+        );
         assert!(s.on_poll_ok(&snap(300, &[(1, 1, 2, 150)])).is_empty());
-        assert_eq!(kinds(&s.on_poll_ok(&snap(400, &[(1, 1, 1, 350)]))), vec![(1, EventKind::LinkUp)]);
+        assert_eq!(
+            kinds(&s.on_poll_ok(&snap(400, &[(1, 1, 1, 350)]))),
+            vec![(1, EventKind::LinkUp)]
+        );
         assert!(s.on_poll_ok(&snap(500, &[(1, 1, 1, 350)])).is_empty());
     }
 
     #[test]
     fn table_of_transitions() {
         // (admin, oper) before -> after, expected kinds
-        let table: &[((i64, i64), (i64, i64), &[EventKind])] = &[
+        type Row = ((i64, i64), (i64, i64), &'static [EventKind]);
+        let table: &[Row] = &[
             ((1, 1), (1, 2), &[EventKind::LinkDown]),
             ((1, 2), (1, 1), &[EventKind::LinkUp]),
             ((1, 1), (2, 2), &[EventKind::AdminDown]),
@@ -280,10 +302,11 @@ mod tests {
         for &(before, after, want) in table {
             let mut s = DeviceState::default();
             s.on_poll_ok(&snap(100, &[(9, before.0, before.1, 10)]));
-            let got: Vec<EventKind> = kinds(&s.on_poll_ok(&snap(200, &[(9, after.0, after.1, 10)])))
-                .into_iter()
-                .map(|(_, k)| k)
-                .collect();
+            let got: Vec<EventKind> =
+                kinds(&s.on_poll_ok(&snap(200, &[(9, after.0, after.1, 10)])))
+                    .into_iter()
+                    .map(|(_, k)| k)
+                    .collect();
             assert_eq!(got, want, "{before:?} -> {after:?}");
         }
     }
@@ -293,7 +316,10 @@ mod tests {
         let mut s = DeviceState::default();
         s.on_poll_ok(&snap(100, &[(1, 1, 2, 0)]));
         assert!(s.on_poll_ok(&snap(200, &[(1, 1, 4, 0)])).is_empty());
-        assert_eq!(kinds(&s.on_poll_ok(&snap(300, &[(1, 1, 1, 0)]))), vec![(1, EventKind::LinkUp)]);
+        assert_eq!(
+            kinds(&s.on_poll_ok(&snap(300, &[(1, 1, 1, 0)]))),
+            vec![(1, EventKind::LinkUp)]
+        );
     }
 
     #[test]
@@ -301,8 +327,17 @@ mod tests {
         let mut s = DeviceState::default();
         s.on_poll_ok(&snap(100, &[(1, 1, 1, 50)]));
         let c = s.on_poll_ok(&snap(200, &[(1, 1, 1, 170)]));
-        assert_eq!(kinds(&c), vec![(1, EventKind::LinkDown), (1, EventKind::LinkUp)]);
-        assert!(c.iter().all(|c| matches!(c, Change::Port { between_polls: true, .. })));
+        assert_eq!(
+            kinds(&c),
+            vec![(1, EventKind::LinkDown), (1, EventKind::LinkUp)]
+        );
+        assert!(c.iter().all(|c| matches!(
+            c,
+            Change::Port {
+                between_polls: true,
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -312,10 +347,22 @@ mod tests {
         assert!(s.on_poll_failed(3).is_empty());
         assert!(s.on_poll_failed(3).is_empty());
         let c = s.on_poll_failed(3);
-        assert_eq!(c, vec![Change::Reachability { kind: EventKind::DeviceUnreachable, failures: 3 }]);
+        assert_eq!(
+            c,
+            vec![Change::Reachability {
+                kind: EventKind::DeviceUnreachable,
+                failures: 3
+            }]
+        );
         assert!(s.on_poll_failed(3).is_empty());
         let c = s.on_poll_ok(&snap(200, &[]));
-        assert!(matches!(c[0], Change::Reachability { kind: EventKind::DeviceReachable, failures: 4 }));
+        assert!(matches!(
+            c[0],
+            Change::Reachability {
+                kind: EventKind::DeviceReachable,
+                failures: 4
+            }
+        ));
         assert!(s.on_poll_ok(&snap(300, &[])).is_empty());
     }
 
@@ -331,7 +378,13 @@ mod tests {
         let mut s = DeviceState::default();
         s.on_poll_ok(&snap(500_000, &[(1, 1, 1, 10)]));
         let c = s.on_poll_ok(&snap(3_000, &[(1, 1, 1, 20)]));
-        assert_eq!(c, vec![Change::Rebooted { old_uptime: 500_000, new_uptime: 3_000 }]);
+        assert_eq!(
+            c,
+            vec![Change::Rebooted {
+                old_uptime: 500_000,
+                new_uptime: 3_000
+            }]
+        );
         let mut s = DeviceState::default();
         s.on_poll_ok(&snap(u32::MAX - 50, &[]));
         assert!(s.on_poll_ok(&snap(100, &[])).is_empty());

@@ -42,7 +42,10 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         tracing::error!(error = %e, "Store read failed.");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the store failed; see the collector log")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the store failed; see the collector log",
+        )
     }
 }
 
@@ -80,10 +83,17 @@ struct IncidentQuery {
     offset: Option<u32>,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}")))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error: {e}"),
+            )
+        })?
         .map_err(ApiError::from)
 }
 
@@ -112,14 +122,23 @@ async fn list_incidents(
     Ok(Json(json!({ "incidents": incidents })))
 }
 
-async fn get_incident(State(st): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("`{id}` is not an incident id")))?;
+async fn get_incident(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("`{id}` is not an incident id"),
+        )
+    })?;
     let store = st.store.clone();
     match blocking(move || store.get_incident(id)).await? {
         Some(detail) => Ok(Json(serde_json::to_value(detail).unwrap_or_default())),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("incident {id} not found"))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("incident {id} not found"),
+        )),
     }
 }
 

@@ -19,7 +19,11 @@ pub fn resolve_role(event: &Event, inventory: &Inventory) -> Option<PortRole> {
             return Some(*r);
         }
     }
-    if let Some(r) = event.if_alias.as_deref().and_then(|a| inventory.roles.match_alias(a)) {
+    if let Some(r) = event
+        .if_alias
+        .as_deref()
+        .and_then(|a| inventory.roles.match_alias(a))
+    {
         return Some(r);
     }
     Some(event.role().unwrap_or(PortRole::Access))
@@ -37,12 +41,23 @@ mod tests {
     #[test]
     fn order_of_sources() {
         let mut inv = Inventory {
-            roles: RolePatterns::build(&RolePatternsConfig { uplink: vec!["(?i)^uplink".into()], ..Default::default() }).unwrap(),
+            roles: RolePatterns::build(&RolePatternsConfig {
+                uplink: vec!["(?i)^uplink".into()],
+                ..Default::default()
+            })
+            .unwrap(),
             ..Default::default()
         };
         inv.devices.insert(
             "a1".into(),
-            InventoryDevice { ports: [("Gi1/0/1".to_owned(), PortRole::Infrastructure), ("5".to_owned(), PortRole::Downlink)].into(), ..Default::default() },
+            InventoryDevice {
+                ports: [
+                    ("Gi1/0/1".to_owned(), PortRole::Infrastructure),
+                    ("5".to_owned(), PortRole::Downlink),
+                ]
+                .into(),
+                ..Default::default()
+            },
         );
         let ev = |name: &str, idx: u32, alias: Option<&str>, agent_role: Option<&str>| {
             let mut e = Event::new("s", "a1", EventKind::LinkDown, Source::Poll);
@@ -54,11 +69,29 @@ mod tests {
             }
             e
         };
-        assert_eq!(resolve_role(&ev("Gi1/0/1", 1, Some("uplink"), None), &inv), Some(PortRole::Infrastructure));
-        assert_eq!(resolve_role(&ev("Gi1/0/5", 5, None, None), &inv), Some(PortRole::Downlink));
-        assert_eq!(resolve_role(&ev("Te1/1/2", 50, Some("Uplink: d2"), Some("access")), &inv), Some(PortRole::Uplink));
-        assert_eq!(resolve_role(&ev("Gi1/0/9", 9, Some("room"), Some("infrastructure")), &inv), Some(PortRole::Infrastructure));
-        assert_eq!(resolve_role(&ev("Gi1/0/9", 9, Some("room"), None), &inv), Some(PortRole::Access));
+        assert_eq!(
+            resolve_role(&ev("Gi1/0/1", 1, Some("uplink"), None), &inv),
+            Some(PortRole::Infrastructure)
+        );
+        assert_eq!(
+            resolve_role(&ev("Gi1/0/5", 5, None, None), &inv),
+            Some(PortRole::Downlink)
+        );
+        assert_eq!(
+            resolve_role(&ev("Te1/1/2", 50, Some("Uplink: d2"), Some("access")), &inv),
+            Some(PortRole::Uplink)
+        );
+        assert_eq!(
+            resolve_role(
+                &ev("Gi1/0/9", 9, Some("room"), Some("infrastructure")),
+                &inv
+            ),
+            Some(PortRole::Infrastructure)
+        );
+        assert_eq!(
+            resolve_role(&ev("Gi1/0/9", 9, Some("room"), None), &inv),
+            Some(PortRole::Access)
+        );
         let device_event = Event::new("s", "a1", EventKind::DeviceUnreachable, Source::Poll);
         assert_eq!(resolve_role(&device_event, &inv), None);
     }

@@ -19,7 +19,10 @@ fn port_severity(role: PortRole) -> u8 {
 
 fn port_label(event: &Event) -> String {
     let idx = event.if_index.map_or_else(String::new, |i| i.to_string());
-    let name = event.if_name.clone().unwrap_or_else(|| format!("ifIndex {idx}"));
+    let name = event
+        .if_name
+        .clone()
+        .unwrap_or_else(|| format!("ifIndex {idx}"));
     match event.if_alias.as_deref().filter(|a| !a.is_empty()) {
         Some(alias) => format!("{name} ({alias})"),
         None => name,
@@ -31,7 +34,15 @@ pub fn decide(event: &Event, role: Option<PortRole>, inventory: &Inventory) -> D
     let inv = inventory.devices.get(&event.device);
     let new = |kind, severity, summary: String| NewIncident {
         kind,
-        key: alarm_key(&event.device, if kind == AlarmKind::LinkDown { event.if_index } else { None }, kind),
+        key: alarm_key(
+            &event.device,
+            if kind == AlarmKind::LinkDown {
+                event.if_index
+            } else {
+                None
+            },
+            kind,
+        ),
         severity,
         device: event.device.clone(),
         if_index: event.if_index,
@@ -84,7 +95,11 @@ mod tests {
         let mut i = Inventory::default();
         i.devices.insert(
             "a1".into(),
-            InventoryDevice { customer: Some("uni-b".into()), site: Some("b12".into()), ..Default::default() },
+            InventoryDevice {
+                customer: Some("uni-b".into()),
+                site: Some("b12".into()),
+                ..Default::default()
+            },
         );
         i
     }
@@ -104,14 +119,34 @@ mod tests {
         let cases: Vec<(Event, Option<PortRole>, &str)> = vec![
             (port(EventKind::LinkDown), Some(PortRole::Uplink), "open"),
             (port(EventKind::LinkDown), Some(PortRole::Downlink), "open"),
-            (port(EventKind::LinkDown), Some(PortRole::Infrastructure), "open"),
+            (
+                port(EventKind::LinkDown),
+                Some(PortRole::Infrastructure),
+                "open",
+            ),
             (port(EventKind::LinkDown), Some(PortRole::Access), "record"),
             (port(EventKind::LinkUp), Some(PortRole::Access), "resolve"),
-            (port(EventKind::AdminDown), Some(PortRole::Uplink), "resolve"),
+            (
+                port(EventKind::AdminDown),
+                Some(PortRole::Uplink),
+                "resolve",
+            ),
             (port(EventKind::AdminUp), Some(PortRole::Uplink), "record"),
-            (Event::new("s", "a1", EventKind::DeviceUnreachable, Source::Poll), None, "open"),
-            (Event::new("s", "a1", EventKind::DeviceReachable, Source::Poll), None, "resolve"),
-            (Event::new("s", "a1", EventKind::DeviceRebooted, Source::Poll), None, "record"),
+            (
+                Event::new("s", "a1", EventKind::DeviceUnreachable, Source::Poll),
+                None,
+                "open",
+            ),
+            (
+                Event::new("s", "a1", EventKind::DeviceReachable, Source::Poll),
+                None,
+                "resolve",
+            ),
+            (
+                Event::new("s", "a1", EventKind::DeviceRebooted, Source::Poll),
+                None,
+                "record",
+            ),
         ];
         for (e, role, want) in cases {
             let got = decide(&e, role, &inv());
@@ -129,7 +164,8 @@ mod tests {
 
     #[test]
     fn incident_fields_from_event_and_inventory() {
-        let Decision::Open(n) = decide(&port(EventKind::LinkDown), Some(PortRole::Uplink), &inv()) else {
+        let Decision::Open(n) = decide(&port(EventKind::LinkDown), Some(PortRole::Uplink), &inv())
+        else {
             panic!("expected an incident");
         };
         assert_eq!(n.key, "a1|49|link_down");
@@ -137,7 +173,11 @@ mod tests {
         assert_eq!(n.customer.as_deref(), Some("uni-b"));
         assert_eq!(n.site.as_deref(), Some("b12"));
         assert_eq!(n.summary, "Uplink Te1/1/1 (uplink: d1) on a1 is down");
-        let Decision::Open(d) = decide(&Event::new("s", "x9", EventKind::DeviceUnreachable, Source::Poll), None, &inv()) else {
+        let Decision::Open(d) = decide(
+            &Event::new("s", "x9", EventKind::DeviceUnreachable, Source::Poll),
+            None,
+            &inv(),
+        ) else {
             panic!("expected an incident");
         };
         assert_eq!(d.key, "x9||device_down");

@@ -38,7 +38,9 @@ pub fn classify(publish: &Publish, received: Instant) -> Input {
     };
     match topics::parse(&publish.topic) {
         Some(Topic::Event { agent, device }) => match Event::from_json(&publish.payload) {
-            Ok(event) if event.agent == agent && event.device == device => Input::Event { event, received },
+            Ok(event) if event.agent == agent && event.device == device => {
+                Input::Event { event, received }
+            }
             Ok(event) => dead(
                 Some(agent),
                 format!(
@@ -67,11 +69,29 @@ pub fn classify(publish: &Publish, received: Instant) -> Input {
                     status,
                     payload,
                 },
-                None => dead(Some(agent), "status message without a `status` string".into(), "bad_status"),
+                None => dead(
+                    Some(agent),
+                    "status message without a `status` string".into(),
+                    "bad_status",
+                ),
             }
         }
         None => dead(None, "not a cnaas/v1 topic".into(), "unknown_topic"),
     }
+}
+
+/// What the ingest task owns.
+pub struct Ingest {
+    /// MQTT client (manual acknowledgements).
+    pub client: AsyncClient,
+    /// Its event loop.
+    pub eventloop: EventLoop,
+    /// Shared-subscription group, if any.
+    pub shared_group: Option<String>,
+    /// Where inputs go.
+    pub tx: mpsc::Sender<Envelope>,
+    /// Metrics.
+    pub metrics: CollectorMetrics,
 }
 
 /// Runs the MQTT side until `token` is cancelled. Then it stops forwarding, keeps the
@@ -79,15 +99,18 @@ pub fn classify(publish: &Publish, received: Instant) -> Input {
 /// `drain_limit`), and disconnects. Messages not forwarded are not acknowledged, so the
 /// broker redelivers them to the next session.
 pub async fn run(
-    client: AsyncClient,
-    mut eventloop: EventLoop,
-    shared_group: Option<String>,
-    tx: mpsc::Sender<Envelope>,
-    metrics: CollectorMetrics,
+    ingest: Ingest,
     token: CancellationToken,
     engine_done: CancellationToken,
     drain_limit: Duration,
 ) {
+    let Ingest {
+        client,
+        mut eventloop,
+        shared_group,
+        tx,
+        metrics,
+    } = ingest;
     let filter = event_filter(shared_group.as_deref());
     let mut tx = Some(tx);
     let mut backoff = Duration::from_millis(250);
@@ -125,7 +148,14 @@ pub async fn run(
                 };
                 let input = classify(&p, Instant::now());
                 metrics.ingest_queue.inc();
-                if sender.send(Envelope { input, ack: Some(p) }).await.is_err() {
+                if sender
+                    .send(Envelope {
+                        input,
+                        ack: Some(p),
+                    })
+                    .await
+                    .is_err()
+                {
                     tracing::error!("Engine is gone; stopping ingest.");
                     break;
                 }
@@ -177,8 +207,13 @@ mod tests {
     fn valid_events_pass() {
         let mut e = Event::new("site", "a1", EventKind::LinkDown, Source::Poll);
         e.if_index = Some(1);
-        let input = classify(&publish("cnaas/v1/events/site/a1", &e.to_json()), Instant::now());
-        assert!(matches!(input, Input::Event { event, .. } if event.id == e.id && event.kind == e.kind));
+        let input = classify(
+            &publish("cnaas/v1/events/site/a1", &e.to_json()),
+            Instant::now(),
+        );
+        assert!(
+            matches!(input, Input::Event { event, .. } if event.id == e.id && event.kind == e.kind)
+        );
     }
 
     #[test]
@@ -186,8 +221,16 @@ mod tests {
         let e = Event::new("site", "a1", EventKind::DeviceUnreachable, Source::Poll);
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
             ("cnaas/v1/events/site/a1", b"garbage".to_vec(), "json"),
-            ("cnaas/v1/events/site/a1", br#"{"v":2}"#.to_vec(), "unsupported_version"),
-            ("cnaas/v1/events/site/a1", br#"{"v":1}"#.to_vec(), "missing_field"),
+            (
+                "cnaas/v1/events/site/a1",
+                br#"{"v":2}"#.to_vec(),
+                "unsupported_version",
+            ),
+            (
+                "cnaas/v1/events/site/a1",
+                br#"{"v":1}"#.to_vec(),
+                "missing_field",
+            ),
             ("cnaas/v1/events/other/a1", e.to_json(), "topic_mismatch"),
             ("cnaas/v1/agents/site/status", b"{}".to_vec(), "bad_status"),
             ("somewhere/else", b"{}".to_vec(), "unknown_topic"),
@@ -208,8 +251,16 @@ mod tests {
 
     #[test]
     fn status_messages() {
-        let input = classify(&publish("cnaas/v1/agents/site/status", br#"{"v":1,"status":"offline"}"#), Instant::now());
-        assert!(matches!(input, Input::Status { agent, status, .. } if agent == "site" && status == "offline"));
+        let input = classify(
+            &publish(
+                "cnaas/v1/agents/site/status",
+                br#"{"v":1,"status":"offline"}"#,
+            ),
+            Instant::now(),
+        );
+        assert!(
+            matches!(input, Input::Status { agent, status, .. } if agent == "site" && status == "offline")
+        );
     }
 
     #[test]

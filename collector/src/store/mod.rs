@@ -285,7 +285,13 @@ pub trait Store: Send + Sync {
     /// Keeps a message that could not be ingested.
     fn dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError>;
     /// Records an agent's status message.
-    fn set_agent_status(&self, agent: &str, status: &str, payload: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    fn set_agent_status(
+        &self,
+        agent: &str,
+        status: &str,
+        payload: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Lists incidents, newest first.
     fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError>;
     /// One incident with history and events.

@@ -10,8 +10,8 @@ use cnaas_shared::role::PortRole;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    Applied, DeadLetter, Decision, EventFilter, HistoryEntry, Incident, IncidentDetail, IncidentFilter, Store,
-    StoreError, StoredEvent, Transition,
+    Applied, DeadLetter, Decision, EventFilter, HistoryEntry, Incident, IncidentDetail,
+    IncidentFilter, Store, StoreError, StoredEvent, Transition,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` says how many have run.
@@ -130,11 +130,15 @@ impl SqliteStore {
     fn writer(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-applied transaction behind
         // (SQLite rolls it back), so a poisoned lock is still safe to use.
-        self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
-        self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -148,10 +152,18 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
         tx.commit()?;
         tracing::info!(version = i + 1, "Applied store migration.");
     }
@@ -184,15 +196,16 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<(Incident, [String; 2], Op
     ))
 }
 
-fn finish_incident((mut i, [opened, updated], resolved): (Incident, [String; 2], Option<String>)) -> Result<Incident, StoreError> {
+fn finish_incident(
+    (mut i, [opened, updated], resolved): (Incident, [String; 2], Option<String>),
+) -> Result<Incident, StoreError> {
     i.opened_at = parse_ts("incidents", &opened)?;
     i.updated_at = parse_ts("incidents", &updated)?;
     i.resolved_at = resolved.map(|s| parse_ts("incidents", &s)).transpose()?;
     Ok(i)
 }
 
-const EVENT_COLUMNS: &str =
-    "id, agent, device, kind, source, observed_at, received_at, if_index, if_name, if_alias, role, attrs, incident_id";
+const EVENT_COLUMNS: &str = "id, agent, device, kind, source, observed_at, received_at, if_index, if_name, if_alias, role, attrs, incident_id";
 
 type EventRow = (StoredEvent, [String; 3]);
 
@@ -334,7 +347,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn set_agent_status(&self, agent: &str, status: &str, payload: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+    fn set_agent_status(
+        &self,
+        agent: &str,
+        status: &str,
+        payload: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.writer()
             .prepare_cached(
                 "INSERT INTO agent_status (agent, status, updated_at, payload) VALUES (?1, ?2, ?3, ?4)
@@ -362,7 +381,11 @@ impl Store for SqliteStore {
     fn get_incident(&self, id: i64) -> Result<Option<IncidentDetail>, StoreError> {
         let conn = self.reader();
         let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1");
-        let Some(raw) = conn.prepare_cached(&sql)?.query_row([id], incident_from_row).optional()? else {
+        let Some(raw) = conn
+            .prepare_cached(&sql)?
+            .query_row([id], incident_from_row)
+            .optional()?
+        else {
             return Ok(None);
         };
         let incident = finish_incident(raw)?;
@@ -371,7 +394,13 @@ impl Store for SqliteStore {
         )?;
         let history = stmt
             .query_map([id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
             })?
             .map(|r| {
                 let (at, action, actor, event_id, detail) = r?;
@@ -384,7 +413,9 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE incident_id = ?1 ORDER BY observed_at, id");
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE incident_id = ?1 ORDER BY observed_at, id"
+        );
         let events = conn
             .prepare_cached(&sql)?
             .query_map([id], event_from_row)?
@@ -412,14 +443,18 @@ impl Store for SqliteStore {
     }
 
     fn count_open(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .reader()
-            .query_row("SELECT COUNT(*) FROM incidents WHERE state IN ('open', 'acknowledged')", [], |r| r.get(0))?;
+        let n: i64 = self.reader().query_row(
+            "SELECT COUNT(*) FROM incidents WHERE state IN ('open', 'acknowledged')",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     fn count_dead_letters(&self) -> Result<u64, StoreError> {
-        let n: i64 = self.reader().query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?;
+        let n: i64 = self
+            .reader()
+            .query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
@@ -465,36 +500,88 @@ mod tests {
         let (_d, s) = store();
         let now = Utc::now();
         let down = port_event(EventKind::LinkDown);
-        let a = s.apply(&down, Some(PortRole::Uplink), &open_decision(), now).unwrap();
+        let a = s
+            .apply(&down, Some(PortRole::Uplink), &open_decision(), now)
+            .unwrap();
         let (id, t) = a.incident.unwrap();
         assert_eq!(t, Transition::Opened);
         // Redelivery of the same event changes nothing.
-        assert_eq!(s.apply(&down, Some(PortRole::Uplink), &open_decision(), now).unwrap(), Applied { stored: false, incident: None });
+        assert_eq!(
+            s.apply(&down, Some(PortRole::Uplink), &open_decision(), now)
+                .unwrap(),
+            Applied {
+                stored: false,
+                incident: None
+            }
+        );
         let again = port_event(EventKind::LinkDown);
-        assert_eq!(s.apply(&again, None, &open_decision(), now).unwrap().incident, Some((id, Transition::Joined)));
+        assert_eq!(
+            s.apply(&again, None, &open_decision(), now)
+                .unwrap()
+                .incident,
+            Some((id, Transition::Joined))
+        );
         assert_eq!(s.count_open().unwrap(), 1);
         let key = alarm_key("a1", Some(49), AlarmKind::LinkDown);
         let up = port_event(EventKind::LinkUp);
-        assert_eq!(s.apply(&up, None, &Decision::Resolve { key: key.clone() }, now).unwrap().incident, Some((id, Transition::Resolved)));
+        assert_eq!(
+            s.apply(&up, None, &Decision::Resolve { key: key.clone() }, now)
+                .unwrap()
+                .incident,
+            Some((id, Transition::Resolved))
+        );
         assert_eq!(s.count_open().unwrap(), 0);
         // A second clear finds nothing open.
         let up2 = port_event(EventKind::LinkUp);
-        assert_eq!(s.apply(&up2, None, &Decision::Resolve { key }, now).unwrap().incident, None);
+        assert_eq!(
+            s.apply(&up2, None, &Decision::Resolve { key }, now)
+                .unwrap()
+                .incident,
+            None
+        );
         let d = s.get_incident(id).unwrap().unwrap();
         assert_eq!(d.incident.state, "resolved");
         assert!(d.incident.resolved_at.is_some());
-        assert_eq!(d.history.iter().map(|h| h.action.as_str()).collect::<Vec<_>>(), ["opened", "joined", "resolved"]);
+        assert_eq!(
+            d.history
+                .iter()
+                .map(|h| h.action.as_str())
+                .collect::<Vec<_>>(),
+            ["opened", "joined", "resolved"]
+        );
         assert_eq!(d.events.len(), 3);
         // A new failure after resolution opens a new incident.
         let down2 = port_event(EventKind::LinkDown);
-        let (id2, t2) = s.apply(&down2, None, &open_decision(), now).unwrap().incident.unwrap();
+        let (id2, t2) = s
+            .apply(&down2, None, &open_decision(), now)
+            .unwrap()
+            .incident
+            .unwrap();
         assert_eq!(t2, Transition::Opened);
         assert_ne!(id2, id);
-        let list = s.list_incidents(&IncidentFilter { state: Some("open".into()), limit: 10, ..Default::default() }).unwrap();
+        let list = s
+            .list_incidents(&IncidentFilter {
+                state: Some("open".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(list.iter().map(|i| i.id).collect::<Vec<_>>(), vec![id2]);
-        let list = s.list_incidents(&IncidentFilter { customer: Some("other".into()), limit: 10, ..Default::default() }).unwrap();
+        let list = s
+            .list_incidents(&IncidentFilter {
+                customer: Some("other".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
         assert!(list.is_empty());
-        let ev = s.list_events(&EventFilter { device: Some("a1".into()), limit: 100, ..Default::default() }).unwrap();
+        let ev = s
+            .list_events(&EventFilter {
+                device: Some("a1".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(ev.len(), 5);
     }
 
@@ -504,11 +591,23 @@ mod tests {
         let path = dir.path().join("c.db");
         let id = {
             let s = SqliteStore::open(&path).unwrap();
-            s.apply(&port_event(EventKind::LinkDown), None, &open_decision(), Utc::now()).unwrap().incident.unwrap().0
+            s.apply(
+                &port_event(EventKind::LinkDown),
+                None,
+                &open_decision(),
+                Utc::now(),
+            )
+            .unwrap()
+            .incident
+            .unwrap()
+            .0
         };
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.get_incident(id).unwrap().unwrap().incident.state, "open");
-        let v: i64 = s.reader().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = s
+            .reader()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, i64::try_from(MIGRATIONS.len()).unwrap());
     }
 
@@ -516,8 +615,14 @@ mod tests {
     fn refuses_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
-        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
-        assert!(matches!(SqliteStore::open(&path), Err(StoreError::SchemaTooNew { found: 99, .. })));
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::SchemaTooNew { found: 99, .. })
+        ));
     }
 
     #[test]

@@ -165,7 +165,13 @@ impl ConfigSource {
         (line, column)
     }
 
-    fn diag(&self, offset: usize, severity: Severity, message: String, hint: Option<String>) -> Diagnostic {
+    fn diag(
+        &self,
+        offset: usize,
+        severity: Severity,
+        message: String,
+        hint: Option<String>,
+    ) -> Diagnostic {
         let (line, column) = self.line_col(offset);
         Diagnostic {
             file: self.file.clone(),
@@ -240,16 +246,32 @@ impl<T> Loaded<T> {
     }
 
     /// Records an error at a path into the document (e.g. `device[2].address`).
-    pub fn error_at(&mut self, path: &[PathSeg<'_>], message: impl Into<String>, hint: Option<String>) {
+    pub fn error_at(
+        &mut self,
+        path: &[PathSeg<'_>],
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
         self.push_at(path, Severity::Error, message.into(), hint);
     }
 
     /// Records a warning at a path into the document.
-    pub fn warn_at(&mut self, path: &[PathSeg<'_>], message: impl Into<String>, hint: Option<String>) {
+    pub fn warn_at(
+        &mut self,
+        path: &[PathSeg<'_>],
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
         self.push_at(path, Severity::Warning, message.into(), hint);
     }
 
-    fn push_at(&mut self, path: &[PathSeg<'_>], severity: Severity, message: String, hint: Option<String>) {
+    fn push_at(
+        &mut self,
+        path: &[PathSeg<'_>],
+        severity: Severity,
+        message: String,
+        hint: Option<String>,
+    ) {
         let at = span_of(self.doc.as_item(), path).map_or(0, |s| s.start);
         let d = self.source.diag(at, severity, message, hint);
         self.diags.push(d);
@@ -294,7 +316,9 @@ fn span_of(root: &Item, path: &[PathSeg<'_>]) -> Option<Range<usize>> {
             (PathSeg::Key(k), Node::Value(Value::InlineTable(t))) => t
                 .get_key_value(k)
                 .map(|(key, v)| (v.span().or(key.span()), v.as_value().map(Node::Value))),
-            (PathSeg::Index(i), Node::Tables(a)) => a.get(*i).map(|t| (t.span(), Some(Node::Table(t)))),
+            (PathSeg::Index(i), Node::Tables(a)) => {
+                a.get(*i).map(|t| (t.span(), Some(Node::Table(t))))
+            }
             (PathSeg::Index(i), Node::Value(Value::Array(a))) => {
                 a.get(*i).map(|v| (v.span(), Some(Node::Value(v))))
             }
@@ -430,7 +454,9 @@ fn hint_for(message: &str) -> Option<String> {
             .min_by_key(|(d, _)| *d);
         return Some(match closest {
             Some((d, e)) if d <= 3 => format!("did you mean `{e}`?"),
-            _ if !expected.is_empty() => format!("the keys allowed here are: {}", expected.join(", ")),
+            _ if !expected.is_empty() => {
+                format!("the keys allowed here are: {}", expected.join(", "))
+            }
             _ => "remove it: nothing is allowed here".to_owned(),
         });
     }
@@ -501,14 +527,20 @@ mod tests {
     fn problems(text: &str) -> Vec<(usize, usize, String, Option<String>)> {
         match ConfigSource::from_text("t.toml", text).parse::<Cfg>() {
             Ok(_) => vec![],
-            Err(d) => d.0.into_iter().map(|d| (d.line, d.column, d.message, d.hint)).collect(),
+            Err(d) => {
+                d.0.into_iter()
+                    .map(|d| (d.line, d.column, d.message, d.hint))
+                    .collect()
+            }
         }
     }
 
     #[test]
     fn good_file_parses() {
         let text = "[agent]\nid = \"a\"\ninterval = \"2s\"\n[[device]]\nname = \"d\"\nsnmp = { version = \"2c\" }\n";
-        let loaded = ConfigSource::from_text("t.toml", text).parse::<Cfg>().unwrap();
+        let loaded = ConfigSource::from_text("t.toml", text)
+            .parse::<Cfg>()
+            .unwrap();
         assert_eq!(loaded.value.agent.interval, Some(HumanDuration::secs(2)));
         assert_eq!(loaded.value.device.len(), 1);
     }
@@ -557,18 +589,33 @@ mod tests {
     #[test]
     fn semantic_errors_point_at_the_path() {
         let text = "[agent]\nid = \"a\"\n[[device]]\nname = \"d1\"\nsnmp = { version = \"2c\" }\n[[device]]\nname = \"d2\"\nsnmp = { version = \"9\" }\n";
-        let mut loaded = ConfigSource::from_text("t.toml", text).parse::<Cfg>().unwrap();
+        let mut loaded = ConfigSource::from_text("t.toml", text)
+            .parse::<Cfg>()
+            .unwrap();
         loaded.error_at(
-            &[PathSeg::Key("device"), PathSeg::Index(1), PathSeg::Key("snmp"), PathSeg::Key("version")],
+            &[
+                PathSeg::Key("device"),
+                PathSeg::Index(1),
+                PathSeg::Key("snmp"),
+                PathSeg::Key("version"),
+            ],
             "unsupported SNMP version",
             None,
         );
-        loaded.warn_at(&[PathSeg::Key("agent"), PathSeg::Key("id")], "short id", None);
+        loaded.warn_at(
+            &[PathSeg::Key("agent"), PathSeg::Key("id")],
+            "short id",
+            None,
+        );
         let diags = loaded.finish().unwrap_err();
         assert_eq!((diags.0[0].line, diags.0[0].column), (8, 20));
         assert_eq!((diags.0[1].line, diags.0[1].column), (2, 6));
         assert_eq!(diags.0[1].severity, Severity::Warning);
-        assert!(diags.to_string().starts_with("t.toml:8:20: error: unsupported SNMP version"));
+        assert!(
+            diags
+                .to_string()
+                .starts_with("t.toml:8:20: error: unsupported SNMP version")
+        );
     }
 
     #[test]

@@ -93,8 +93,18 @@ mod tests {
 
     #[test]
     fn parses_what_people_write() {
-        for (text, ms) in [("2s", 2000), ("500ms", 500), ("5m", 300_000), ("1h30m", 5_400_000), (" 1s ", 1000)] {
-            assert_eq!(text.parse::<HumanDuration>().unwrap().0, Duration::from_millis(ms), "{text}");
+        for (text, ms) in [
+            ("2s", 2000),
+            ("500ms", 500),
+            ("5m", 300_000),
+            ("1h30m", 5_400_000),
+            (" 1s ", 1000),
+        ] {
+            assert_eq!(
+                text.parse::<HumanDuration>().unwrap().0,
+                Duration::from_millis(ms),
+                "{text}"
+            );
         }
     }
 

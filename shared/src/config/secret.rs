@@ -114,12 +114,21 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cnaas-secret-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("pw"), "s3cret\n").unwrap();
-        let src = SecretSource { file: Some("pw".into()), env: None };
+        let src = SecretSource {
+            file: Some("pw".into()),
+            env: None,
+        };
         assert_eq!(src.read(&dir).unwrap().expose(), "s3cret");
         std::fs::write(dir.join("empty"), "\n").unwrap();
-        let src = SecretSource { file: Some("empty".into()), env: None };
+        let src = SecretSource {
+            file: Some("empty".into()),
+            env: None,
+        };
         assert!(matches!(src.read(&dir), Err(SecretError::Empty(_))));
-        assert!(matches!(SecretSource::default().read(&dir), Err(SecretError::Ambiguous)));
+        assert!(matches!(
+            SecretSource::default().read(&dir),
+            Err(SecretError::Ambiguous)
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

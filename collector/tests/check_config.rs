@@ -1,0 +1,83 @@
+//! `cnaas-collector check-config FILE`: exit 0 on a good file, exit 2 with file:line:column
+//! and a hint for each problem on a bad one.
+
+use std::process::Command;
+
+fn check(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let path = dir.path().join("collector.toml");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write: {e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_cnaas-collector"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("run: {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).replace(&path.display().to_string(), "collector.toml");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn example() -> String {
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/collector.example.toml"
+    );
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+#[test]
+fn the_example_config_is_good() {
+    let (code, out) = check(&example());
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_misspelt_key_and_a_bad_value_are_both_reported() {
+    let text = example()
+        .replace("id = \"collector-1\"", "idd = \"collector-1\"")
+        .replace("listen = \"127.0.0.1:16980\"", "listen = \"localhost\"");
+    let (code, out) = check(&text);
+    assert_eq!(code, 2, "{out}");
+    let line = |p: &str| {
+        text.lines()
+            .position(|l| l.starts_with(p))
+            .map(|i| i + 1)
+            .unwrap_or(0)
+    };
+    assert!(
+        out.contains(&format!(
+            "collector.toml:{}:1: error: unknown field `idd`",
+            line("idd")
+        )),
+        "{out}"
+    );
+    assert!(out.contains("did you mean `id`?"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "collector.toml:{}:10: error: invalid socket address",
+            line("listen")
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bad_duration_in_mqtt_keep_alive_has_a_position() {
+    let text = example().replace(
+        "url = \"mqtt://127.0.0.1:16883\"",
+        "url = \"mqtt://127.0.0.1:16883\"\nkeep_alive = \"soon\"",
+    );
+    let (code, out) = check(&text);
+    assert_eq!(code, 2, "{out}");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("keep_alive"))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    assert!(
+        out.contains(&format!(
+            "collector.toml:{line}:14: error: invalid duration `soon`"
+        )),
+        "{out}"
+    );
+}
