@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod rig;
+
 /// Lowest port tests may use.
 pub const PORT_MIN: u16 = 16000;
 /// Highest port tests may use.

@@ -1,0 +1,220 @@
+//! The first end-to-end rig: a simulated 48-port access switch with two uplinks (real
+//! snmpsim), `cnaas-agent` polling it, a real Mosquitto, and `cnaas-collector` with SQLite,
+//! each started on free loopback ports and stopped when the rig is dropped.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::{
+    Mosquitto, Process, Snmpsim, access_switch_recording, free_port, http_json, open_tempdir,
+    snmp_set_int, start_binary, wait_until,
+};
+
+/// Community (recording name) of the simulated switch.
+pub const COMMUNITY: &str = "access-switch";
+/// IF-MIB::ifOperStatus.
+pub const IF_OPER_STATUS: &str = "1.3.6.1.2.1.2.2.1.8";
+
+/// Everything one end-to-end test needs, running.
+pub struct Rig {
+    /// The simulated switch.
+    pub snmpsim: Snmpsim,
+    /// The broker.
+    pub mqtt: Mosquitto,
+    /// The agent process.
+    pub agent: Process,
+    /// The collector process.
+    pub collector: Process,
+    /// `http://127.0.0.1:PORT` of the collector API.
+    pub api: String,
+    /// `http://127.0.0.1:PORT` of the agent's metrics endpoint.
+    pub metrics: String,
+    dir: tempfile::TempDir,
+}
+
+/// Knobs of the rig.
+#[derive(Debug, Clone)]
+pub struct RigOptions {
+    /// The agent's link interval, e.g. `"1s"`.
+    pub link_interval: String,
+    /// Also configure a device that never answers (`a-dead-01`).
+    pub dead_device: bool,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        RigOptions {
+            link_interval: "1s".into(),
+            dead_device: true,
+        }
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
+    std::fs::write(&p, text)?;
+    Ok(p)
+}
+
+impl Rig {
+    /// Starts snmpsim, Mosquitto, the collector and the agent, and waits until the agent
+    /// reaches the switch and both are connected to the broker.
+    pub fn start(opts: &RigOptions) -> Result<Rig> {
+        let snmpsim = Snmpsim::start(&[(COMMUNITY, &access_switch_recording())])?;
+        let mqtt = Mosquitto::start()?;
+        let dir = open_tempdir()?;
+        let (api_port, metrics_port, dead_port) = (free_port(), free_port(), free_port());
+        // Te1/1/1 is an uplink by inventory; Te1/1/2 only through the collector's ifAlias
+        // pattern (the agent has no patterns, so the collector's own rule is exercised).
+        let collector_cfg = write(
+            dir.path(),
+            "collector.toml",
+            &format!(
+                r#"
+[collector]
+id = "e2e"
+[mqtt]
+url = "{mqtt}"
+[store]
+url = "sqlite://collector.db"
+[api]
+listen = "127.0.0.1:{api_port}"
+[roles]
+uplink = ['(?i)^uplink']
+[[device]]
+name = "a-b12-01"
+customer = "uni-b"
+site = "b12"
+ports = {{ "Te1/1/1" = "uplink" }}
+"#,
+                mqtt = mqtt.url()
+            ),
+        )?;
+        let dead = if opts.dead_device {
+            format!(
+                "[[device]]\nname = \"a-dead-01\"\naddress = \"127.0.0.1:{dead_port}\"\nsnmp = {{ version = \"2c\", community = \"public\" }}\n"
+            )
+        } else {
+            String::new()
+        };
+        let agent_cfg = write(
+            dir.path(),
+            "agent.toml",
+            &format!(
+                r#"
+[agent]
+id = "site-e2e"
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+[mqtt]
+url = "{mqtt}"
+[defaults]
+link_interval = "{interval}"
+timeout = "300ms"
+retries = 1
+unreachable_after = 2
+[[device]]
+name = "a-b12-01"
+address = "{switch}"
+snmp = {{ version = "2c", community = "{COMMUNITY}" }}
+{dead}"#,
+                mqtt = mqtt.url(),
+                switch = snmpsim.address(),
+                interval = opts.link_interval,
+            ),
+        )?;
+        let mut collector = start_binary(
+            "cnaas-collector",
+            &collector_cfg,
+            &dir.path().join("collector.log"),
+        )?;
+        let api = format!("http://127.0.0.1:{api_port}");
+        wait_until(
+            "the collector to connect to MQTT",
+            Duration::from_secs(20),
+            || {
+                collector.check_alive().ok()?;
+                let v = http_json(&format!("{api}/healthz")).ok()?;
+                (v["mqtt_connected"] == Value::Bool(true)).then_some(())
+            },
+        )
+        .with_context(|| collector.log())?;
+        let mut agent = start_binary("cnaas-agent", &agent_cfg, &dir.path().join("agent.log"))?;
+        let metrics = format!("http://127.0.0.1:{metrics_port}");
+        wait_until(
+            "the agent to reach the switch",
+            Duration::from_secs(20),
+            || {
+                agent.check_alive().ok()?;
+                let v = http_json(&format!("{metrics}/healthz")).ok()?;
+                (v["devices_up"] == 1 && v["mqtt_connected"] == Value::Bool(true)).then_some(())
+            },
+        )
+        .with_context(|| agent.log())?;
+        Ok(Rig {
+            snmpsim,
+            mqtt,
+            agent,
+            collector,
+            api,
+            metrics,
+            dir,
+        })
+    }
+
+    /// The rig's temporary folder (configs, logs, the collector's database).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sets a port's ifOperStatus on the simulated switch with Net-SNMP's `snmpset`.
+    pub fn set_oper(&self, if_index: u32, status: i64) -> Result<()> {
+        snmp_set_int(
+            self.snmpsim.port,
+            COMMUNITY,
+            &format!("{IF_OPER_STATUS}.{if_index}"),
+            status,
+        )
+    }
+
+    /// Open incidents from the API.
+    pub fn open_incidents(&self) -> Vec<Value> {
+        http_json(&format!("{}/api/v1/incidents?state=open", self.api))
+            .ok()
+            .and_then(|v| v["incidents"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// The open incident on a port of `a-b12-01`, if any.
+    pub fn open_port_incident(&self, if_index: u64) -> Option<Value> {
+        self.open_incidents()
+            .into_iter()
+            .find(|i| i["device"] == "a-b12-01" && i["if_index"] == if_index)
+    }
+
+    /// How many stored events of `kind` the port of `a-b12-01` has.
+    pub fn port_events(&self, kind: &str, if_index: u64) -> usize {
+        http_json(&format!(
+            "{}/api/v1/events?device=a-b12-01&kind={kind}&limit=1000",
+            self.api
+        ))
+        .ok()
+        .and_then(|v| v["events"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["if_index"] == if_index)
+        .count()
+    }
+
+    /// Both logs, for failure messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "agent log:\n{}\ncollector log:\n{}",
+            self.agent.log(),
+            self.collector.log()
+        )
+    }
+}
