@@ -360,19 +360,19 @@ pub fn snmp_set_int(port: u16, community: &str, oid: &str, value: i64) -> Result
 /// Path of one of the workspace's binaries, built next to the test executable.
 pub fn binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("cannot find the target folder")?;
-    let path = dir.join(name);
-    if !path.is_file() {
-        bail!(
-            "{} is missing: build the workspace binaries first (`cargo build --workspace`; ./tests/run does)",
-            path.display()
-        );
-    }
-    Ok(path)
+    // A test runs from target/<profile>/deps/, a helper binary from target/<profile>/.
+    let here = exe.parent().context("cannot find the target folder")?;
+    [Some(here), here.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "{name} is missing next to {}: build the workspace binaries first (`cargo build --workspace`; ./tests/run does)",
+                exe.display()
+            )
+        })
 }
 
 /// Starts one of the product's binaries with `--config FILE`.

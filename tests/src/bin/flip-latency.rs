@@ -38,12 +38,16 @@ fn main() -> Result<()> {
     let limit = Duration::from_secs(10);
     let (mut open, mut resolve) = (Vec::new(), Vec::new());
     for n in 0..flips {
+        // Spread the flips over the poll cycle; otherwise each flip lands just after the poll
+        // that showed the previous one and always waits a whole interval.
+        std::thread::sleep(Duration::from_millis((n as u64 * 379) % 1000));
         let t0 = Instant::now();
         rig.set_oper(49, 2)?;
         let inc = wait_until("the incident", limit, || rig.open_port_incident(49))
             .with_context(|| rig.logs())?;
         open.push(t0.elapsed());
         let id = inc["id"].as_i64().context("incident id")?;
+        std::thread::sleep(Duration::from_millis((n as u64 * 613) % 1000));
         let t1 = Instant::now();
         rig.set_oper(49, 1)?;
         wait_until("the resolution", limit, || {
