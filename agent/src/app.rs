@@ -16,6 +16,7 @@ use crate::config::AgentConfig;
 use crate::metrics::{AgentMetrics, InterfaceTable};
 use crate::plans::{self, Shared};
 use crate::publish;
+use crate::spool::Spool;
 
 /// Runs until `token` is cancelled, then drains and returns.
 pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<()> {
@@ -27,8 +28,12 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
     let listener = TcpListener::bind(cfg.metrics_listen)
         .await
         .with_context(|| format!("cannot listen on {} for /metrics", cfg.metrics_listen))?;
+    let spool = Arc::new(
+        Spool::open(&cfg.spool_dir, cfg.spool_max_bytes)
+            .with_context(|| format!("cannot open the spool in {}", cfg.spool_dir.display()))?,
+    );
     let (publisher, connection, publish_task) =
-        publish::spawn(&cfg, metrics.clone()).context("cannot set up the MQTT publisher")?;
+        publish::spawn(&cfg, metrics.clone(), spool).context("cannot set up the MQTT publisher")?;
 
     let devices_total = cfg.devices.len();
     let health: HealthFn = {

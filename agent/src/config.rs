@@ -25,6 +25,8 @@ pub struct AgentFile {
     pub metrics: MetricsSection,
     /// `[mqtt]`.
     pub mqtt: MqttConfig,
+    /// `[spool]`.
+    pub spool: SpoolSection,
     /// `[defaults]`: plan settings for every device.
     #[serde(default)]
     pub defaults: Defaults,
@@ -53,6 +55,21 @@ pub struct AgentSection {
 pub struct MetricsSection {
     /// Address for `/metrics` and `/healthz`.
     pub listen: SocketAddr,
+}
+
+/// `[spool]`: where events wait for the broker.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSection {
+    /// Folder of the spool file (relative to the config file's folder).
+    pub dir: PathBuf,
+    /// Bound on the spooled payload, in MiB; when full the oldest events are dropped.
+    #[serde(default = "default_spool_mb")]
+    pub max_size_mb: u64,
+}
+
+fn default_spool_mb() -> u64 {
+    64
 }
 
 /// `[poller]`.
@@ -209,6 +226,10 @@ pub struct AgentConfig {
     pub mqtt: MqttConfig,
     /// Folder of the config file (relative paths are resolved against it).
     pub base_dir: PathBuf,
+    /// Spool folder (resolved).
+    pub spool_dir: PathBuf,
+    /// Spool bound in bytes.
+    pub spool_max_bytes: u64,
     /// Global bound on devices polled at once.
     pub max_concurrent: usize,
     /// ifAlias role patterns.
@@ -267,6 +288,13 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
             RolePatterns::default()
         }
     };
+    if f.spool.max_size_mb == 0 {
+        errors.push((
+            vec![Key("spool"), Key("max_size_mb")],
+            "must be at least 1".into(),
+            None,
+        ));
+    }
     if f.poller.max_concurrent == 0 {
         errors.push((
             vec![Key("poller"), Key("max_concurrent")],
@@ -435,6 +463,8 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
         id: f.agent.id.clone(),
         metrics_listen: f.metrics.listen,
         mqtt: f.mqtt.clone(),
+        spool_dir: base_dir.join(&f.spool.dir),
+        spool_max_bytes: f.spool.max_size_mb.saturating_mul(1 << 20),
         base_dir,
         max_concurrent: f.poller.max_concurrent.max(1),
         roles,
@@ -507,6 +537,9 @@ listen = "127.0.0.1:16900"
 [mqtt]
 url = "mqtt://127.0.0.1:16883"
 
+[spool]
+dir = "spool"
+
 [defaults]
 link_interval = "2s"
 
@@ -552,12 +585,12 @@ ports = { "Te1/1/1" = "uplink" }
         let e = errors(&text);
         assert_eq!(e.len(), 2, "{e:#?}");
         assert!(
-            e[0].starts_with("a.toml:12:17: error: invalid duration `2x`"),
+            e[0].starts_with("a.toml:15:17: error: invalid duration `2x`"),
             "{}",
             e[0]
         );
         assert!(
-            e[1].starts_with("a.toml:21:1: error: unknown field `lnik_interval`"),
+            e[1].starts_with("a.toml:24:1: error: unknown field `lnik_interval`"),
             "{}",
             e[1]
         );
@@ -589,7 +622,7 @@ ports = { "Te1/1/1" = "uplink" }
         );
         assert!(
             e.iter()
-                .any(|m| m.contains("a.toml:19:11") && m.contains("99999")),
+                .any(|m| m.contains("a.toml:22:11") && m.contains("99999")),
             "{e:#?}"
         );
         assert!(e.iter().any(|m| m.contains("not supported")), "{e:#?}");

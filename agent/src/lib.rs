@@ -6,7 +6,8 @@
 //! - [`snmp`]: SNMP client with timeout, retry and multi-column GETBULK walks.
 //! - [`plans`]: one task per device running the link and label plans.
 //! - [`state`]: last known state per device and the diff into changes.
-//! - [`publish`]: MQTT publisher (QoS 1) with retained status and last will.
+//! - [`spool`]: the on-disk spool every event passes through.
+//! - [`publish`]: store and forward over MQTT (QoS 1), retained status and last will.
 //! - [`metrics`]: `if_mib`-compatible interface metrics and `cnaas_agent_*` health.
 //! - [`app`]: wires them together and shuts them down in order.
 #![forbid(unsafe_code)]
@@ -17,4 +18,5 @@ pub mod metrics;
 pub mod plans;
 pub mod publish;
 pub mod snmp;
+pub mod spool;
 pub mod state;

@@ -102,6 +102,15 @@ impl Process {
         Ok(())
     }
 
+    /// Sends SIGKILL and reaps the process (a crash, as far as it can tell).
+    pub fn kill_hard(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits for the exit; returns the exit code (None if killed).
     pub fn terminate(&mut self) -> Result<Option<i32>> {
         let Some(mut child) = self.child.take() else {
@@ -182,26 +191,66 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 pub struct Mosquitto {
     /// Its port.
     pub port: u16,
-    /// The process.
-    pub process: Process,
-    _dir: tempfile::TempDir,
+    /// The process (None while stopped).
+    pub process: Option<Process>,
+    conf: PathBuf,
+    dir: tempfile::TempDir,
+    starts: u32,
 }
 
 impl Mosquitto {
     /// Starts Mosquitto with anonymous access on 127.0.0.1 and waits until it accepts.
     pub fn start() -> Result<Mosquitto> {
+        Self::start_with("persistence false\n")
+    }
+
+    /// Like [`Mosquitto::start`], but sessions and queued messages survive a restart.
+    pub fn start_persistent() -> Result<Mosquitto> {
+        Self::start_with("persistence true\npersistence_location PERSIST/\nautosave_interval 1\n")
+    }
+
+    fn start_with(extra: &str) -> Result<Mosquitto> {
         let dir = open_tempdir()?;
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
+        let extra = extra.replace("PERSIST", &dir.path().display().to_string());
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\nlog_type warning\nlog_type notice\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\n{extra}log_type error\nlog_type warning\nlog_type notice\n"
             ),
         )?;
+        set_mode(dir.path(), 0o777)?;
+        let mut m = Mosquitto {
+            port,
+            process: None,
+            conf,
+            dir,
+            starts: 0,
+        };
+        m.resume()?;
+        Ok(m)
+    }
+
+    /// Stops the broker (SIGTERM).
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut p) = self.process.take() {
+            p.terminate()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the broker again on the same port and waits until it accepts.
+    pub fn resume(&mut self) -> Result<()> {
+        self.starts += 1;
         let mut cmd = Command::new(find_program("mosquitto")?);
-        cmd.arg("-c").arg(&conf);
-        let mut process = Process::spawn("mosquitto", cmd, &dir.path().join("mosquitto.log"))?;
+        cmd.arg("-c").arg(&self.conf);
+        let log = self
+            .dir
+            .path()
+            .join(format!("mosquitto-{}.log", self.starts));
+        let mut process = Process::spawn("mosquitto", cmd, &log)?;
+        let port = self.port;
         wait_until(
             "mosquitto to accept connections",
             Duration::from_secs(10),
@@ -213,11 +262,8 @@ impl Mosquitto {
             },
         )?;
         process.check_alive()?;
-        Ok(Mosquitto {
-            port,
-            process,
-            _dir: dir,
-        })
+        self.process = Some(process);
+        Ok(())
     }
 
     /// `mqtt://127.0.0.1:PORT`.

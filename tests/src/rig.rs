@@ -26,6 +26,8 @@ pub struct Rig {
     pub mqtt: Mosquitto,
     /// The agent process.
     pub agent: Process,
+    /// The agent's config file.
+    pub agent_config: PathBuf,
     /// The collector process.
     pub collector: Process,
     /// `http://127.0.0.1:PORT` of the collector API.
@@ -42,6 +44,8 @@ pub struct RigOptions {
     pub link_interval: String,
     /// Also configure a device that never answers (`a-dead-01`).
     pub dead_device: bool,
+    /// Give the broker persistence, so sessions survive [`Mosquitto::stop`] and resume.
+    pub persistent_broker: bool,
 }
 
 impl Default for RigOptions {
@@ -49,8 +53,24 @@ impl Default for RigOptions {
         RigOptions {
             link_interval: "1s".into(),
             dead_device: true,
+            persistent_broker: false,
         }
     }
+}
+
+fn start_agent(config: &Path, log: &Path, metrics: &str) -> Result<Process> {
+    let mut agent = start_binary("cnaas-agent", config, log)?;
+    wait_until(
+        "the agent to reach the switch",
+        Duration::from_secs(20),
+        || {
+            agent.check_alive().ok()?;
+            let v = http_json(&format!("{metrics}/healthz")).ok()?;
+            (v["devices_up"] == 1 && v["mqtt_connected"] == Value::Bool(true)).then_some(())
+        },
+    )
+    .with_context(|| agent.log())?;
+    Ok(agent)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
@@ -64,7 +84,11 @@ impl Rig {
     /// reaches the switch and both are connected to the broker.
     pub fn start(opts: &RigOptions) -> Result<Rig> {
         let snmpsim = Snmpsim::start(&[(COMMUNITY, &access_switch_recording())])?;
-        let mqtt = Mosquitto::start()?;
+        let mqtt = if opts.persistent_broker {
+            Mosquitto::start_persistent()?
+        } else {
+            Mosquitto::start()?
+        };
         let dir = open_tempdir()?;
         let (api_port, metrics_port, dead_port) = (free_port(), free_port(), free_port());
         // Te1/1/1 is an uplink by inventory; Te1/1/2 only through the collector's ifAlias
@@ -111,6 +135,8 @@ id = "site-e2e"
 listen = "127.0.0.1:{metrics_port}"
 [mqtt]
 url = "{mqtt}"
+[spool]
+dir = "spool"
 [defaults]
 link_interval = "{interval}"
 timeout = "300ms"
@@ -142,27 +168,35 @@ snmp = {{ version = "2c", community = "{COMMUNITY}" }}
             },
         )
         .with_context(|| collector.log())?;
-        let mut agent = start_binary("cnaas-agent", &agent_cfg, &dir.path().join("agent.log"))?;
         let metrics = format!("http://127.0.0.1:{metrics_port}");
-        wait_until(
-            "the agent to reach the switch",
-            Duration::from_secs(20),
-            || {
-                agent.check_alive().ok()?;
-                let v = http_json(&format!("{metrics}/healthz")).ok()?;
-                (v["devices_up"] == 1 && v["mqtt_connected"] == Value::Bool(true)).then_some(())
-            },
-        )
-        .with_context(|| agent.log())?;
+        let agent = start_agent(&agent_cfg, &dir.path().join("agent.log"), &metrics)?;
         Ok(Rig {
             snmpsim,
             mqtt,
             agent,
+            agent_config: agent_cfg,
             collector,
             api,
             metrics,
             dir,
         })
+    }
+
+    /// Starts the agent again (after [`Process::kill_hard`] or `terminate`) with the same
+    /// config, and waits until it reaches the switch and the broker.
+    pub fn restart_agent(&mut self) -> Result<()> {
+        let log = self.dir.path().join("agent-restarted.log");
+        self.agent = start_agent(&self.agent_config, &log, &self.metrics)?;
+        Ok(())
+    }
+
+    /// One sample value from the agent's metrics (the first line starting with `name`).
+    pub fn agent_metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = crate::http_get(&format!("{}/metrics", self.metrics)).ok()?;
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
     }
 
     /// The rig's temporary folder (configs, logs, the collector's database).

@@ -57,12 +57,16 @@ pub struct AgentMetrics {
     pub events: Family<KindLabel, Counter>,
     /// Events acknowledged by the broker (QoS 1 PUBACK).
     pub events_published: Counter,
-    /// Events dropped because the publish queue was full.
+    /// Events dropped because the spool writer's queue was full.
     pub events_dropped: Counter,
-    /// Events waiting to be handed to the MQTT client.
-    pub publish_queue: Gauge,
     /// 1 while connected to the broker.
     pub mqtt_connected: Gauge,
+    /// Events in the on-disk spool (not yet acknowledged by the broker).
+    pub spool_depth: Gauge,
+    /// Payload bytes in the spool.
+    pub spool_bytes: Gauge,
+    /// Events dropped from a full spool (oldest first).
+    pub spool_dropped: Counter,
 }
 
 fn poll_histogram() -> Histogram {
@@ -84,8 +88,10 @@ impl AgentMetrics {
             events: Family::default(),
             events_published: Counter::default(),
             events_dropped: Counter::default(),
-            publish_queue: Gauge::default(),
             mqtt_connected: Gauge::default(),
+            spool_depth: Gauge::default(),
+            spool_bytes: Gauge::default(),
+            spool_dropped: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("cnaas_agent");
         r.register(
@@ -130,18 +136,28 @@ impl AgentMetrics {
         );
         r.register(
             "events_dropped",
-            "Events dropped because the publish queue was full",
+            "Events dropped because the spool writer's queue was full",
             m.events_dropped.clone(),
-        );
-        r.register(
-            "publish_queue_depth",
-            "Events waiting to be handed to the MQTT client",
-            m.publish_queue.clone(),
         );
         r.register(
             "mqtt_connected",
             "1 while the agent is connected to the MQTT broker",
             m.mqtt_connected.clone(),
+        );
+        r.register(
+            "spool_depth",
+            "Events in the on-disk spool, not yet acknowledged by the broker",
+            m.spool_depth.clone(),
+        );
+        r.register(
+            "spool_bytes",
+            "Payload bytes in the on-disk spool",
+            m.spool_bytes.clone(),
+        );
+        r.register(
+            "spool_dropped",
+            "Events dropped from a full spool, oldest first",
+            m.spool_dropped.clone(),
         );
         m
     }

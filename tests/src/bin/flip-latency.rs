@@ -34,6 +34,7 @@ fn main() -> Result<()> {
     let rig = Rig::start(&RigOptions {
         link_interval: "1s".into(),
         dead_device: false,
+        persistent_broker: false,
     })?;
     let limit = Duration::from_secs(10);
     let (mut open, mut resolve) = (Vec::new(), Vec::new());
