@@ -1,12 +1,13 @@
 //! Runs the agent: the HTTP endpoint, the publisher and one task per device, and stops them
 //! in order on shutdown (pollers first, then the publisher drains, then HTTP).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +18,7 @@ use crate::metrics::{AgentMetrics, InterfaceTable};
 use crate::plans::{self, Shared};
 use crate::publish;
 use crate::spool::Spool;
+use crate::traps::{self, Router, Source as TrapSource};
 
 /// Runs until `token` is cancelled, then drains and returns.
 pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<()> {
@@ -75,11 +77,51 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
         table,
         limit: Arc::new(Semaphore::new(cfg.max_concurrent)),
     };
+    let mut hints = HashMap::new();
+    let trap_task = match cfg.traps_listen {
+        Some(listen) => {
+            let socket = UdpSocket::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen for traps on {listen}"))?;
+            let mut router = Router::new(cfg.traps_quiet);
+            for d in &cfg.devices {
+                let ip = tokio::net::lookup_host(d.address.as_str())
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .map(|a| a.ip());
+                let Some(ip) = ip else {
+                    tracing::warn!(device = %d.name, address = %d.address, "Cannot resolve the device; its traps will be refused.");
+                    continue;
+                };
+                let (tx, rx) = mpsc::channel(8);
+                router.add(
+                    ip,
+                    TrapSource {
+                        name: d.name.clone(),
+                        community: d.community.clone(),
+                        hints: tx,
+                    },
+                );
+                hints.insert(d.name.clone(), rx);
+            }
+            tracing::info!(listen = %listen, "Receiving traps.");
+            Some(tokio::spawn(traps::run(
+                socket,
+                router,
+                shared.metrics.traps.clone(),
+                token.child_token(),
+            )))
+        }
+        None => None,
+    };
     let mut pollers = JoinSet::new();
     for device in cfg.devices {
+        let rx = hints.remove(&device.name);
         pollers.spawn(plans::run_device(
             device,
             shared.clone(),
+            rx,
             token.child_token(),
         ));
     }
@@ -91,6 +133,11 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
         if let Err(e) = res {
             tracing::error!(error = %e, "A device task failed.");
         }
+    }
+    if let Some(t) = trap_task
+        && let Err(e) = t.await
+    {
+        tracing::error!(error = %e, "The trap task failed.");
     }
     if let Err(e) = publish_task.await {
         tracing::error!(error = %e, "The publisher task failed.");

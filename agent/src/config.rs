@@ -27,6 +27,8 @@ pub struct AgentFile {
     pub mqtt: MqttConfig,
     /// `[spool]`.
     pub spool: SpoolSection,
+    /// `[traps]`: the trap listener; without it no traps are received.
+    pub traps: Option<TrapsSection>,
     /// `[defaults]`: plan settings for every device.
     #[serde(default)]
     pub defaults: Defaults,
@@ -55,6 +57,21 @@ pub struct AgentSection {
 pub struct MetricsSection {
     /// Address for `/metrics` and `/healthz`.
     pub listen: SocketAddr,
+}
+
+/// `[traps]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrapsSection {
+    /// UDP address to receive SNMP traps on (e.g. `0.0.0.0:162`).
+    pub listen: SocketAddr,
+    /// Traps a device sends within this long after it started are only logged.
+    #[serde(default = "default_quiet")]
+    pub quiet_after_reboot: HumanDuration,
+}
+
+fn default_quiet() -> HumanDuration {
+    HumanDuration(crate::traps::DEFAULT_QUIET)
 }
 
 /// `[spool]`: where events wait for the broker.
@@ -230,6 +247,10 @@ pub struct AgentConfig {
     pub spool_dir: PathBuf,
     /// Spool bound in bytes.
     pub spool_max_bytes: u64,
+    /// Trap listener address, if any.
+    pub traps_listen: Option<SocketAddr>,
+    /// Quiet period after a device's start during which its traps are only logged.
+    pub traps_quiet: Duration,
     /// Global bound on devices polled at once.
     pub max_concurrent: usize,
     /// ifAlias role patterns.
@@ -465,6 +486,11 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
         mqtt: f.mqtt.clone(),
         spool_dir: base_dir.join(&f.spool.dir),
         spool_max_bytes: f.spool.max_size_mb.saturating_mul(1 << 20),
+        traps_listen: f.traps.as_ref().map(|t| t.listen),
+        traps_quiet: f
+            .traps
+            .as_ref()
+            .map_or(crate::traps::DEFAULT_QUIET, |t| t.quiet_after_reboot.get()),
         base_dir,
         max_concurrent: f.poller.max_concurrent.max(1),
         roles,

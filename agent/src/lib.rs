@@ -20,3 +20,4 @@ pub mod publish;
 pub mod snmp;
 pub mod spool;
 pub mod state;
+pub mod traps;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod netns;
 pub mod rig;
 
 /// Lowest port tests may use.
@@ -196,6 +197,7 @@ pub struct Mosquitto {
     conf: PathBuf,
     dir: tempfile::TempDir,
     starts: u32,
+    netns: Option<String>,
 }
 
 impl Mosquitto {
@@ -209,7 +211,16 @@ impl Mosquitto {
         Self::start_with("persistence true\npersistence_location PERSIST/\nautosave_interval 1\n")
     }
 
+    /// Starts Mosquitto inside a network namespace (on that namespace's loopback).
+    pub fn start_in(ns: &netns::Netns) -> Result<Mosquitto> {
+        Self::start_full("persistence false\n", Some(ns.name.clone()))
+    }
+
     fn start_with(extra: &str) -> Result<Mosquitto> {
+        Self::start_full(extra, None)
+    }
+
+    fn start_full(extra: &str, netns: Option<String>) -> Result<Mosquitto> {
         let dir = open_tempdir()?;
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
@@ -227,6 +238,7 @@ impl Mosquitto {
             conf,
             dir,
             starts: 0,
+            netns,
         };
         m.resume()?;
         Ok(m)
@@ -243,7 +255,15 @@ impl Mosquitto {
     /// Starts the broker again on the same port and waits until it accepts.
     pub fn resume(&mut self) -> Result<()> {
         self.starts += 1;
-        let mut cmd = Command::new(find_program("mosquitto")?);
+        let program = find_program("mosquitto")?;
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         cmd.arg("-c").arg(&self.conf);
         let log = self
             .dir
@@ -251,6 +271,7 @@ impl Mosquitto {
             .join(format!("mosquitto-{}.log", self.starts));
         let mut process = Process::spawn("mosquitto", cmd, &log)?;
         let port = self.port;
+        let ns = self.netns.clone();
         wait_until(
             "mosquitto to accept connections",
             Duration::from_secs(10),
@@ -258,7 +279,16 @@ impl Mosquitto {
                 if process.check_alive().is_err() {
                     return Some(());
                 }
-                TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+                match &ns {
+                    Some(ns) => Command::new("ip")
+                        .args(["netns", "exec", ns, "bash", "-c"])
+                        .arg(format!("exec 3<>/dev/tcp/127.0.0.1/{port}"))
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+                        .then_some(()),
+                    None => TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()),
+                }
             },
         )?;
         process.check_alive()?;

@@ -67,6 +67,8 @@ pub struct AgentMetrics {
     pub spool_bytes: Gauge,
     /// Events dropped from a full spool (oldest first).
     pub spool_dropped: Counter,
+    /// Trap datagrams, by what became of them.
+    pub traps: Family<crate::traps::ResultLabel, Counter>,
 }
 
 fn poll_histogram() -> Histogram {
@@ -92,6 +94,7 @@ impl AgentMetrics {
             spool_depth: Gauge::default(),
             spool_bytes: Gauge::default(),
             spool_dropped: Counter::default(),
+            traps: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("cnaas_agent");
         r.register(
@@ -158,6 +161,11 @@ impl AgentMetrics {
             "spool_dropped",
             "Events dropped from a full spool, oldest first",
             m.spool_dropped.clone(),
+        );
+        r.register(
+            "traps",
+            "Trap datagrams received, by result (delivered, after_reboot, bad_community, malformed, ...)",
+            m.traps.clone(),
         );
         m
     }

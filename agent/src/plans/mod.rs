@@ -15,7 +15,7 @@ use std::time::Duration;
 use cnaas_shared::role::{PortRole, RolePatterns};
 use cnaas_shared::{Event, EventKind, Source};
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -26,6 +26,7 @@ use crate::publish::PublishHandle;
 use crate::snmp::oid::{self, OidBuf};
 use crate::snmp::{ClientStats, SnmpClient, SnmpError, SnmpValue, Target};
 use crate::state::{Change, DeviceState, LinkSnapshot, PortLink};
+use crate::traps::Hint;
 
 /// ifName, ifAlias and ifDescr of one port.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -200,13 +201,26 @@ fn jitter(name: &str, interval: Duration) -> Duration {
     Duration::from_millis(h.finish() % ms)
 }
 
-/// Runs one device's plans until `token` is cancelled.
-pub async fn run_device(device: Device, shared: Shared, token: CancellationToken) {
+/// Runs one device's plans until `token` is cancelled. `hints` carries trap-triggered
+/// re-polls, if a trap listener runs.
+pub async fn run_device(
+    device: Device,
+    shared: Shared,
+    hints: Option<mpsc::Receiver<Hint>>,
+    token: CancellationToken,
+) {
     let span = tracing::info_span!("device", device = %device.name);
     DeviceTask::new(device, shared)
-        .run(token)
+        .run(hints, token)
         .instrument(span)
         .await;
+}
+
+async fn next_hint(hints: &mut Option<mpsc::Receiver<Hint>>) -> Option<Hint> {
+    match hints {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 struct DeviceTask {
@@ -244,28 +258,45 @@ impl DeviceTask {
         }
     }
 
-    async fn run(mut self, token: CancellationToken) {
-        let start = Instant::now() + jitter(&self.device.name, self.device.link_interval);
+    async fn run(mut self, mut hints: Option<mpsc::Receiver<Hint>>, token: CancellationToken) {
+        // The first poll comes within 2 s of start (spread over that window), so the agent
+        // knows every device's state soon after a restart; later polls keep the same phase.
+        let spread = self.device.link_interval.min(Duration::from_secs(2));
+        let start = Instant::now() + jitter(&self.device.name, spread);
         let mut tick = tokio::time::interval_at(start, self.device.link_interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tracing::info!(address = %self.device.address, interval = ?self.device.link_interval, "Polling.");
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
+            let hint = tokio::select! {
+                _ = tick.tick() => None,
+                h = next_hint(&mut hints) => match h {
+                    Some(h) => Some(h),
+                    None => {
+                        hints = None;
+                        continue;
+                    }
+                },
                 () = token.cancelled() => break,
-            }
+            };
             let Ok(_permit) = self.shared.limit.clone().acquire_owned().await else {
                 break;
             };
+            let work = async {
+                match hint {
+                    None => self.poll_once(Source::Poll).await,
+                    Some(Hint::Port(i)) => self.confirm_port(i).await,
+                    Some(Hint::Repoll) => self.poll_once(Source::Trap).await,
+                }
+            };
             tokio::select! {
-                () = self.poll_once() => {}
+                () = work => {}
                 () = token.cancelled() => break,
             }
         }
         tracing::debug!("Device task stopped.");
     }
 
-    async fn poll_once(&mut self) {
+    async fn poll_once(&mut self, source: Source) {
         let started = Instant::now();
         let result = self
             .client
@@ -279,7 +310,7 @@ impl DeviceTask {
             )
             .await;
         self.observe("link", started, result.as_ref().err());
-        let changes = match result {
+        match result {
             Ok(walk) => {
                 let snap = link_snapshot(&walk.scalars, &walk.columns);
                 // A port that was not there at the last poll may be a new module: relabel.
@@ -296,7 +327,7 @@ impl DeviceTask {
                     .get_or_create(&self.label)
                     .set(1);
                 self.export(&snap);
-                Some((changes, snap))
+                self.emit(&changes, Some(&snap), source);
             }
             Err(e) => {
                 tracing::debug!(error = %e, "Link poll failed.");
@@ -310,22 +341,69 @@ impl DeviceTask {
                         .set(0);
                     self.shared.table.clear_device(&self.device.name);
                 }
-                Some((changes, LinkSnapshot::default()))
+                self.emit(&changes, None, source);
+            }
+        }
+    }
+
+    /// Re-reads one port after a trap; a confirmed change becomes an event with source `trap`.
+    async fn confirm_port(&mut self, if_index: u32) {
+        let started = Instant::now();
+        let i = [if_index];
+        let oids = [
+            [oid::SYS_UPTIME, &[0]].concat(),
+            [oid::IF_ADMIN_STATUS, &i].concat(),
+            [oid::IF_OPER_STATUS, &i].concat(),
+            [oid::IF_LAST_CHANGE, &i].concat(),
+        ];
+        let refs: Vec<&[u32]> = oids.iter().map(Vec::as_slice).collect();
+        let result = self.client.get(&refs).await;
+        self.observe("trap_confirm", started, result.as_ref().err());
+        let vbs = match result {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, if_index, "Cannot confirm a trap; the next poll will tell.");
+                return;
             }
         };
-        if let Some((changes, snap)) = changes {
-            for c in &changes {
-                let e = event_for(
-                    &self.shared.agent,
-                    &self.device,
-                    &self.shared.roles,
-                    &self.labels,
-                    Some(&snap),
-                    c,
-                );
-                tracing::info!(kind = %e.kind, if_index = ?e.if_index, if_name = ?e.if_name, "State change.");
-                self.shared.publisher.submit(e);
-            }
+        let value = |o: &[u32]| vbs.iter().find(|(x, _)| x.as_slice() == o).map(|(_, v)| v);
+        let Some(oper) = value(&oids[2]).and_then(SnmpValue::as_i64) else {
+            tracing::info!(
+                if_index,
+                "Trap names a port the device does not have (any more)."
+            );
+            return;
+        };
+        let cur = PortLink {
+            admin: value(&oids[1]).and_then(SnmpValue::as_i64).unwrap_or(1),
+            oper,
+            last_change: value(&oids[3]).and_then(SnmpValue::as_ticks),
+        };
+        let changes = self.state.on_port_update(if_index, &cur);
+        let mut snap = LinkSnapshot {
+            uptime: value(&oids[0]).and_then(SnmpValue::as_ticks),
+            ..LinkSnapshot::default()
+        };
+        snap.ports.insert(if_index, cur);
+        if changes.is_empty() {
+            tracing::debug!(if_index, "Trap confirmed nothing new.");
+        }
+        self.emit(&changes, Some(&snap), Source::Trap);
+    }
+
+    fn emit(&self, changes: &[Change], snap: Option<&LinkSnapshot>, source: Source) {
+        for c in changes {
+            let mut e = event_for(
+                &self.shared.agent,
+                &self.device,
+                &self.shared.roles,
+                &self.labels,
+                snap,
+                c,
+            );
+            e.source = source;
+            tracing::info!(kind = %e.kind, source = e.source.as_str(), if_index = ?e.if_index, if_name = ?e.if_name, "State change.");
+            self.shared.publisher.submit(e);
         }
     }
 

@@ -159,48 +159,65 @@ impl DeviceState {
         }
         let mut next = BTreeMap::new();
         for (&if_index, cur) in &snap.ports {
-            let prev = self.ports.get(&if_index);
-            let cur_link = effective(cur, prev.map(|(_, l)| *l));
-            let port = |kind, initial, between_polls| Change::Port {
-                if_index,
-                kind,
-                initial,
-                between_polls,
-            };
-            match prev {
-                None => {
-                    if cur_link == Link::Down {
-                        out.push(port(EventKind::LinkDown, true, false));
-                    }
-                }
-                Some((old, old_link)) => {
-                    if old.admin != ADMIN_DOWN && cur.admin == ADMIN_DOWN {
-                        out.push(port(EventKind::AdminDown, false, false));
-                    } else if old.admin == ADMIN_DOWN && cur.admin == STATUS_UP {
-                        out.push(port(EventKind::AdminUp, false, false));
-                    }
-                    match (*old_link, cur_link) {
-                        (Link::Up | Link::Unknown | Link::Disabled, Link::Down) => {
-                            out.push(port(EventKind::LinkDown, false, false));
-                        }
-                        (Link::Down, Link::Up) => out.push(port(EventKind::LinkUp, false, false)),
-                        (Link::Up, Link::Up)
-                            if !rebooted
-                                && old.last_change.is_some()
-                                && cur.last_change.is_some()
-                                && old.last_change != cur.last_change =>
-                        {
-                            out.push(port(EventKind::LinkDown, false, true));
-                            out.push(port(EventKind::LinkUp, false, true));
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            let cur_link = self.diff_port(if_index, cur, rebooted, &mut out);
             next.insert(if_index, (*cur, cur_link));
         }
         self.ports = next;
         out
+    }
+
+    /// Applies a fresh reading of one port (a trap confirmation) and returns its changes.
+    pub fn on_port_update(&mut self, if_index: u32, cur: &PortLink) -> Vec<Change> {
+        let mut out = Vec::new();
+        let cur_link = self.diff_port(if_index, cur, false, &mut out);
+        self.ports.insert(if_index, (*cur, cur_link));
+        out
+    }
+
+    /// The changes of one port against its last known state; returns its new link opinion.
+    fn diff_port(
+        &self,
+        if_index: u32,
+        cur: &PortLink,
+        rebooted: bool,
+        out: &mut Vec<Change>,
+    ) -> Link {
+        let prev = self.ports.get(&if_index);
+        let cur_link = effective(cur, prev.map(|(_, l)| *l));
+        let port = |kind, initial, between_polls| Change::Port {
+            if_index,
+            kind,
+            initial,
+            between_polls,
+        };
+        let Some((old, old_link)) = prev else {
+            if cur_link == Link::Down {
+                out.push(port(EventKind::LinkDown, true, false));
+            }
+            return cur_link;
+        };
+        if old.admin != ADMIN_DOWN && cur.admin == ADMIN_DOWN {
+            out.push(port(EventKind::AdminDown, false, false));
+        } else if old.admin == ADMIN_DOWN && cur.admin == STATUS_UP {
+            out.push(port(EventKind::AdminUp, false, false));
+        }
+        match (*old_link, cur_link) {
+            (Link::Up | Link::Unknown | Link::Disabled, Link::Down) => {
+                out.push(port(EventKind::LinkDown, false, false));
+            }
+            (Link::Down, Link::Up) => out.push(port(EventKind::LinkUp, false, false)),
+            (Link::Up, Link::Up)
+                if !rebooted
+                    && old.last_change.is_some()
+                    && cur.last_change.is_some()
+                    && old.last_change != cur.last_change =>
+            {
+                out.push(port(EventKind::LinkDown, false, true));
+                out.push(port(EventKind::LinkUp, false, true));
+            }
+            _ => {}
+        }
+        cur_link
     }
 
     /// Records a failed poll; after `unreachable_after` failures in a row the device is
@@ -388,6 +405,28 @@ mod tests {
         let mut s = DeviceState::default();
         s.on_poll_ok(&snap(u32::MAX - 50, &[]));
         assert!(s.on_poll_ok(&snap(100, &[])).is_empty());
+    }
+
+    #[test]
+    fn a_single_port_update_diffs_only_that_port() {
+        let mut s = DeviceState::default();
+        s.on_poll_ok(&snap(100, &[(1, 1, 1, 10), (2, 1, 1, 10)]));
+        let down = PortLink {
+            admin: 1,
+            oper: 2,
+            last_change: Some(150),
+        };
+        assert_eq!(
+            kinds(&s.on_port_update(2, &down)),
+            vec![(2, EventKind::LinkDown)]
+        );
+        // The next poll agrees: nothing new.
+        assert!(
+            s.on_poll_ok(&snap(200, &[(1, 1, 1, 10), (2, 1, 2, 150)]))
+                .is_empty()
+        );
+        // A confirmation that finds nothing changed says nothing.
+        assert!(s.on_port_update(2, &down).is_empty());
     }
 
     #[test]

@@ -1,0 +1,308 @@
+//! The trap receiver: a UDP listener for SNMPv1/v2c `linkDown`, `linkUp`, `coldStart` and
+//! `warmStart`. A trap is never turned into an event by itself: it asks the device's task to
+//! re-poll that port at once, and the confirmed change becomes the event (source `trap`), so a
+//! stale or forged trap cannot invent a state.
+//!
+//! Owns: the socket, decoding, and the verdict per datagram (deliver, log only, drop). Must
+//! not: poll, or keep port state.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use cnaas_shared::config::Secret;
+use prometheus_client::encoding::EncodeLabelSet;
+use snmp2::{MessageType, Pdu};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::snmp::SnmpValue;
+use crate::snmp::oid::{self, OidBuf};
+
+/// snmpTrapOID.0 (the second varbind of a v2 trap).
+const SNMP_TRAP_OID: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
+/// sysUpTime.0 (the first varbind of a v2 trap).
+const SYS_UPTIME_0: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
+/// IF-MIB::ifIndex.
+const IF_INDEX: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 1];
+const TRAP_COLD_START: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 1];
+const TRAP_WARM_START: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 2];
+const TRAP_LINK_DOWN: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 3];
+const TRAP_LINK_UP: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 4];
+
+/// By default, traps sent within 5 minutes after the device (re)started are only logged:
+/// a booting switch reports every port coming up, which says nothing new.
+pub const DEFAULT_QUIET: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// What a trap says happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrapKind {
+    /// linkDown.
+    LinkDown,
+    /// linkUp.
+    LinkUp,
+    /// coldStart.
+    ColdStart,
+    /// warmStart.
+    WarmStart,
+    /// Anything else (its OID, dotted).
+    Other(String),
+}
+
+/// A decoded trap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trap {
+    /// Community string.
+    pub community: Vec<u8>,
+    /// What happened.
+    pub kind: TrapKind,
+    /// The sender's sysUpTime when it sent the trap.
+    pub uptime: Option<u32>,
+    /// The port, for link traps.
+    pub if_index: Option<u32>,
+}
+
+/// Why a datagram is not a usable trap.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrapError {
+    /// Not a valid SNMP message.
+    #[error("malformed SNMP message: {0}")]
+    Malformed(String),
+    /// A valid message, but not a trap (a request, a response, an inform).
+    #[error("not a trap: {0}")]
+    NotATrap(String),
+    /// A v2 trap without snmpTrapOID.0.
+    #[error("v2 trap without snmpTrapOID.0")]
+    NoTrapOid,
+}
+
+fn arcs(o: &snmp2::Oid<'_>) -> Option<OidBuf> {
+    o.iter()?.map(|a| u32::try_from(a).ok()).collect()
+}
+
+/// Decodes an SNMPv1 or v2c trap. Never panics, whatever the bytes.
+pub fn decode(bytes: &[u8]) -> Result<Trap, TrapError> {
+    let pdu = Pdu::from_bytes(bytes).map_err(|e| TrapError::Malformed(e.to_string()))?;
+    let varbinds: Vec<(OidBuf, SnmpValue)> = pdu
+        .varbinds
+        .clone()
+        .filter_map(|(name, value)| Some((arcs(&name)?, SnmpValue::from_snmp2(&value))))
+        .collect();
+    let port_index = |vbs: &[(OidBuf, SnmpValue)]| {
+        vbs.iter().find_map(|(o, v)| {
+            if let Some(i) = oid::single_index(o, IF_INDEX) {
+                return v.as_i64().and_then(|x| u32::try_from(x).ok()).or(Some(i));
+            }
+            [oid::IF_OPER_STATUS, oid::IF_ADMIN_STATUS]
+                .iter()
+                .find_map(|col| oid::single_index(o, col))
+        })
+    };
+    match pdu.message_type {
+        MessageType::Trap => {
+            let uptime = varbinds
+                .iter()
+                .find(|(o, _)| o.as_slice() == SYS_UPTIME_0)
+                .and_then(|(_, v)| v.as_ticks());
+            let trap_oid = varbinds
+                .iter()
+                .find(|(o, _)| o.as_slice() == SNMP_TRAP_OID)
+                .and_then(|(_, v)| match v {
+                    SnmpValue::ObjectId(o) => Some(o.clone()),
+                    _ => None,
+                })
+                .ok_or(TrapError::NoTrapOid)?;
+            let kind = match trap_oid.as_slice() {
+                TRAP_LINK_DOWN => TrapKind::LinkDown,
+                TRAP_LINK_UP => TrapKind::LinkUp,
+                TRAP_COLD_START => TrapKind::ColdStart,
+                TRAP_WARM_START => TrapKind::WarmStart,
+                other => TrapKind::Other(oid::to_string(other)),
+            };
+            Ok(Trap {
+                community: pdu.community.to_vec(),
+                kind,
+                uptime,
+                if_index: port_index(&varbinds),
+            })
+        }
+        MessageType::TrapV1 => {
+            let info = pdu
+                .v1_trap_info
+                .as_ref()
+                .ok_or_else(|| TrapError::Malformed("v1 trap without its header".into()))?;
+            let kind = match info.generic_trap {
+                0 => TrapKind::ColdStart,
+                1 => TrapKind::WarmStart,
+                2 => TrapKind::LinkDown,
+                3 => TrapKind::LinkUp,
+                g => TrapKind::Other(format!(
+                    "{}.{g}.{}",
+                    arcs(&info.enterprise).map_or_else(String::new, |a| oid::to_string(&a)),
+                    info.specific_trap
+                )),
+            };
+            Ok(Trap {
+                community: pdu.community.to_vec(),
+                kind,
+                uptime: Some(info.timestamp),
+                if_index: port_index(&varbinds),
+            })
+        }
+        other => Err(TrapError::NotATrap(format!("{other:?}"))),
+    }
+}
+
+/// What the device task should do about a trap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// Re-read this port now.
+    Port(u32),
+    /// Re-poll the whole link table now.
+    Repoll,
+}
+
+/// Outcome of one datagram, also the `result` label of `cnaas_agent_traps_total`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Hand a hint to this device.
+    Deliver {
+        /// Index into the router's device list.
+        device: usize,
+        /// What to do.
+        hint: Hint,
+    },
+    /// Valid, from a known device, but only worth a log line.
+    LogOnly(&'static str),
+    /// Refused.
+    Drop(&'static str),
+}
+
+/// One device a trap may come from.
+pub struct Source {
+    /// Device name.
+    pub name: String,
+    /// The community its traps must carry.
+    pub community: Secret,
+    /// Where hints for its task go.
+    pub hints: mpsc::Sender<Hint>,
+}
+
+/// Maps a trap's source address to the devices there.
+pub struct Router {
+    /// Devices, in config order.
+    pub devices: Vec<Source>,
+    by_ip: HashMap<IpAddr, Vec<usize>>,
+    quiet_ticks: u32,
+}
+
+impl Router {
+    /// A router that only logs traps sent within `quiet` of the sender's start.
+    pub fn new(quiet: std::time::Duration) -> Router {
+        Router {
+            devices: Vec::new(),
+            by_ip: HashMap::new(),
+            quiet_ticks: u32::try_from(quiet.as_millis() / 10).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Adds a device that sends traps from `ip`.
+    pub fn add(&mut self, ip: IpAddr, source: Source) {
+        self.by_ip.entry(ip).or_default().push(self.devices.len());
+        self.devices.push(source);
+    }
+
+    /// Decides what a decoded trap from `ip` leads to.
+    pub fn judge(&self, ip: IpAddr, trap: &Trap) -> Verdict {
+        let Some(candidates) = self.by_ip.get(&ip) else {
+            return Verdict::Drop("unknown_source");
+        };
+        let Some(&device) = candidates
+            .iter()
+            .find(|&&i| self.devices[i].community.expose().as_bytes() == trap.community.as_slice())
+        else {
+            return Verdict::Drop("bad_community");
+        };
+        if trap.uptime.is_some_and(|t| t < self.quiet_ticks) {
+            return Verdict::LogOnly("after_reboot");
+        }
+        let hint = match (&trap.kind, trap.if_index) {
+            (TrapKind::LinkDown | TrapKind::LinkUp, Some(i)) => Hint::Port(i),
+            (
+                TrapKind::LinkDown | TrapKind::LinkUp | TrapKind::ColdStart | TrapKind::WarmStart,
+                _,
+            ) => Hint::Repoll,
+            (TrapKind::Other(_), _) => return Verdict::LogOnly("not_handled"),
+        };
+        Verdict::Deliver { device, hint }
+    }
+}
+
+/// `result` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `delivered`, `after_reboot`, `not_handled`, `unknown_source`, `bad_community`,
+    /// `malformed`, `not_a_trap`, `busy`.
+    pub result: &'static str,
+}
+
+/// Receives traps until `token` is cancelled.
+pub async fn run(
+    socket: UdpSocket,
+    router: Router,
+    counter: prometheus_client::metrics::family::Family<
+        ResultLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    token: CancellationToken,
+) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (len, from) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Trap socket error.");
+                    continue;
+                }
+            },
+            () = token.cancelled() => break,
+        };
+        let Some(datagram) = buf.get(..len) else {
+            continue;
+        };
+        let result = match decode(datagram) {
+            Err(e) => {
+                let label = match e {
+                    TrapError::NotATrap(_) => "not_a_trap",
+                    _ => "malformed",
+                };
+                tracing::warn!(peer = %from, error = %e, "Trap refused.");
+                label
+            }
+            Ok(trap) => match router.judge(from.ip(), &trap) {
+                Verdict::Deliver { device, hint } => {
+                    let d = &router.devices[device];
+                    tracing::info!(device = %d.name, kind = ?trap.kind, if_index = ?trap.if_index, "Trap received; confirming.");
+                    match d.hints.try_send(hint) {
+                        Ok(()) => "delivered",
+                        // A full queue means a re-poll is already pending for this device.
+                        Err(_) => "busy",
+                    }
+                }
+                Verdict::LogOnly(why) => {
+                    tracing::info!(peer = %from, kind = ?trap.kind, if_index = ?trap.if_index, why, "Trap logged only.");
+                    why
+                }
+                Verdict::Drop(why) => {
+                    tracing::warn!(peer = %from, kind = ?trap.kind, why, "Trap dropped.");
+                    why
+                }
+            },
+        };
+        counter.get_or_create(&ResultLabel { result }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests;
