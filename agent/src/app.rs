@@ -85,6 +85,10 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
                 .with_context(|| format!("cannot listen for traps on {listen}"))?;
             let mut router = Router::new(cfg.traps_quiet);
             for d in &cfg.devices {
+                let Some(community) = d.credentials.community() else {
+                    tracing::warn!(device = %d.name, "SNMPv3 traps are not received yet; this device is polled only.");
+                    continue;
+                };
                 let ip = tokio::net::lookup_host(d.address.as_str())
                     .await
                     .ok()
@@ -99,7 +103,7 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
                     ip,
                     TrapSource {
                         name: d.name.clone(),
-                        community: d.community.clone(),
+                        community: community.clone(),
                         hints: tx,
                     },
                 );

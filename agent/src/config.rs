@@ -15,6 +15,8 @@ use cnaas_shared::role::{PortRole, RolePatterns, RolePatternsConfig};
 use cnaas_shared::topics;
 use serde::Deserialize;
 
+use crate::snmp::{AuthProto, Credentials, PrivProto, V3};
+
 /// The file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,14 +199,230 @@ pub struct DeviceEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnmpEntry {
-    /// Protocol version; this build speaks `"2c"`.
+    /// Protocol version: `"2c"` or `"3"`.
     pub version: String,
-    /// Community, written in the file (keep the file private), ...
+    /// v2c: the community, written in the file (keep the file private), ...
     pub community: Option<String>,
     /// ... or read from this file, ...
     pub community_file: Option<PathBuf>,
     /// ... or from this environment variable.
     pub community_env: Option<String>,
+    /// v3: USM user name.
+    pub user: Option<String>,
+    /// v3: authentication protocol (`sha`, `sha224`, `sha256`, `sha384`, `sha512`, `md5`).
+    pub auth_protocol: Option<AuthProto>,
+    /// v3: file holding the authentication password ...
+    pub auth_password_file: Option<PathBuf>,
+    /// ... or the environment variable holding it.
+    pub auth_password_env: Option<String>,
+    /// v3: privacy protocol (`aes`, `aes192`, `aes256`, `des`); leave out for authNoPriv.
+    pub priv_protocol: Option<PrivProto>,
+    /// v3: file holding the privacy password ...
+    pub priv_password_file: Option<PathBuf>,
+    /// ... or the environment variable holding it.
+    pub priv_password_env: Option<String>,
+    /// v3: context name (empty by default).
+    pub context: Option<String>,
+}
+
+type Problems = Vec<(Vec<PathSeg<'static>>, String, Option<String>)>;
+
+/// Reads one secret given as `<key>_file` or `<key>_env` (exactly one).
+fn read_secret(
+    file: &Option<PathBuf>,
+    env: &Option<String>,
+    key: &'static str,
+    base_dir: &Path,
+    at: &dyn Fn(&'static str) -> Vec<PathSeg<'static>>,
+    errors: &mut Problems,
+) -> Option<Secret> {
+    let src = SecretSource {
+        file: file.clone(),
+        env: env.clone(),
+    };
+    if src.file.is_some() == src.env.is_some() {
+        errors.push((
+            at("version"),
+            format!("give exactly one of {key}_file and {key}_env"),
+            Some(
+                "secrets come from a file or the environment, never from the config itself".into(),
+            ),
+        ));
+        return None;
+    }
+    match src.read(base_dir) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let k = if src.file.is_some() { "_file" } else { "_env" };
+            let field: &'static str = match (key, k) {
+                ("auth_password", "_file") => "auth_password_file",
+                ("auth_password", _) => "auth_password_env",
+                ("priv_password", "_file") => "priv_password_file",
+                _ => "priv_password_env",
+            };
+            errors.push((at(field), e.to_string(), None));
+            None
+        }
+    }
+}
+
+fn resolve_credentials(
+    snmp: &SnmpEntry,
+    base_dir: &Path,
+    i: usize,
+    errors: &mut Problems,
+    warnings: &mut Problems,
+) -> Option<Credentials> {
+    use PathSeg::{Index, Key};
+    let at = |k: &'static str| vec![Key("device"), Index(i), Key("snmp"), Key(k)];
+    let v3_fields = [
+        ("user", snmp.user.is_some()),
+        ("auth_protocol", snmp.auth_protocol.is_some()),
+        ("auth_password_file", snmp.auth_password_file.is_some()),
+        ("auth_password_env", snmp.auth_password_env.is_some()),
+        ("priv_protocol", snmp.priv_protocol.is_some()),
+        ("priv_password_file", snmp.priv_password_file.is_some()),
+        ("priv_password_env", snmp.priv_password_env.is_some()),
+        ("context", snmp.context.is_some()),
+    ];
+    let v2_fields = [
+        ("community", snmp.community.is_some()),
+        ("community_file", snmp.community_file.is_some()),
+        ("community_env", snmp.community_env.is_some()),
+    ];
+    match snmp.version.as_str() {
+        "2c" => {
+            if let Some((k, _)) = v3_fields.iter().find(|(_, set)| *set) {
+                errors.push((
+                    at(k),
+                    format!("`{k}` belongs to SNMPv3"),
+                    Some("use version = \"3\" or remove it".into()),
+                ));
+                return None;
+            }
+            if v2_fields.iter().filter(|(_, set)| *set).count() != 1 {
+                errors.push((
+                    at("version"),
+                    "give exactly one of community, community_file and community_env".into(),
+                    None,
+                ));
+                return None;
+            }
+            let community = match &snmp.community {
+                Some(c) if c.is_empty() => {
+                    errors.push((at("community"), "the community is empty".into(), None));
+                    return None;
+                }
+                Some(c) => Secret::new(c.clone()),
+                None => {
+                    let src = SecretSource {
+                        file: snmp.community_file.clone(),
+                        env: snmp.community_env.clone(),
+                    };
+                    match src.read(base_dir) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let key = if src.file.is_some() {
+                                "community_file"
+                            } else {
+                                "community_env"
+                            };
+                            errors.push((at(key), e.to_string(), None));
+                            return None;
+                        }
+                    }
+                }
+            };
+            Some(Credentials::V2c { community })
+        }
+        "3" => {
+            if let Some((k, _)) = v2_fields.iter().find(|(_, set)| *set) {
+                errors.push((
+                    at(k),
+                    format!("`{k}` belongs to SNMPv2c"),
+                    Some("SNMPv3 uses user and passwords".into()),
+                ));
+                return None;
+            }
+            let Some(user) = snmp.user.clone().filter(|u| !u.is_empty()) else {
+                errors.push((at("version"), "SNMPv3 needs `user`".into(), None));
+                return None;
+            };
+            let Some(auth) = snmp.auth_protocol else {
+                errors.push((
+                    at("version"),
+                    "SNMPv3 needs `auth_protocol`".into(),
+                    Some("e.g. auth_protocol = \"sha256\"".into()),
+                ));
+                return None;
+            };
+            let auth_password = read_secret(
+                &snmp.auth_password_file,
+                &snmp.auth_password_env,
+                "auth_password",
+                base_dir,
+                &at,
+                errors,
+            )?;
+            let privacy = match snmp.priv_protocol {
+                Some(p) => Some((
+                    p,
+                    read_secret(
+                        &snmp.priv_password_file,
+                        &snmp.priv_password_env,
+                        "priv_password",
+                        base_dir,
+                        &at,
+                        errors,
+                    )?,
+                )),
+                None if snmp.priv_password_file.is_some() || snmp.priv_password_env.is_some() => {
+                    errors.push((
+                        at("version"),
+                        "a privacy password needs `priv_protocol`".into(),
+                        None,
+                    ));
+                    return None;
+                }
+                None => {
+                    warnings.push((
+                        at("version"),
+                        "SNMPv3 without privacy (authNoPriv): the traffic is not encrypted".into(),
+                        Some("add priv_protocol = \"aes\" and a privacy password".into()),
+                    ));
+                    None
+                }
+            };
+            // RFC 3414 11.2: passwords shorter than 8 characters are refused by agents.
+            let short = auth_password.expose().chars().count() < 8
+                || privacy
+                    .as_ref()
+                    .is_some_and(|(_, p)| p.expose().chars().count() < 8);
+            if short {
+                errors.push((
+                    at("version"),
+                    "SNMPv3 passwords must be at least 8 characters".into(),
+                    None,
+                ));
+                return None;
+            }
+            Some(Credentials::V3(V3 {
+                user,
+                auth,
+                auth_password,
+                privacy,
+                context: snmp.context.clone().unwrap_or_default(),
+            }))
+        }
+        other => {
+            errors.push((
+                at("version"),
+                format!("SNMP version `{other}` is not supported"),
+                Some("use version = \"2c\" or \"3\"".into()),
+            ));
+            None
+        }
+    }
 }
 
 /// A device, resolved and ready to poll.
@@ -214,8 +432,8 @@ pub struct Device {
     pub name: String,
     /// `host:port`.
     pub address: String,
-    /// SNMPv2c community.
-    pub community: Secret,
+    /// Community or USM user.
+    pub credentials: Credentials,
     /// Link plan interval.
     pub link_interval: Duration,
     /// Label refresh interval.
@@ -375,59 +593,7 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
                 String::new()
             }
         };
-        let snmp_at = |k: &'static str| vec![Key("device"), Index(i), Key("snmp"), Key(k)];
-        if d.snmp.version != "2c" {
-            errors.push((
-                snmp_at("version"),
-                format!(
-                    "SNMP version `{}` is not supported by this build",
-                    d.snmp.version
-                ),
-                Some("use version = \"2c\"".into()),
-            ));
-        }
-        let snmp = &d.snmp;
-        let given = [
-            snmp.community.is_some(),
-            snmp.community_file.is_some(),
-            snmp.community_env.is_some(),
-        ]
-        .into_iter()
-        .filter(|g| *g)
-        .count();
-        let community = match &snmp.community {
-            _ if given != 1 => {
-                errors.push((
-                    vec![Key("device"), Index(i), Key("snmp")],
-                    "give exactly one of community, community_file and community_env".into(),
-                    None,
-                ));
-                None
-            }
-            Some(c) if c.is_empty() => {
-                errors.push((snmp_at("community"), "the community is empty".into(), None));
-                None
-            }
-            Some(c) => Some(Secret::new(c.clone())),
-            None => {
-                let src = SecretSource {
-                    file: snmp.community_file.clone(),
-                    env: snmp.community_env.clone(),
-                };
-                match src.read(&base_dir) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        let key = if src.file.is_some() {
-                            "community_file"
-                        } else {
-                            "community_env"
-                        };
-                        errors.push((snmp_at(key), e.to_string(), None));
-                        None
-                    }
-                }
-            }
-        };
+        let credentials = resolve_credentials(&d.snmp, &base_dir, i, &mut errors, &mut warnings);
         let link_interval = d.link_interval.unwrap_or(f.defaults.link_interval);
         let timeout = d.timeout.unwrap_or(f.defaults.timeout);
         let retries = d.retries.unwrap_or(f.defaults.retries);
@@ -459,11 +625,11 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
                 None,
             ));
         }
-        if let Some(community) = community {
+        if let Some(credentials) = credentials {
             devices.push(Device {
                 name: d.name.clone(),
                 address,
-                community,
+                credentials,
                 link_interval: link_interval.get(),
                 labels_interval: d
                     .labels_interval
@@ -591,7 +757,10 @@ ports = { "Te1/1/1" = "uplink" }
         assert_eq!(d.link_interval, Duration::from_secs(1));
         assert_eq!(d.labels_interval, Duration::from_secs(600));
         assert_eq!(d.timeout, Duration::from_millis(300));
-        assert_eq!(d.community.expose(), "access-switch");
+        assert_eq!(
+            d.credentials.community().map(Secret::expose),
+            Some("access-switch")
+        );
         assert_eq!(d.ports.get("Te1/1/1"), Some(&PortRole::Uplink));
         assert_eq!(cfg.roles.match_alias("uplink: x"), Some(PortRole::Uplink));
     }
@@ -652,10 +821,6 @@ ports = { "Te1/1/1" = "uplink" }
             "{e:#?}"
         );
         assert!(e.iter().any(|m| m.contains("not supported")), "{e:#?}");
-        assert!(
-            e.iter().any(|m| m.contains("exactly one of community")),
-            "{e:#?}"
-        );
         assert!(e.iter().any(|m| m.contains("configured twice")), "{e:#?}");
     }
 
@@ -665,6 +830,93 @@ ports = { "Te1/1/1" = "uplink" }
         let (_, w) = AgentConfig::from_source(ConfigSource::from_text("a.toml", &text)).unwrap();
         assert_eq!(w.0.len(), 1);
         assert!(w.0[0].message.contains("longer than the link interval"));
+    }
+
+    fn v3_text(snmp: &str) -> String {
+        GOOD.replace(
+            "snmp = { version = \"2c\", community = \"access-switch\" }",
+            snmp,
+        )
+    }
+
+    #[test]
+    fn snmpv3_from_files_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("auth.pass"), "authsecret1\n").unwrap();
+        // Cargo sets CARGO_PKG_NAME for the test process: a variable that is surely there.
+        let var = "CARGO_PKG_NAME";
+        let text = v3_text(&format!(
+            "snmp = {{ version = \"3\", user = \"cnaas\", auth_protocol = \"sha256\", auth_password_file = \"auth.pass\", priv_protocol = \"aes\", priv_password_env = \"{var}\", context = \"sw1\" }}"
+        ));
+        let mut src = ConfigSource::from_text("a.toml", &text);
+        src.base_dir = dir.path().to_owned();
+        let (cfg, w) = AgentConfig::from_source(src).unwrap();
+        assert!(w.0.is_empty(), "{w}");
+        let Credentials::V3(v3) = &cfg.devices[0].credentials else {
+            panic!("expected v3")
+        };
+        assert_eq!(v3.user, "cnaas");
+        assert_eq!(v3.auth, AuthProto::Sha256);
+        assert_eq!(v3.auth_password.expose(), "authsecret1");
+        assert_eq!(
+            v3.privacy.as_ref().map(|(p, s)| (*p, s.expose())),
+            Some((PrivProto::Aes, "cnaas-agent"))
+        );
+        assert_eq!(v3.context, "sw1");
+        // Nothing secret shows in a debug print of the whole config.
+        let dump = format!("{cfg:?}");
+        assert!(
+            !dump.contains("authsecret1") && !dump.contains("cnaas-agent\""),
+            "{dump}"
+        );
+    }
+
+    #[test]
+    fn snmpv3_problems() {
+        let e = errors(&v3_text(
+            "snmp = { version = \"3\", user = \"u\", auth_protocol = \"sha\", community = \"x\" }",
+        ));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("`community` belongs to SNMPv2c")),
+            "{e:#?}"
+        );
+        let e = errors(&v3_text(
+            "snmp = { version = \"2c\", community = \"x\", user = \"u\" }",
+        ));
+        assert!(
+            e.iter().any(|m| m.contains("`user` belongs to SNMPv3")),
+            "{e:#?}"
+        );
+        let e = errors(&v3_text("snmp = { version = \"2c\" }"));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("exactly one of community, community_file and community_env")),
+            "{e:#?}"
+        );
+        let e = errors(&v3_text(
+            "snmp = { version = \"3\", user = \"u\", auth_protocol = \"sha\" }",
+        ));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("exactly one of auth_password_file and auth_password_env")),
+            "{e:#?}"
+        );
+        let e = errors(&v3_text(
+            "snmp = { version = \"3\", user = \"u\", auth_protocol = \"sha1024\", auth_password_env = \"X\" }",
+        ));
+        assert!(
+            e.iter().any(|m| m.contains("unknown variant `sha1024`")),
+            "{e:#?}"
+        );
+        let e = errors(&v3_text(
+            "snmp = { version = \"3\", user = \"u\", auth_protocol = \"sha\", auth_password_file = \"/nonexistent/pw\" }",
+        ));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("cannot read secret file /nonexistent/pw")),
+            "{e:#?}"
+        );
     }
 
     #[test]

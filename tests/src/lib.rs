@@ -318,6 +318,17 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// An SNMPv3 USM user for snmpsim (SHA authentication, AES privacy).
+#[derive(Debug, Clone)]
+pub struct V3User {
+    /// User name.
+    pub user: String,
+    /// Authentication password (at least 8 characters).
+    pub auth_password: String,
+    /// Privacy password (at least 8 characters).
+    pub priv_password: String,
+}
+
 /// snmpsim serving recordings on a free loopback UDP port.
 pub struct Snmpsim {
     /// Its port.
@@ -331,6 +342,12 @@ impl Snmpsim {
     /// Starts snmpsim with the given recordings (`community` -> `.snmprec` file) and waits
     /// until the first one answers a GET of sysUpTime.
     pub fn start(recordings: &[(&str, &Path)]) -> Result<Snmpsim> {
+        Self::start_with_v3(recordings, None)
+    }
+
+    /// Like [`Snmpsim::start`], also serving SNMPv3 for one USM user (SHA + AES); the
+    /// recordings are selected by context name (the file name), v2c keeps working.
+    pub fn start_with_v3(recordings: &[(&str, &Path)], v3: Option<&V3User>) -> Result<Snmpsim> {
         let responder = match std::env::var_os("CNAAS_SNMPSIM") {
             Some(p) => PathBuf::from(p),
             None => find_program("snmpsim-command-responder")?,
@@ -349,12 +366,24 @@ impl Snmpsim {
         }
         let port = free_port();
         let mut cmd = Command::new(&responder);
-        cmd.arg(format!("--data-dir={}", data.display()))
-            .arg(format!("--cache-dir={}", cache.display()))
-            .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"));
         if is_root() {
             cmd.args(["--process-user=nobody", "--process-group=nogroup"]);
         }
+        cmd.arg(format!("--cache-dir={}", cache.display()));
+        // Engine options come first; data and endpoint options then belong to that engine.
+        if let Some(u) = v3 {
+            cmd.args(["--v3-engine-id=auto", &format!("--v3-user={}", u.user)])
+                .args([
+                    &format!("--v3-auth-key={}", u.auth_password),
+                    "--v3-auth-proto=SHA",
+                ])
+                .args([
+                    &format!("--v3-priv-key={}", u.priv_password),
+                    "--v3-priv-proto=AES",
+                ]);
+        }
+        cmd.arg(format!("--data-dir={}", data.display()))
+            .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"));
         let mut process = Process::spawn("snmpsim", cmd, &dir.path().join("snmpsim.log"))?;
         let community = recordings.first().map_or("public", |r| r.0).to_owned();
         let ready = wait_until("snmpsim to answer", Duration::from_secs(60), || {

@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::{
-    Mosquitto, Process, Snmpsim, access_switch_recording, free_port, http_json, open_tempdir,
-    snmp_set_int, start_binary, wait_until,
+    Mosquitto, Process, Snmpsim, V3User, access_switch_recording, free_port, http_json,
+    open_tempdir, snmp_set_int, start_binary, wait_until,
 };
 
 /// Community (recording name) of the simulated switch.
@@ -46,6 +46,8 @@ pub struct RigOptions {
     pub dead_device: bool,
     /// Give the broker persistence, so sessions survive [`Mosquitto::stop`] and resume.
     pub persistent_broker: bool,
+    /// Poll the switch over SNMPv3 authPriv (SHA/AES) instead of v2c.
+    pub snmpv3: Option<V3User>,
 }
 
 impl Default for RigOptions {
@@ -54,6 +56,7 @@ impl Default for RigOptions {
             link_interval: "1s".into(),
             dead_device: true,
             persistent_broker: false,
+            snmpv3: None,
         }
     }
 }
@@ -83,7 +86,10 @@ impl Rig {
     /// Starts snmpsim, Mosquitto, the collector and the agent, and waits until the agent
     /// reaches the switch and both are connected to the broker.
     pub fn start(opts: &RigOptions) -> Result<Rig> {
-        let snmpsim = Snmpsim::start(&[(COMMUNITY, &access_switch_recording())])?;
+        let snmpsim = Snmpsim::start_with_v3(
+            &[(COMMUNITY, &access_switch_recording())],
+            opts.snmpv3.as_ref(),
+        )?;
         let mqtt = if opts.persistent_broker {
             Mosquitto::start_persistent()?
         } else {
@@ -117,12 +123,36 @@ ports = {{ "Te1/1/1" = "uplink" }}
                 mqtt = mqtt.url()
             ),
         )?;
-        let dead = if opts.dead_device {
-            format!(
+        let snmp = match &opts.snmpv3 {
+            None => format!("snmp = {{ version = \"2c\", community = \"{COMMUNITY}\" }}"),
+            Some(u) => {
+                std::fs::write(
+                    dir.path().join("auth.pass"),
+                    format!("{}\n", u.auth_password),
+                )?;
+                std::fs::write(
+                    dir.path().join("priv.pass"),
+                    format!("{}\n", u.priv_password),
+                )?;
+                std::fs::write(dir.path().join("wrong.pass"), "not-the-password\n")?;
+                format!(
+                    "snmp = {{ version = \"3\", user = \"{}\", auth_protocol = \"sha\", auth_password_file = \"auth.pass\", priv_protocol = \"aes\", priv_password_file = \"priv.pass\", context = \"{COMMUNITY}\" }}",
+                    u.user
+                )
+            }
+        };
+        // The dead device never answers: nothing listens on its port (v2c), or it has the
+        // wrong password (v3, on the live simulator).
+        let dead = match (&opts.snmpv3, opts.dead_device) {
+            (_, false) => String::new(),
+            (None, true) => format!(
                 "[[device]]\nname = \"a-dead-01\"\naddress = \"127.0.0.1:{dead_port}\"\nsnmp = {{ version = \"2c\", community = \"public\" }}\n"
-            )
-        } else {
-            String::new()
+            ),
+            (Some(u), true) => format!(
+                "[[device]]\nname = \"a-dead-01\"\naddress = \"{}\"\nsnmp = {{ version = \"3\", user = \"{}\", auth_protocol = \"sha\", auth_password_file = \"wrong.pass\", priv_protocol = \"aes\", priv_password_file = \"wrong.pass\", context = \"{COMMUNITY}\" }}\n",
+                snmpsim.address(),
+                u.user
+            ),
         };
         let agent_cfg = write(
             dir.path(),
@@ -145,7 +175,7 @@ unreachable_after = 2
 [[device]]
 name = "a-b12-01"
 address = "{switch}"
-snmp = {{ version = "2c", community = "{COMMUNITY}" }}
+{snmp}
 {dead}"#,
                 mqtt = mqtt.url(),
                 switch = snmpsim.address(),

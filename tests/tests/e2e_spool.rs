@@ -14,6 +14,7 @@ fn options() -> RigOptions {
         link_interval: "1s".into(),
         dead_device: false,
         persistent_broker: true,
+        snmpv3: None,
     }
 }
 

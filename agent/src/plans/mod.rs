@@ -238,7 +238,7 @@ impl DeviceTask {
     fn new(device: Device, shared: Shared) -> DeviceTask {
         let client = SnmpClient::new(Target {
             addr: device.address.clone(),
-            community: device.community.clone(),
+            credentials: device.credentials.clone(),
             timeout: device.timeout,
             retries: device.retries,
             max_repetitions: device.max_repetitions,
@@ -535,7 +535,9 @@ mod tests {
         Device {
             name: "a-b12-01".into(),
             address: "127.0.0.1:161".into(),
-            community: Secret::new("c"),
+            credentials: crate::snmp::Credentials::V2c {
+                community: Secret::new("c"),
+            },
             link_interval: Duration::from_secs(1),
             labels_interval: Duration::from_secs(600),
             timeout: Duration::from_millis(300),

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use cnaas_shared::config::Secret;
 use snmp2::{AsyncSession, Oid};
 
+use super::credentials::Credentials;
 use super::oid::{self, OidBuf};
 use super::value::SnmpValue;
 
@@ -15,8 +15,8 @@ use super::value::SnmpValue;
 pub struct Target {
     /// `host:port`.
     pub addr: String,
-    /// SNMPv2c community.
-    pub community: Secret,
+    /// Community or USM user.
+    pub credentials: Credentials,
     /// How long to wait for one response.
     pub timeout: Duration,
     /// How many times to resend after a timeout.
@@ -260,20 +260,25 @@ impl SnmpClient {
         let attempts = self.target.retries + 1;
         let mut last_protocol_error = None;
         let mut timed_out = false;
-        for _ in 0..attempts {
+        let (mut attempt, mut auth_repeats) = (0, 0);
+        while attempt < attempts {
             if self.session.is_none() {
-                self.next_req_id = self.next_req_id.wrapping_add(1) & 0x3fff_ffff;
-                let s = AsyncSession::new_v2c(
-                    addr.as_str(),
-                    self.target.community.expose().as_bytes(),
-                    self.next_req_id,
-                )
-                .await
-                .map_err(|source| SnmpError::Io {
-                    addr: addr.clone(),
-                    source,
-                })?;
-                self.session = Some(s);
+                match self.open_session().await {
+                    Ok(s) => self.session = Some(s),
+                    Err(Open::Io(source)) => return Err(SnmpError::Io { addr, source }),
+                    Err(Open::Timeout) => {
+                        attempt += 1;
+                        timed_out = true;
+                        self.stats.timeouts += 1;
+                        continue;
+                    }
+                    Err(Open::Snmp(e)) => {
+                        attempt += 1;
+                        self.stats.errors += 1;
+                        last_protocol_error = Some(e);
+                        continue;
+                    }
+                }
             }
             let Some(session) = self.session.as_mut() else {
                 continue;
@@ -301,13 +306,17 @@ impl SnmpClient {
             };
             match tokio::time::timeout(self.target.timeout, fut).await {
                 Ok(Ok(result)) => return Ok(result),
+                // SNMPv3: the engine's boots/time were re-synchronised; repeat at once.
+                Ok(Err(snmp2::Error::AuthUpdated)) if auth_repeats < 2 => auth_repeats += 1,
                 Ok(Err(e)) => {
                     // A stale or garbled datagram: start over on a fresh socket.
+                    attempt += 1;
                     self.stats.errors += 1;
                     self.session = None;
                     last_protocol_error = Some(e);
                 }
                 Err(_elapsed) => {
+                    attempt += 1;
                     timed_out = true;
                     self.stats.timeouts += 1;
                     self.session = None;
@@ -321,6 +330,39 @@ impl SnmpClient {
                 reason: e.to_string(),
             }),
             _ => Err(SnmpError::Timeout { addr, attempts }),
+        }
+    }
+}
+
+/// Why a session could not be opened.
+enum Open {
+    Io(std::io::Error),
+    Timeout,
+    Snmp(snmp2::Error),
+}
+
+impl SnmpClient {
+    /// A fresh socket; for SNMPv3 also engine discovery (`init`), bounded by the timeout.
+    async fn open_session(&mut self) -> Result<AsyncSession, Open> {
+        self.next_req_id = self.next_req_id.wrapping_add(1) & 0x3fff_ffff;
+        let addr = self.target.addr.as_str();
+        match &self.target.credentials {
+            Credentials::V2c { community } => {
+                AsyncSession::new_v2c(addr, community.expose().as_bytes(), self.next_req_id)
+                    .await
+                    .map_err(Open::Io)
+            }
+            Credentials::V3(v3) => {
+                let mut s = AsyncSession::new_v3(addr, self.next_req_id, v3.security())
+                    .await
+                    .map_err(Open::Io)?;
+                self.stats.requests += 1;
+                match tokio::time::timeout(self.target.timeout, s.init()).await {
+                    Ok(Ok(())) => Ok(s),
+                    Ok(Err(e)) => Err(Open::Snmp(e)),
+                    Err(_) => Err(Open::Timeout),
+                }
+            }
         }
     }
 }

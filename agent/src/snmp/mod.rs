@@ -5,8 +5,10 @@
 //! about plans, state or events.
 
 mod client;
+mod credentials;
 pub mod oid;
 mod value;
 
 pub use client::{ClientStats, SnmpClient, SnmpError, Target, Walk};
+pub use credentials::{AuthProto, Credentials, PrivProto, V3};
 pub use value::SnmpValue;

@@ -35,6 +35,7 @@ fn main() -> Result<()> {
         link_interval: "1s".into(),
         dead_device: false,
         persistent_broker: false,
+        snmpv3: None,
     })?;
     let limit = Duration::from_secs(10);
     let (mut open, mut resolve) = (Vec::new(), Vec::new());

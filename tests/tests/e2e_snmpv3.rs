@@ -1,0 +1,55 @@
+//! SNMPv3 authPriv (SHA + AES-128) against real snmpsim: the uplink flip reaches the collector,
+//! a device with the wrong password becomes unreachable, and no password reaches a log.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cnaas_tests::V3User;
+use cnaas_tests::rig::{Rig, RigOptions};
+use cnaas_tests::wait_until;
+
+#[test]
+fn an_uplink_flip_over_snmpv3_auth_priv() -> Result<()> {
+    let user = V3User {
+        user: "cnaas".into(),
+        auth_password: "authsecret-4711".into(),
+        priv_password: "privsecret-0815".into(),
+    };
+    let mut rig = Rig::start(&RigOptions {
+        link_interval: "1s".into(),
+        dead_device: true,
+        persistent_broker: false,
+        snmpv3: Some(user.clone()),
+    })?;
+    let limit = Duration::from_secs(15);
+    rig.set_oper(49, 2)?;
+    let inc = wait_until("an incident for Te1/1/1 over SNMPv3", limit, || {
+        rig.open_port_incident(49)
+    })
+    .with_context(|| rig.logs())?;
+    assert_eq!(inc["if_name"], "Te1/1/1", "labels came over v3 too");
+    rig.set_oper(49, 1)?;
+    wait_until("the resolution", limit, || {
+        rig.open_port_incident(49).is_none().then_some(())
+    })?;
+    let dead = wait_until("the wrong-password device to be down", limit, || {
+        rig.open_incidents()
+            .into_iter()
+            .find(|i| i["device"] == "a-dead-01")
+    })
+    .with_context(|| rig.logs())?;
+    assert_eq!(dead["kind"], "device_down");
+    assert_eq!(rig.agent.terminate()?, Some(0));
+    let log = rig.agent.log();
+    for secret in [
+        &user.auth_password,
+        &user.priv_password,
+        &"not-the-password".to_owned(),
+    ] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a password reached the agent log"
+        );
+    }
+    Ok(())
+}
