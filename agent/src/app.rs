@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use cnaas_shared::runtime::{self, HealthFn};
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Reachability};
 use crate::metrics::{AgentMetrics, InterfaceTable};
 use crate::plans::{self, Shared};
 use crate::publish;
@@ -69,7 +69,24 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
     ));
     tracing::info!(agent = %cfg.id, devices = devices_total, metrics = %cfg.metrics_listen, "Agent started.");
 
+    // One ICMP socket for every device, if the process may open one (root or a ping group).
+    let needs_icmp = cfg
+        .devices
+        .iter()
+        .any(|d| d.reachability != Reachability::Snmp);
+    let icmp = if needs_icmp {
+        match surge_ping::Client::new(&surge_ping::Config::default()) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot open an ICMP socket; reachability is probed with SNMP.");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let shared = Shared {
+        icmp,
         agent: cfg.id.clone(),
         roles: Arc::new(cfg.roles.clone()),
         publisher,

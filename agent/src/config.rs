@@ -134,6 +134,31 @@ pub struct Defaults {
     /// GETBULK max-repetitions.
     #[serde(default = "default_max_repetitions")]
     pub max_repetitions: u32,
+    /// Counters plan interval (traffic, errors, discards, ifHighSpeed).
+    #[serde(default = "default_counters_interval")]
+    pub counters_interval: HumanDuration,
+    /// VLAN plan interval (dot1qPvid).
+    #[serde(default = "default_vlan_interval")]
+    pub vlan_interval: HumanDuration,
+    /// Reachability probe interval.
+    #[serde(default = "default_reachability_interval")]
+    pub reachability_interval: HumanDuration,
+    /// How reachability is probed.
+    #[serde(default)]
+    pub reachability: Reachability,
+}
+
+/// How a device's reachability is probed, besides the link polls themselves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    /// ICMP echo where the process may open an ICMP socket, else SNMP.
+    #[default]
+    Auto,
+    /// ICMP echo (a device that answers ping is not down, even if SNMP fails).
+    Icmp,
+    /// An SNMP GET of sysUpTime.
+    Snmp,
 }
 
 impl Default for Defaults {
@@ -145,8 +170,22 @@ impl Default for Defaults {
             retries: default_retries(),
             unreachable_after: default_unreachable_after(),
             max_repetitions: default_max_repetitions(),
+            counters_interval: default_counters_interval(),
+            vlan_interval: default_vlan_interval(),
+            reachability_interval: default_reachability_interval(),
+            reachability: Reachability::Auto,
         }
     }
+}
+
+fn default_counters_interval() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+fn default_vlan_interval() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+fn default_reachability_interval() -> HumanDuration {
+    HumanDuration::secs(15)
 }
 
 fn default_link_interval() -> HumanDuration {
@@ -190,6 +229,14 @@ pub struct DeviceEntry {
     pub unreachable_after: Option<u32>,
     /// Overrides `[defaults] max_repetitions`.
     pub max_repetitions: Option<u32>,
+    /// Overrides `[defaults] counters_interval`.
+    pub counters_interval: Option<HumanDuration>,
+    /// Overrides `[defaults] vlan_interval`.
+    pub vlan_interval: Option<HumanDuration>,
+    /// Overrides `[defaults] reachability_interval`.
+    pub reachability_interval: Option<HumanDuration>,
+    /// Overrides `[defaults] reachability`.
+    pub reachability: Option<Reachability>,
     /// Port roles from inventory, by ifName (or ifIndex written as a string).
     #[serde(default)]
     pub ports: BTreeMap<String, PortRole>,
@@ -446,6 +493,14 @@ pub struct Device {
     pub unreachable_after: u32,
     /// GETBULK max-repetitions.
     pub max_repetitions: u32,
+    /// Counters plan interval.
+    pub counters_interval: Duration,
+    /// VLAN plan interval.
+    pub vlan_interval: Duration,
+    /// Reachability probe interval.
+    pub reachability_interval: Duration,
+    /// How reachability is probed.
+    pub reachability: Reachability,
     /// Port roles from inventory.
     pub ports: BTreeMap<String, PortRole>,
 }
@@ -478,6 +533,8 @@ pub struct AgentConfig {
 }
 
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Below this a counter poll only re-reads the switch's counter cache.
+const COUNTER_CACHE: Duration = Duration::from_secs(5);
 
 impl AgentConfig {
     /// Reads, parses and checks a file. On success the warnings come along.
@@ -556,6 +613,13 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
         vec![Key("defaults"), Key("timeout")],
         f.defaults.timeout,
     );
+    for (key, v) in [
+        ("counters_interval", f.defaults.counters_interval),
+        ("vlan_interval", f.defaults.vlan_interval),
+        ("reachability_interval", f.defaults.reachability_interval),
+    ] {
+        check_interval(&mut errors, vec![Key("defaults"), Key(key)], v);
+    }
     if f.device.is_empty() {
         warnings.push((
             vec![Key("agent")],
@@ -601,10 +665,21 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
             ("link_interval", d.link_interval),
             ("labels_interval", d.labels_interval),
             ("timeout", d.timeout),
+            ("counters_interval", d.counters_interval),
+            ("vlan_interval", d.vlan_interval),
+            ("reachability_interval", d.reachability_interval),
         ] {
             if let Some(v) = v {
                 check_interval(&mut errors, at(key), v);
             }
+        }
+        let counters_interval = d.counters_interval.unwrap_or(f.defaults.counters_interval);
+        if counters_interval.get() < COUNTER_CACHE {
+            warnings.push((
+                at("name"),
+                format!("counters every {counters_interval} only re-read the switch's cache"),
+                Some("switches refresh counters every 5 s (Junos) to 15 s (Net-SNMP); poll at 15 s or slower".into()),
+            ));
         }
         let worst_case = timeout.get() * (retries + 1);
         if worst_case > link_interval.get() {
@@ -642,6 +717,13 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
                     .unwrap_or(f.defaults.unreachable_after)
                     .max(1),
                 max_repetitions: max_repetitions.clamp(1, 200),
+                counters_interval: counters_interval.get(),
+                vlan_interval: d.vlan_interval.unwrap_or(f.defaults.vlan_interval).get(),
+                reachability_interval: d
+                    .reachability_interval
+                    .unwrap_or(f.defaults.reachability_interval)
+                    .get(),
+                reachability: d.reachability.unwrap_or(f.defaults.reachability),
                 ports: d.ports.clone(),
             });
         }

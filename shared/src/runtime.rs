@@ -83,26 +83,88 @@ pub fn observability_router(registry: Arc<Registry>, health: HealthFn) -> Router
         .with_state(HttpState { registry, health })
 }
 
-async fn metrics(State(st): State<HttpState>) -> Response {
+async fn metrics(State(st): State<HttpState>, headers: axum::http::HeaderMap) -> Response {
     let mut body = String::with_capacity(64 * 1024);
-    match prometheus_client::encoding::text::encode(&mut body, &st.registry) {
-        Ok(()) => (
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &st.registry) {
+        tracing::error!(error = %e, "Encoding metrics failed.");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics encoding failed\n",
+        )
+            .into_response();
+    }
+    // Prometheus asks for OpenMetrics; everything else (curl, promtool, older scrapers) gets
+    // the classic text format, as the official Go client does.
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        (
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
             body,
         )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "Encoding metrics failed.");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "metrics encoding failed\n",
-            )
-                .into_response()
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            to_classic_text(&body),
+        )
+            .into_response()
+    }
+}
+
+/// Rewrites OpenMetrics text into the classic Prometheus text format (0.0.4): counter families
+/// are named with their `_total` suffix, `unknown` becomes `untyped`, and `# UNIT` / `# EOF`
+/// lines go. Sample lines stay as they are.
+pub fn to_classic_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+            && !name.ends_with("_total")
+        {
+            counters.insert(name.to_owned());
         }
     }
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# TYPE ", "# HELP "]
+            .into_iter()
+            .find(|p| line.starts_with(p));
+        match meta {
+            Some(prefix) => {
+                let rest = &line[prefix.len()..];
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) {
+                    format!("{name}_total")
+                } else {
+                    name.to_owned()
+                };
+                let tail = if prefix == "# TYPE " && tail == "unknown" {
+                    "untyped"
+                } else {
+                    tail
+                };
+                out.push_str(prefix);
+                out.push_str(&name);
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 async fn healthz(State(st): State<HttpState>) -> Response {
@@ -128,4 +190,19 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_from_openmetrics() {
+        let om = "# HELP a_events Events.\n# TYPE a_events counter\na_events_total{kind=\"x\"} 3\n# HELP ifHCInOctets Octets.\n# TYPE ifHCInOctets unknown\nifHCInOctets{ifIndex=\"1\"} 7\n# HELP up Up.\n# TYPE up gauge\n# UNIT up seconds\nup 1\n# EOF\n";
+        let classic = to_classic_text(om);
+        assert_eq!(
+            classic,
+            "# HELP a_events_total Events.\n# TYPE a_events_total counter\na_events_total{kind=\"x\"} 3\n# HELP ifHCInOctets Octets.\n# TYPE ifHCInOctets untyped\nifHCInOctets{ifIndex=\"1\"} 7\n# HELP up Up.\n# TYPE up gauge\nup 1\n"
+        );
+    }
 }

@@ -2,8 +2,8 @@
 """Writes the snmpsim recording of a 48-port access switch with two uplinks.
 
 The recording is committed (access-switch.snmprec); this script documents how it was made and
-regenerates it. ifOperStatus and ifAdminStatus of every port use snmpsim's `writecache` variation,
-so a test can `snmpset` them to simulate a port going down or being shut.
+regenerates it. ifOperStatus, ifAdminStatus and dot1qPvid of every port use snmpsim's `writecache` variation,
+so a test can `snmpset` them to simulate a port going down, being shut or changing VLAN.
 """
 import sys
 
@@ -57,6 +57,13 @@ def rows():
         add(f"{xbase}.10.{idx}", "70", str(20_000_000 * idx))
         add(f"{xbase}.15.{idx}", "66", str(speed))
         add(f"{xbase}.18.{idx}", "4", alias)
+    # BRIDGE-MIB / Q-BRIDGE-MIB: bridge port 100+i is ifIndex i (so the mapping matters).
+    # Access ports are in VLAN 10 (writecache, so a test can move one), uplinks carry PVID 1.
+    for idx, *_ in ports:
+        bp = 100 + idx
+        add(f"1.3.6.1.2.1.17.1.4.1.2.{bp}", "2", str(idx))
+        pvid = 1 if idx > IF_PORTS else 10
+        add(f"1.3.6.1.2.1.17.7.1.4.5.1.1.{bp}", "66:writecache", f"value={pvid}")
     out.sort(key=lambda r: r[0])
     return out
 

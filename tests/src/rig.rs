@@ -48,6 +48,8 @@ pub struct RigOptions {
     pub persistent_broker: bool,
     /// Poll the switch over SNMPv3 authPriv (SHA/AES) instead of v2c.
     pub snmpv3: Option<V3User>,
+    /// Extra lines for the agent's `[defaults]` (e.g. `vlan_interval = "1s"`).
+    pub agent_defaults: String,
 }
 
 impl Default for RigOptions {
@@ -57,6 +59,7 @@ impl Default for RigOptions {
             dead_device: true,
             persistent_broker: false,
             snmpv3: None,
+            agent_defaults: String::new(),
         }
     }
 }
@@ -146,10 +149,10 @@ ports = {{ "Te1/1/1" = "uplink" }}
         let dead = match (&opts.snmpv3, opts.dead_device) {
             (_, false) => String::new(),
             (None, true) => format!(
-                "[[device]]\nname = \"a-dead-01\"\naddress = \"127.0.0.1:{dead_port}\"\nsnmp = {{ version = \"2c\", community = \"public\" }}\n"
+                "[[device]]\nname = \"a-dead-01\"\naddress = \"127.0.0.1:{dead_port}\"\nreachability = \"snmp\"\nsnmp = {{ version = \"2c\", community = \"public\" }}\n"
             ),
             (Some(u), true) => format!(
-                "[[device]]\nname = \"a-dead-01\"\naddress = \"{}\"\nsnmp = {{ version = \"3\", user = \"{}\", auth_protocol = \"sha\", auth_password_file = \"wrong.pass\", priv_protocol = \"aes\", priv_password_file = \"wrong.pass\", context = \"{COMMUNITY}\" }}\n",
+                "[[device]]\nname = \"a-dead-01\"\naddress = \"{}\"\nreachability = \"snmp\"\nsnmp = {{ version = \"3\", user = \"{}\", auth_protocol = \"sha\", auth_password_file = \"wrong.pass\", priv_protocol = \"aes\", priv_password_file = \"wrong.pass\", context = \"{COMMUNITY}\" }}\n",
                 snmpsim.address(),
                 u.user
             ),
@@ -172,6 +175,7 @@ link_interval = "{interval}"
 timeout = "300ms"
 retries = 1
 unreachable_after = 2
+{extra}
 [[device]]
 name = "a-b12-01"
 address = "{switch}"
@@ -180,6 +184,7 @@ address = "{switch}"
                 mqtt = mqtt.url(),
                 switch = snmpsim.address(),
                 interval = opts.link_interval,
+                extra = opts.agent_defaults,
             ),
         )?;
         let mut collector = start_binary(

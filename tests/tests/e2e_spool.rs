@@ -15,6 +15,7 @@ fn options() -> RigOptions {
         dead_device: false,
         persistent_broker: true,
         snmpv3: None,
+        agent_defaults: String::new(),
     }
 }
 

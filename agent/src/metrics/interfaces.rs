@@ -29,6 +29,8 @@ pub struct PortView {
 struct DeviceView {
     uptime: Option<u32>,
     ports: BTreeMap<u32, PortView>,
+    counters: crate::plans::counters::Raw,
+    pvids: BTreeMap<u32, u32>,
 }
 
 /// Current interface state of every device, shared between pollers (writers) and the
@@ -39,11 +41,28 @@ pub struct InterfaceTable {
 }
 
 impl InterfaceTable {
-    /// Replaces one device's view after a poll.
-    pub fn set_device(&self, device: &str, uptime: Option<u32>, ports: BTreeMap<u32, PortView>) {
+    fn update(&self, device: &str, f: impl FnOnce(&mut DeviceView)) {
         if let Ok(mut map) = self.inner.write() {
-            map.insert(device.to_owned(), DeviceView { uptime, ports });
+            f(map.entry(device.to_owned()).or_default());
         }
+    }
+
+    /// Replaces one device's link state after a link poll.
+    pub fn set_device(&self, device: &str, uptime: Option<u32>, ports: BTreeMap<u32, PortView>) {
+        self.update(device, |v| {
+            v.uptime = uptime;
+            v.ports = ports;
+        });
+    }
+
+    /// Replaces one device's counters after a counters poll.
+    pub fn set_counters(&self, device: &str, counters: crate::plans::counters::Raw) {
+        self.update(device, |v| v.counters = counters);
+    }
+
+    /// Replaces one device's PVIDs after a VLAN poll.
+    pub fn set_pvids(&self, device: &str, pvids: BTreeMap<u32, u32>) {
+        self.update(device, |v| v.pvids = pvids);
     }
 
     /// Forgets a device (it stopped answering: its last values would be stale).
@@ -61,6 +80,20 @@ impl InterfaceTable {
 }
 
 type Getter = fn(&PortView) -> Option<i64>;
+
+fn port_labels<'a>(
+    device: &'a str,
+    if_index: &'a str,
+    port: &'a PortView,
+) -> [(&'static str, &'a str); 5] {
+    [
+        ("device", device),
+        ("ifAlias", port.alias.as_str()),
+        ("ifDescr", port.descr.as_str()),
+        ("ifIndex", if_index),
+        ("ifName", port.name.as_str()),
+    ]
+}
 
 const PORT_METRICS: [(&str, &str, Getter); 3] = [
     (
@@ -96,15 +129,52 @@ impl Collector for InterfaceTable {
                 for (if_index, port) in &view.ports {
                     let Some(v) = get(port) else { continue };
                     let idx = if_index.to_string();
-                    let labels = [
-                        ("device", device.as_str()),
-                        ("ifAlias", port.alias.as_str()),
-                        ("ifDescr", port.descr.as_str()),
-                        ("ifIndex", idx.as_str()),
-                        ("ifName", port.name.as_str()),
-                    ];
+                    let labels = port_labels(device, &idx, port);
                     ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
                 }
+            }
+        }
+        // Counters keep snmp_exporter's names (`ifHCInOctets`, not `..._total`), so they are
+        // declared `unknown`: OpenMetrics would otherwise demand the `_total` suffix, and
+        // rate() works the same on them.
+        for (c, col) in crate::plans::counters::COLUMNS.iter().enumerate() {
+            let kind = match col.kind {
+                crate::plans::counters::Kind::Gauge => MetricType::Gauge,
+                _ => MetricType::Unknown,
+            };
+            let mut family = encoder.encode_descriptor(col.name, col.help, None, kind)?;
+            for device in &devices {
+                let Some(view) = map.get(*device) else {
+                    continue;
+                };
+                for (if_index, values) in &view.counters {
+                    let (Some(v), Some(port)) = (values[c], view.ports.get(if_index)) else {
+                        continue;
+                    };
+                    let idx = if_index.to_string();
+                    let labels = port_labels(device, &idx, port);
+                    family.encode_family(&labels)?.encode_gauge(&v)?;
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "dot1qPvid",
+            "The PVID, the VLAN-ID assigned to untagged frames or Priority-Tagged frames received on this port. - 1.3.6.1.2.1.17.7.1.4.5.1.1",
+            None,
+            MetricType::Gauge,
+        )?;
+        for device in &devices {
+            let Some(view) = map.get(*device) else {
+                continue;
+            };
+            for (if_index, pvid) in &view.pvids {
+                let Some(port) = view.ports.get(if_index) else {
+                    continue;
+                };
+                let idx = if_index.to_string();
+                family
+                    .encode_family(&port_labels(device, &idx, port))?
+                    .encode_gauge(pvid)?;
             }
         }
         let mut family = encoder.encode_descriptor(

@@ -6,6 +6,16 @@
 //!   ifLastChange, all in one GETBULK stream.
 //! - *labels* (every `labels_interval`, at start, after a reboot and when an unknown ifIndex
 //!   appears): ifDescr, ifName, ifAlias, cached between refreshes.
+//! - *counters* ([`counters`]), *vlan* ([`vlan`]) and *reachability* (ICMP echo or an SNMP
+//!   GET of sysUpTime), each on its own interval.
+//!
+//! [`device`] runs them; this file holds the pure pieces (decoding walks, roles, events).
+
+pub mod counters;
+mod device;
+pub mod vlan;
+
+pub use device::run_device;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -15,18 +25,14 @@ use std::time::Duration;
 use cnaas_shared::role::{PortRole, RolePatterns};
 use cnaas_shared::{Event, EventKind, Source};
 use serde_json::json;
-use tokio::sync::{Semaphore, mpsc};
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
+use tokio::sync::Semaphore;
 
 use crate::config::Device;
-use crate::metrics::{AgentMetrics, DeviceLabel, InterfaceTable, PlanLabel, PortView};
+use crate::metrics::{AgentMetrics, InterfaceTable};
 use crate::publish::PublishHandle;
+use crate::snmp::SnmpValue;
 use crate::snmp::oid::{self, OidBuf};
-use crate::snmp::{ClientStats, SnmpClient, SnmpError, SnmpValue, Target};
-use crate::state::{Change, DeviceState, LinkSnapshot, PortLink};
-use crate::traps::Hint;
+use crate::state::{Change, LinkSnapshot, PortLink};
 
 /// ifName, ifAlias and ifDescr of one port.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +48,8 @@ pub struct Labels {
 /// What every device task shares.
 #[derive(Clone)]
 pub struct Shared {
+    /// The ICMP client, if the process may send ICMP echo.
+    pub icmp: Option<Arc<surge_ping::Client>>,
     /// Agent id.
     pub agent: String,
     /// ifAlias role patterns.
@@ -179,6 +187,20 @@ pub fn event_for(
             }
             e
         }
+        Change::Vlan { if_index, old, new } => {
+            let mut e = Event::new(agent, &device.name, EventKind::VlanChanged, Source::Poll);
+            let l = labels.get(if_index);
+            e.if_index = Some(*if_index);
+            e.if_name = l.map(|l| l.name.clone()).filter(|s| !s.is_empty());
+            e.if_alias = l.map(|l| l.alias.clone()).filter(|s| !s.is_empty());
+            e.attrs.insert(
+                "role".into(),
+                json!(port_role(device, roles, *if_index, l).as_str()),
+            );
+            e.attrs.insert("old".into(), json!(old));
+            e.attrs.insert("new".into(), json!(new));
+            e
+        }
         Change::Rebooted {
             old_uptime,
             new_uptime,
@@ -192,285 +214,13 @@ pub fn event_for(
 }
 
 /// A stable offset in `[0, interval)` per device, so many devices do not poll in lock-step.
-fn jitter(name: &str, interval: Duration) -> Duration {
+pub fn jitter(name: &str, interval: Duration) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut h);
     let ms = u64::try_from(interval.as_millis())
         .unwrap_or(u64::MAX)
         .max(1);
     Duration::from_millis(h.finish() % ms)
-}
-
-/// Runs one device's plans until `token` is cancelled. `hints` carries trap-triggered
-/// re-polls, if a trap listener runs.
-pub async fn run_device(
-    device: Device,
-    shared: Shared,
-    hints: Option<mpsc::Receiver<Hint>>,
-    token: CancellationToken,
-) {
-    let span = tracing::info_span!("device", device = %device.name);
-    DeviceTask::new(device, shared)
-        .run(hints, token)
-        .instrument(span)
-        .await;
-}
-
-async fn next_hint(hints: &mut Option<mpsc::Receiver<Hint>>) -> Option<Hint> {
-    match hints {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-struct DeviceTask {
-    device: Device,
-    shared: Shared,
-    client: SnmpClient,
-    state: DeviceState,
-    labels: HashMap<u32, Labels>,
-    labels_due: Option<Instant>,
-    reported: ClientStats,
-    label: DeviceLabel,
-}
-
-impl DeviceTask {
-    fn new(device: Device, shared: Shared) -> DeviceTask {
-        let client = SnmpClient::new(Target {
-            addr: device.address.clone(),
-            credentials: device.credentials.clone(),
-            timeout: device.timeout,
-            retries: device.retries,
-            max_repetitions: device.max_repetitions,
-        });
-        let label = DeviceLabel {
-            device: device.name.clone(),
-        };
-        DeviceTask {
-            device,
-            shared,
-            client,
-            state: DeviceState::default(),
-            labels: HashMap::new(),
-            labels_due: None,
-            reported: ClientStats::default(),
-            label,
-        }
-    }
-
-    async fn run(mut self, mut hints: Option<mpsc::Receiver<Hint>>, token: CancellationToken) {
-        // The first poll comes within 2 s of start (spread over that window), so the agent
-        // knows every device's state soon after a restart; later polls keep the same phase.
-        let spread = self.device.link_interval.min(Duration::from_secs(2));
-        let start = Instant::now() + jitter(&self.device.name, spread);
-        let mut tick = tokio::time::interval_at(start, self.device.link_interval);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        tracing::info!(address = %self.device.address, interval = ?self.device.link_interval, "Polling.");
-        loop {
-            let hint = tokio::select! {
-                _ = tick.tick() => None,
-                h = next_hint(&mut hints) => match h {
-                    Some(h) => Some(h),
-                    None => {
-                        hints = None;
-                        continue;
-                    }
-                },
-                () = token.cancelled() => break,
-            };
-            let Ok(_permit) = self.shared.limit.clone().acquire_owned().await else {
-                break;
-            };
-            let work = async {
-                match hint {
-                    None => self.poll_once(Source::Poll).await,
-                    Some(Hint::Port(i)) => self.confirm_port(i).await,
-                    Some(Hint::Repoll) => self.poll_once(Source::Trap).await,
-                }
-            };
-            tokio::select! {
-                () = work => {}
-                () = token.cancelled() => break,
-            }
-        }
-        tracing::debug!("Device task stopped.");
-    }
-
-    async fn poll_once(&mut self, source: Source) {
-        let started = Instant::now();
-        let result = self
-            .client
-            .bulk_walk(
-                &[oid::SYS_UPTIME],
-                &[
-                    oid::IF_ADMIN_STATUS,
-                    oid::IF_OPER_STATUS,
-                    oid::IF_LAST_CHANGE,
-                ],
-            )
-            .await;
-        self.observe("link", started, result.as_ref().err());
-        match result {
-            Ok(walk) => {
-                let snap = link_snapshot(&walk.scalars, &walk.columns);
-                // A port that was not there at the last poll may be a new module: relabel.
-                let new_port = snap.ports.keys().any(|i| !self.state.knows_port(*i));
-                let changes = self.state.on_poll_ok(&snap);
-                let rebooted = changes.iter().any(|c| matches!(c, Change::Rebooted { .. }));
-                let due = self.labels_due.is_none_or(|t| Instant::now() >= t);
-                if due || rebooted || new_port {
-                    self.refresh_labels().await;
-                }
-                self.shared
-                    .metrics
-                    .device_up
-                    .get_or_create(&self.label)
-                    .set(1);
-                self.export(&snap);
-                self.emit(&changes, Some(&snap), source);
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "Link poll failed.");
-                let changes = self.state.on_poll_failed(self.device.unreachable_after);
-                if !changes.is_empty() {
-                    tracing::warn!(error = %e, "Device unreachable.");
-                    self.shared
-                        .metrics
-                        .device_up
-                        .get_or_create(&self.label)
-                        .set(0);
-                    self.shared.table.clear_device(&self.device.name);
-                }
-                self.emit(&changes, None, source);
-            }
-        }
-    }
-
-    /// Re-reads one port after a trap; a confirmed change becomes an event with source `trap`.
-    async fn confirm_port(&mut self, if_index: u32) {
-        let started = Instant::now();
-        let i = [if_index];
-        let oids = [
-            [oid::SYS_UPTIME, &[0]].concat(),
-            [oid::IF_ADMIN_STATUS, &i].concat(),
-            [oid::IF_OPER_STATUS, &i].concat(),
-            [oid::IF_LAST_CHANGE, &i].concat(),
-        ];
-        let refs: Vec<&[u32]> = oids.iter().map(Vec::as_slice).collect();
-        let result = self.client.get(&refs).await;
-        self.observe("trap_confirm", started, result.as_ref().err());
-        let vbs = match result {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, if_index, "Cannot confirm a trap; the next poll will tell.");
-                return;
-            }
-        };
-        let value = |o: &[u32]| vbs.iter().find(|(x, _)| x.as_slice() == o).map(|(_, v)| v);
-        let Some(oper) = value(&oids[2]).and_then(SnmpValue::as_i64) else {
-            tracing::info!(
-                if_index,
-                "Trap names a port the device does not have (any more)."
-            );
-            return;
-        };
-        let cur = PortLink {
-            admin: value(&oids[1]).and_then(SnmpValue::as_i64).unwrap_or(1),
-            oper,
-            last_change: value(&oids[3]).and_then(SnmpValue::as_ticks),
-        };
-        let changes = self.state.on_port_update(if_index, &cur);
-        let mut snap = LinkSnapshot {
-            uptime: value(&oids[0]).and_then(SnmpValue::as_ticks),
-            ..LinkSnapshot::default()
-        };
-        snap.ports.insert(if_index, cur);
-        if changes.is_empty() {
-            tracing::debug!(if_index, "Trap confirmed nothing new.");
-        }
-        self.emit(&changes, Some(&snap), Source::Trap);
-    }
-
-    fn emit(&self, changes: &[Change], snap: Option<&LinkSnapshot>, source: Source) {
-        for c in changes {
-            let mut e = event_for(
-                &self.shared.agent,
-                &self.device,
-                &self.shared.roles,
-                &self.labels,
-                snap,
-                c,
-            );
-            e.source = source;
-            tracing::info!(kind = %e.kind, source = e.source.as_str(), if_index = ?e.if_index, if_name = ?e.if_name, "State change.");
-            self.shared.publisher.submit(e);
-        }
-    }
-
-    async fn refresh_labels(&mut self) {
-        let started = Instant::now();
-        let result = self
-            .client
-            .bulk_walk(&[], &[oid::IF_DESCR, oid::IF_NAME, oid::IF_ALIAS])
-            .await;
-        self.observe("labels", started, result.as_ref().err());
-        match result {
-            Ok(walk) => {
-                self.labels = labels_from(&walk.columns);
-                self.labels_due = Some(Instant::now() + self.device.labels_interval);
-                tracing::debug!(ports = self.labels.len(), "Labels refreshed.");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Label refresh failed; keeping the cached labels.")
-            }
-        }
-    }
-
-    fn export(&self, snap: &LinkSnapshot) {
-        let ports = snap
-            .ports
-            .iter()
-            .map(|(i, p)| {
-                let l = self.labels.get(i).cloned().unwrap_or_default();
-                (
-                    *i,
-                    PortView {
-                        admin: p.admin,
-                        oper: p.oper,
-                        last_change: p.last_change,
-                        name: l.name,
-                        alias: l.alias,
-                        descr: l.descr,
-                    },
-                )
-            })
-            .collect();
-        self.shared
-            .table
-            .set_device(&self.device.name, snap.uptime, ports);
-    }
-
-    fn observe(&mut self, plan: &'static str, started: Instant, err: Option<&SnmpError>) {
-        let m = &self.shared.metrics;
-        let p = PlanLabel { plan };
-        m.poll_duration
-            .get_or_create(&p)
-            .observe(started.elapsed().as_secs_f64());
-        if err.is_some() {
-            m.poll_failures.get_or_create(&p).inc();
-        }
-        let now = self.client.stats();
-        m.snmp_requests
-            .get_or_create(&self.label)
-            .inc_by(now.requests - self.reported.requests);
-        m.snmp_timeouts
-            .get_or_create(&self.label)
-            .inc_by(now.timeouts - self.reported.timeouts);
-        m.snmp_errors
-            .get_or_create(&self.label)
-            .inc_by(now.errors - self.reported.errors);
-        self.reported = now;
-    }
 }
 
 #[cfg(test)]
@@ -544,6 +294,10 @@ mod tests {
             retries: 1,
             unreachable_after: 3,
             max_repetitions: 25,
+            counters_interval: Duration::from_secs(60),
+            vlan_interval: Duration::from_secs(60),
+            reachability_interval: Duration::from_secs(15),
+            reachability: crate::config::Reachability::Snmp,
             ports: [
                 ("Te1/1/1".to_owned(), PortRole::Uplink),
                 ("7".to_owned(), PortRole::Infrastructure),

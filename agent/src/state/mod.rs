@@ -56,6 +56,15 @@ pub enum Change {
         /// Consecutive failed polls when it was declared unreachable.
         failures: u32,
     },
+    /// The access VLAN (PVID) of a port changed.
+    Vlan {
+        /// ifIndex.
+        if_index: u32,
+        /// PVID before.
+        old: u32,
+        /// PVID now.
+        new: u32,
+    },
     /// sysUpTime went backwards.
     Rebooted {
         /// sysUpTime before.
@@ -99,6 +108,7 @@ enum Reach {
 #[derive(Debug, Clone)]
 pub struct DeviceState {
     ports: BTreeMap<u32, (PortLink, Link)>,
+    vlans: Option<BTreeMap<u32, u32>>,
     uptime: Option<u32>,
     failures: u32,
     reach: Reach,
@@ -108,6 +118,7 @@ impl Default for DeviceState {
     fn default() -> Self {
         DeviceState {
             ports: BTreeMap::new(),
+            vlans: None,
             uptime: None,
             failures: 0,
             reach: Reach::Unknown,
@@ -133,17 +144,41 @@ impl DeviceState {
         self.ports.contains_key(&if_index)
     }
 
-    /// Applies a successful link poll and returns the changes, device-level ones first.
-    pub fn on_poll_ok(&mut self, snap: &LinkSnapshot) -> Vec<Change> {
-        let mut out = Vec::new();
-        if self.reach == Reach::Down {
-            out.push(Change::Reachability {
-                kind: EventKind::DeviceReachable,
-                failures: self.failures,
-            });
-        }
+    /// The device answered (a poll or a reachability probe): reachable again if it was down.
+    pub fn on_answer(&mut self) -> Option<Change> {
+        let change = (self.reach == Reach::Down).then_some(Change::Reachability {
+            kind: EventKind::DeviceReachable,
+            failures: self.failures,
+        });
         self.reach = Reach::Up;
         self.failures = 0;
+        change
+    }
+
+    /// Applies a VLAN poll (PVID per ifIndex). The first one only sets the baseline; a port
+    /// that appears or vanishes is not a VLAN change.
+    pub fn on_vlans(&mut self, pvids: BTreeMap<u32, u32>) -> Vec<Change> {
+        let mut out = Vec::new();
+        if let Some(old) = &self.vlans {
+            for (&if_index, &new) in &pvids {
+                if let Some(&before) = old.get(&if_index)
+                    && before != new
+                {
+                    out.push(Change::Vlan {
+                        if_index,
+                        old: before,
+                        new,
+                    });
+                }
+            }
+        }
+        self.vlans = Some(pvids);
+        out
+    }
+
+    /// Applies a successful link poll and returns the changes, device-level ones first.
+    pub fn on_poll_ok(&mut self, snap: &LinkSnapshot) -> Vec<Change> {
+        let mut out: Vec<Change> = self.on_answer().into_iter().collect();
         let mut rebooted = false;
         if let (Some(old), Some(new)) = (self.uptime, snap.uptime)
             && is_reboot(old, new)
@@ -381,6 +416,36 @@ mod tests {
             }
         ));
         assert!(s.on_poll_ok(&snap(300, &[])).is_empty());
+    }
+
+    #[test]
+    fn vlan_changes_after_the_baseline() {
+        let mut s = DeviceState::default();
+        assert!(s.on_vlans([(1, 10), (2, 10)].into()).is_empty());
+        assert!(s.on_vlans([(1, 10), (2, 10)].into()).is_empty());
+        let c = s.on_vlans([(1, 10), (2, 20), (3, 30)].into());
+        assert_eq!(
+            c,
+            vec![Change::Vlan {
+                if_index: 2,
+                old: 10,
+                new: 20
+            }]
+        );
+    }
+
+    #[test]
+    fn any_answer_makes_the_device_reachable_again() {
+        let mut s = DeviceState::default();
+        s.on_poll_failed(1);
+        assert!(matches!(
+            s.on_answer(),
+            Some(Change::Reachability {
+                kind: EventKind::DeviceReachable,
+                ..
+            })
+        ));
+        assert_eq!(s.on_answer(), None);
     }
 
     #[test]

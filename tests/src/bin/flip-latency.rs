@@ -36,6 +36,7 @@ fn main() -> Result<()> {
         dead_device: false,
         persistent_broker: false,
         snmpv3: None,
+        agent_defaults: String::new(),
     })?;
     let limit = Duration::from_secs(10);
     let (mut open, mut resolve) = (Vec::new(), Vec::new());

@@ -1,0 +1,286 @@
+//! The *counters* plan: traffic, packet, error and discard counters and ifHighSpeed, all in one
+//! GETBULK stream, every `counters_interval` (60 s by default; switches cache counters for
+//! 5-15 s, so faster polling only re-reads the cache).
+//!
+//! Counter32 columns wrap at 2^32 (a 1 Gbit/s port wraps ifInOctets in 34 s). They are exported
+//! as 64-bit totals accumulated from wrap-corrected deltas, so a wrap is never a drop to zero or
+//! a false spike. After a reboot (sysUpTime went backwards) the totals restart from the raw
+//! values, which Prometheus sees as an ordinary counter reset.
+
+use std::collections::BTreeMap;
+
+use crate::snmp::SnmpValue;
+use crate::snmp::oid::{self, OidBuf};
+
+/// How a column's values behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Counter32: wraps at 2^32; accumulated.
+    Counter32,
+    /// Counter64: exported as read.
+    Counter64,
+    /// Gauge.
+    Gauge,
+}
+
+/// One polled column: snmp_exporter's metric name, the OID, its kind and help text.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    /// Metric name (as in snmp_exporter's `if_mib`).
+    pub name: &'static str,
+    /// Column OID.
+    pub oid: &'static [u32],
+    /// Behaviour.
+    pub kind: Kind,
+    /// HELP text (MIB description, as snmp_exporter writes it).
+    pub help: &'static str,
+}
+
+macro_rules! col {
+    ($name:literal, [$($arc:literal),+], $kind:ident, $help:literal) => {
+        Column { name: $name, oid: &[$($arc),+], kind: Kind::$kind, help: $help }
+    };
+}
+
+/// The columns of the plan, in walk order.
+pub const COLUMNS: [Column; 17] = [
+    col!(
+        "ifInOctets",
+        [1, 3, 6, 1, 2, 1, 2, 2, 1, 10],
+        Counter32,
+        "The total number of octets received on the interface, including framing characters. - 1.3.6.1.2.1.2.2.1.10"
+    ),
+    col!(
+        "ifInUcastPkts",
+        [1, 3, 6, 1, 2, 1, 2, 2, 1, 11],
+        Counter32,
+        "The number of packets, delivered by this sub-layer to a higher (sub-)layer, which were not addressed to a multicast or broadcast address at this sub-layer. - 1.3.6.1.2.1.2.2.1.11"
+    ),
+    col!(
+        "ifInDiscards",
+        [1, 3, 6, 1, 2, 1, 2, 2, 1, 13],
+        Counter32,
+        "The number of inbound packets which were chosen to be discarded even though no errors had been detected to prevent their being deliverable to a higher-layer protocol. - 1.3.6.1.2.1.2.2.1.13"
+    ),
+    col!(
+        "ifInErrors",
+        [1, 3, 6, 1, 2, 1, 2, 2, 1, 14],
+        Counter32,
+        "For packet-oriented interfaces, the number of inbound packets that contained errors preventing them from being deliverable to a higher-layer protocol. - 1.3.6.1.2.1.2.2.1.14"
+    ),
+    col!(
+        "ifOutOctets",
+        [1, 3, 6, 1, 2, 1, 2, 2, 1, 16],
+        Counter32,
+        "The total number of octets transmitted out of the interface, including framing characters. - 1.3.6.1.2.1.2.2.1.16"
+    ),
+    col!(
+        "ifOutUcastPkts",
+        [1, 3, 6, 1, 2, 1, 2, 2, 1, 17],
+        Counter32,
+        "The total number of packets that higher-level protocols requested be transmitted, and which were not addressed to a multicast or broadcast address at this sub-layer, including those that were discarded or not sent. - 1.3.6.1.2.1.2.2.1.17"
+    ),
+    col!(
+        "ifOutDiscards",
+        [1, 3, 6, 1, 2, 1, 2, 2, 1, 19],
+        Counter32,
+        "The number of outbound packets which were chosen to be discarded even though no errors had been detected to prevent their being transmitted. - 1.3.6.1.2.1.2.2.1.19"
+    ),
+    col!(
+        "ifOutErrors",
+        [1, 3, 6, 1, 2, 1, 2, 2, 1, 20],
+        Counter32,
+        "For packet-oriented interfaces, the number of outbound packets that could not be transmitted because of errors. - 1.3.6.1.2.1.2.2.1.20"
+    ),
+    col!(
+        "ifHCInOctets",
+        [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 6],
+        Counter64,
+        "The total number of octets received on the interface, including framing characters. - 1.3.6.1.2.1.31.1.1.1.6"
+    ),
+    col!(
+        "ifHCInUcastPkts",
+        [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 7],
+        Counter64,
+        "The number of packets, delivered by this sub-layer to a higher (sub-)layer, which were not addressed to a multicast or broadcast address at this sub-layer. - 1.3.6.1.2.1.31.1.1.1.7"
+    ),
+    col!(
+        "ifHCInMulticastPkts",
+        [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 8],
+        Counter64,
+        "The number of packets, delivered by this sub-layer to a higher (sub-)layer, which were addressed to a multicast address at this sub-layer. - 1.3.6.1.2.1.31.1.1.1.8"
+    ),
+    col!(
+        "ifHCInBroadcastPkts",
+        [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 9],
+        Counter64,
+        "The number of packets, delivered by this sub-layer to a higher (sub-)layer, which were addressed to a broadcast address at this sub-layer. - 1.3.6.1.2.1.31.1.1.1.9"
+    ),
+    col!(
+        "ifHCOutOctets",
+        [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 10],
+        Counter64,
+        "The total number of octets transmitted out of the interface, including framing characters. - 1.3.6.1.2.1.31.1.1.1.10"
+    ),
+    col!(
+        "ifHCOutUcastPkts",
+        [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 11],
+        Counter64,
+        "The total number of packets that higher-level protocols requested be transmitted, and which were not addressed to a multicast or broadcast address at this sub-layer, including those that were discarded or not sent. - 1.3.6.1.2.1.31.1.1.1.11"
+    ),
+    col!(
+        "ifHCOutMulticastPkts",
+        [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 12],
+        Counter64,
+        "The total number of packets that higher-level protocols requested be transmitted, and which were addressed to a multicast address at this sub-layer, including those that were discarded or not sent. - 1.3.6.1.2.1.31.1.1.1.12"
+    ),
+    col!(
+        "ifHCOutBroadcastPkts",
+        [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 13],
+        Counter64,
+        "The total number of packets that higher-level protocols requested be transmitted, and which were addressed to a broadcast address at this sub-layer, including those that were discarded or not sent. - 1.3.6.1.2.1.31.1.1.1.13"
+    ),
+    col!(
+        "ifHighSpeed",
+        [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 15],
+        Gauge,
+        "An estimate of the interface's current bandwidth in units of 1,000,000 bits per second. - 1.3.6.1.2.1.31.1.1.1.15"
+    ),
+];
+
+/// The OIDs of [`COLUMNS`], for the walk.
+pub fn column_oids() -> Vec<&'static [u32]> {
+    COLUMNS.iter().map(|c| c.oid).collect()
+}
+
+/// Raw values of one poll: per ifIndex, per column (`None` where the device had none).
+pub type Raw = BTreeMap<u32, [Option<u64>; 17]>;
+
+/// Turns a walk of [`COLUMNS`] into raw values per port.
+pub fn raw_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> Raw {
+    let mut out: Raw = BTreeMap::new();
+    for (c, (col, rows)) in COLUMNS.iter().zip(columns).enumerate() {
+        for (o, v) in rows {
+            let value = match v {
+                SnmpValue::Counter32(x) | SnmpValue::Unsigned32(x) => Some(u64::from(*x)),
+                SnmpValue::Counter64(x) => Some(*x),
+                SnmpValue::Integer(x) => u64::try_from(*x).ok(),
+                _ => None,
+            };
+            if let (Some(i), Some(value)) = (oid::single_index(o, col.oid), value) {
+                out.entry(i).or_insert([None; 17])[c] = Some(value);
+            }
+        }
+    }
+    out
+}
+
+/// Exported values per port and column.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    last_raw: Raw,
+    totals: Raw,
+}
+
+impl Totals {
+    /// Folds in a poll. `reset` (after a reboot) restarts every total from the raw value.
+    pub fn update(&mut self, raw: Raw, reset: bool) {
+        let mut totals: Raw = BTreeMap::new();
+        for (&port, values) in &raw {
+            let prev_raw = self.last_raw.get(&port).filter(|_| !reset);
+            let prev_total = self.totals.get(&port).filter(|_| !reset);
+            let mut t = [None; 17];
+            for (c, col) in COLUMNS.iter().enumerate() {
+                let Some(now) = values[c] else { continue };
+                t[c] = Some(
+                    match (
+                        col.kind,
+                        prev_raw.and_then(|p| p[c]),
+                        prev_total.and_then(|p| p[c]),
+                    ) {
+                        (Kind::Counter32, Some(before), Some(total)) => {
+                            // Modular difference: correct across one wrap between polls.
+                            let delta = (now.wrapping_sub(before)) & 0xffff_ffff;
+                            total.wrapping_add(delta)
+                        }
+                        _ => now,
+                    },
+                );
+            }
+            totals.insert(port, t);
+        }
+        self.last_raw = raw;
+        self.totals = totals;
+    }
+
+    /// The exported values.
+    pub fn values(&self) -> &Raw {
+        &self.totals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(port: u32, in_octets: u64, hc_in: u64) -> Raw {
+        let mut v = [None; 17];
+        v[0] = Some(in_octets);
+        v[8] = Some(hc_in);
+        [(port, v)].into()
+    }
+
+    #[test]
+    fn counter32_wraps_are_accumulated_not_dropped() {
+        let mut t = Totals::default();
+        t.update(raw(1, 4_294_967_000, 10), false);
+        assert_eq!(t.values()[&1][0], Some(4_294_967_000));
+        // Wrapped: 296 octets to the top, then 704 more.
+        t.update(raw(1, 704, 20), false);
+        assert_eq!(t.values()[&1][0], Some(4_294_968_000));
+        t.update(raw(1, 1704, 30), false);
+        assert_eq!(t.values()[&1][0], Some(4_294_969_000));
+        // Counter64 is exported as read.
+        assert_eq!(t.values()[&1][8], Some(30));
+    }
+
+    #[test]
+    fn a_reboot_restarts_from_the_raw_value() {
+        let mut t = Totals::default();
+        t.update(raw(1, 1000, 1000), false);
+        t.update(raw(1, 2000, 2000), false);
+        t.update(raw(1, 50, 50), true);
+        assert_eq!(t.values()[&1][0], Some(50));
+        assert_eq!(t.values()[&1][8], Some(50));
+    }
+
+    #[test]
+    fn ports_appearing_and_vanishing() {
+        let mut t = Totals::default();
+        t.update(raw(1, 100, 0), false);
+        let mut both = raw(1, 200, 0);
+        both.extend(raw(2, 7, 0));
+        t.update(both, false);
+        assert_eq!(t.values()[&2][0], Some(7));
+        t.update(raw(2, 9, 0), false);
+        assert!(!t.values().contains_key(&1));
+        assert_eq!(t.values()[&2][0], Some(9));
+    }
+
+    #[test]
+    fn walk_to_raw() {
+        let cols: Vec<Vec<(OidBuf, SnmpValue)>> = COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(n, c)| {
+                vec![(
+                    [c.oid, &[5]].concat(),
+                    SnmpValue::Counter32(u32::try_from(n).unwrap_or(0)),
+                )]
+            })
+            .collect();
+        let r = raw_from(&cols);
+        assert_eq!(r[&5][3], Some(3));
+        assert_eq!(r[&5][16], Some(16));
+    }
+}

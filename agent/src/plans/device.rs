@@ -1,0 +1,498 @@
+//! One task per device. It runs the device's plans one after the other, each when it is due,
+//! plus trap-triggered confirmations, so the device never has more than one request in flight.
+//! Before each plan it takes a permit from the agent-wide semaphore.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cnaas_shared::Source;
+use surge_ping::{PingIdentifier, PingSequence};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::counters::{self, Totals};
+use super::{Labels, Shared, event_for, jitter, labels_from, link_snapshot, vlan};
+use crate::config::{Device, Reachability};
+use crate::metrics::{DeviceLabel, PlanLabel, PortView};
+use crate::snmp::oid;
+use crate::snmp::{ClientStats, SnmpClient, SnmpError, SnmpValue, Target};
+use crate::state::{Change, DeviceState, LinkSnapshot, PortLink};
+use crate::traps::Hint;
+
+/// Runs one device's plans until `token` is cancelled. `hints` carries trap-triggered
+/// re-polls, if a trap listener runs.
+pub async fn run_device(
+    device: Device,
+    shared: Shared,
+    hints: Option<mpsc::Receiver<Hint>>,
+    token: CancellationToken,
+) {
+    let span = tracing::info_span!("device", device = %device.name);
+    async move {
+        let prober = Prober::choose(&device, &shared).await;
+        DeviceTask::new(device, shared, prober)
+            .run(hints, token)
+            .await;
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn next_hint(hints: &mut Option<mpsc::Receiver<Hint>>) -> Option<Hint> {
+    match hints {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How reachability is probed.
+enum Prober {
+    Icmp(Arc<surge_ping::Client>, IpAddr),
+    Snmp,
+}
+
+impl Prober {
+    async fn choose(device: &Device, shared: &Shared) -> Prober {
+        if device.reachability == Reachability::Snmp {
+            return Prober::Snmp;
+        }
+        let ip = tokio::net::lookup_host(device.address.as_str())
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(|a| a.ip());
+        match (&shared.icmp, ip) {
+            (Some(client), Some(ip)) => Prober::Icmp(client.clone(), ip),
+            _ => {
+                if device.reachability == Reachability::Icmp {
+                    tracing::warn!(
+                        "ICMP echo is not possible here (no permission or no address); probing with SNMP."
+                    );
+                }
+                Prober::Snmp
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    Link,
+    Counters,
+    Vlan,
+    Reach,
+}
+
+/// The next instant after `at` on the `interval` grid that is later than `now`: a plan that
+/// overran skips the missed runs and keeps its phase.
+fn advance(at: Instant, interval: Duration, now: Instant) -> Instant {
+    let mut next = at + interval;
+    if next <= now {
+        let behind = now.duration_since(next).as_nanos();
+        let steps = u32::try_from(behind / interval.as_nanos().max(1) + 1).unwrap_or(u32::MAX);
+        next += interval.saturating_mul(steps);
+    }
+    next
+}
+
+struct DeviceTask {
+    device: Device,
+    shared: Shared,
+    client: SnmpClient,
+    prober: Prober,
+    state: DeviceState,
+    labels: HashMap<u32, Labels>,
+    labels_due: Option<Instant>,
+    totals: Totals,
+    rebooted_since_counters: bool,
+    ping_seq: u16,
+    reported: ClientStats,
+    label: DeviceLabel,
+}
+
+impl DeviceTask {
+    fn new(device: Device, shared: Shared, prober: Prober) -> DeviceTask {
+        let client = SnmpClient::new(Target {
+            addr: device.address.clone(),
+            credentials: device.credentials.clone(),
+            timeout: device.timeout,
+            retries: device.retries,
+            max_repetitions: device.max_repetitions,
+        });
+        let label = DeviceLabel {
+            device: device.name.clone(),
+        };
+        DeviceTask {
+            device,
+            shared,
+            client,
+            prober,
+            state: DeviceState::default(),
+            labels: HashMap::new(),
+            labels_due: None,
+            totals: Totals::default(),
+            rebooted_since_counters: false,
+            ping_seq: 0,
+            reported: ClientStats::default(),
+            label,
+        }
+    }
+
+    fn interval(&self, plan: Plan) -> Duration {
+        match plan {
+            Plan::Link => self.device.link_interval,
+            Plan::Counters => self.device.counters_interval,
+            Plan::Vlan => self.device.vlan_interval,
+            Plan::Reach => self.device.reachability_interval,
+        }
+    }
+
+    async fn run(mut self, mut hints: Option<mpsc::Receiver<Hint>>, token: CancellationToken) {
+        // The first link poll comes within 2 s of start (spread over that window), so the agent
+        // knows every device's state soon after a restart; the other plans follow it.
+        let now = Instant::now();
+        let first = now
+            + jitter(
+                &self.device.name,
+                self.device.link_interval.min(Duration::from_secs(2)),
+            );
+        let mut due = [
+            (Plan::Link, first),
+            (Plan::Counters, first + Duration::from_millis(500)),
+            (Plan::Vlan, first + Duration::from_millis(1000)),
+            (Plan::Reach, first + self.device.reachability_interval),
+        ];
+        tracing::info!(address = %self.device.address, interval = ?self.device.link_interval, "Polling.");
+        loop {
+            let slot = (0..due.len()).min_by_key(|&i| due[i].1).unwrap_or(0);
+            let (plan, at) = due[slot];
+            let hint = tokio::select! {
+                () = tokio::time::sleep_until(at) => None,
+                h = next_hint(&mut hints) => match h {
+                    Some(h) => Some(h),
+                    None => {
+                        hints = None;
+                        continue;
+                    }
+                },
+                () = token.cancelled() => break,
+            };
+            let Ok(_permit) = self.shared.limit.clone().acquire_owned().await else {
+                break;
+            };
+            let work = async {
+                match hint {
+                    Some(Hint::Port(i)) => self.confirm_port(i).await,
+                    Some(Hint::Repoll) => self.poll_link(Source::Trap).await,
+                    None => match plan {
+                        Plan::Link => self.poll_link(Source::Poll).await,
+                        Plan::Counters => self.poll_counters().await,
+                        Plan::Vlan => self.poll_vlan().await,
+                        Plan::Reach => self.probe().await,
+                    },
+                }
+            };
+            tokio::select! {
+                () = work => {}
+                () = token.cancelled() => break,
+            }
+            if hint.is_none() {
+                due[slot].1 = advance(at, self.interval(plan), Instant::now());
+            }
+        }
+        tracing::debug!("Device task stopped.");
+    }
+
+    async fn poll_link(&mut self, source: Source) {
+        let started = Instant::now();
+        let result = self
+            .client
+            .bulk_walk(
+                &[oid::SYS_UPTIME],
+                &[
+                    oid::IF_ADMIN_STATUS,
+                    oid::IF_OPER_STATUS,
+                    oid::IF_LAST_CHANGE,
+                ],
+            )
+            .await;
+        self.observe("link", started, result.as_ref().err());
+        match result {
+            Ok(walk) => {
+                let snap = link_snapshot(&walk.scalars, &walk.columns);
+                // A port that was not there at the last poll may be a new module: relabel.
+                let new_port = snap.ports.keys().any(|i| !self.state.knows_port(*i));
+                let changes = self.state.on_poll_ok(&snap);
+                let rebooted = changes.iter().any(|c| matches!(c, Change::Rebooted { .. }));
+                self.rebooted_since_counters |= rebooted;
+                let due = self.labels_due.is_none_or(|t| Instant::now() >= t);
+                if due || rebooted || new_port {
+                    self.refresh_labels().await;
+                }
+                self.set_up(true);
+                self.export(&snap);
+                self.emit(&changes, Some(&snap), source);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "Link poll failed.");
+                self.missed(&e.to_string(), source);
+            }
+        }
+    }
+
+    /// A poll or probe got no answer: after `unreachable_after` in a row the device is down.
+    fn missed(&mut self, why: &str, source: Source) {
+        let changes = self.state.on_poll_failed(self.device.unreachable_after);
+        if !changes.is_empty() {
+            tracing::warn!(error = why, "Device unreachable.");
+            self.set_up(false);
+            self.shared.table.clear_device(&self.device.name);
+        }
+        self.emit(&changes, None, source);
+    }
+
+    fn set_up(&self, up: bool) {
+        self.shared
+            .metrics
+            .device_up
+            .get_or_create(&self.label)
+            .set(i64::from(up));
+    }
+
+    /// Re-reads one port after a trap; a confirmed change becomes an event with source `trap`.
+    async fn confirm_port(&mut self, if_index: u32) {
+        let started = Instant::now();
+        let i = [if_index];
+        let oids = [
+            [oid::SYS_UPTIME, &[0]].concat(),
+            [oid::IF_ADMIN_STATUS, &i].concat(),
+            [oid::IF_OPER_STATUS, &i].concat(),
+            [oid::IF_LAST_CHANGE, &i].concat(),
+        ];
+        let refs: Vec<&[u32]> = oids.iter().map(Vec::as_slice).collect();
+        let result = self.client.get(&refs).await;
+        self.observe("trap_confirm", started, result.as_ref().err());
+        let vbs = match result {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, if_index, "Cannot confirm a trap; the next poll will tell.");
+                return;
+            }
+        };
+        let value = |o: &[u32]| vbs.iter().find(|(x, _)| x.as_slice() == o).map(|(_, v)| v);
+        let Some(oper) = value(&oids[2]).and_then(SnmpValue::as_i64) else {
+            tracing::info!(
+                if_index,
+                "Trap names a port the device does not have (any more)."
+            );
+            return;
+        };
+        let cur = PortLink {
+            admin: value(&oids[1]).and_then(SnmpValue::as_i64).unwrap_or(1),
+            oper,
+            last_change: value(&oids[3]).and_then(SnmpValue::as_ticks),
+        };
+        let changes = self.state.on_port_update(if_index, &cur);
+        let mut snap = LinkSnapshot {
+            uptime: value(&oids[0]).and_then(SnmpValue::as_ticks),
+            ..LinkSnapshot::default()
+        };
+        snap.ports.insert(if_index, cur);
+        if changes.is_empty() {
+            tracing::debug!(if_index, "Trap confirmed nothing new.");
+        }
+        self.emit(&changes, Some(&snap), Source::Trap);
+    }
+
+    async fn poll_counters(&mut self) {
+        let started = Instant::now();
+        let columns = counters::column_oids();
+        let result = self.client.bulk_walk(&[], &columns).await;
+        self.observe("counters", started, result.as_ref().err());
+        match result {
+            Ok(walk) => {
+                let reset = std::mem::take(&mut self.rebooted_since_counters);
+                self.totals.update(counters::raw_from(&walk.columns), reset);
+                self.shared
+                    .table
+                    .set_counters(&self.device.name, self.totals.values().clone());
+            }
+            Err(e) => tracing::debug!(error = %e, "Counter poll failed."),
+        }
+    }
+
+    async fn poll_vlan(&mut self) {
+        let started = Instant::now();
+        let result = self
+            .client
+            .bulk_walk(&[], &[vlan::BASE_PORT_IF_INDEX, vlan::DOT1Q_PVID])
+            .await;
+        self.observe("vlan", started, result.as_ref().err());
+        match result {
+            Ok(walk) => {
+                let pvids = vlan::pvids_from(&walk.columns);
+                let changes = self.state.on_vlans(pvids.clone());
+                self.shared.table.set_pvids(&self.device.name, pvids);
+                self.emit(&changes, None, Source::Poll);
+            }
+            Err(e) => tracing::debug!(error = %e, "VLAN poll failed."),
+        }
+    }
+
+    /// The reachability probe: ICMP echo, or an SNMP GET of sysUpTime.
+    async fn probe(&mut self) {
+        let started = Instant::now();
+        let (ok, source) = match &self.prober {
+            Prober::Icmp(client, ip) => {
+                let mut ok = false;
+                let mut pinger = client
+                    .pinger(
+                        *ip,
+                        PingIdentifier(u16::try_from(std::process::id() & 0xffff).unwrap_or(0)),
+                    )
+                    .await;
+                pinger.timeout(self.device.timeout);
+                for _ in 0..=self.device.retries {
+                    self.ping_seq = self.ping_seq.wrapping_add(1);
+                    if pinger
+                        .ping(PingSequence(self.ping_seq), &[0u8; 16])
+                        .await
+                        .is_ok()
+                    {
+                        ok = true;
+                        break;
+                    }
+                }
+                (ok, Source::Ping)
+            }
+            Prober::Snmp => {
+                let uptime = [oid::SYS_UPTIME, &[0]].concat();
+                let result = self.client.get(&[uptime.as_slice()]).await;
+                self.observe("reachability", started, result.as_ref().err());
+                (result.is_ok(), Source::Poll)
+            }
+        };
+        self.shared
+            .metrics
+            .poll_duration
+            .get_or_create(&PlanLabel {
+                plan: "reachability",
+            })
+            .observe(started.elapsed().as_secs_f64());
+        if ok {
+            if let Some(c) = self.state.on_answer() {
+                self.set_up(true);
+                self.emit(&[c], None, source);
+            }
+        } else {
+            self.missed("no answer to the reachability probe", source);
+        }
+    }
+
+    fn emit(&self, changes: &[Change], snap: Option<&LinkSnapshot>, source: Source) {
+        for c in changes {
+            let mut e = event_for(
+                &self.shared.agent,
+                &self.device,
+                &self.shared.roles,
+                &self.labels,
+                snap,
+                c,
+            );
+            e.source = source;
+            tracing::info!(kind = %e.kind, source = e.source.as_str(), if_index = ?e.if_index, if_name = ?e.if_name, "State change.");
+            self.shared.publisher.submit(e);
+        }
+    }
+
+    async fn refresh_labels(&mut self) {
+        let started = Instant::now();
+        let result = self
+            .client
+            .bulk_walk(&[], &[oid::IF_DESCR, oid::IF_NAME, oid::IF_ALIAS])
+            .await;
+        self.observe("labels", started, result.as_ref().err());
+        match result {
+            Ok(walk) => {
+                self.labels = labels_from(&walk.columns);
+                self.labels_due = Some(Instant::now() + self.device.labels_interval);
+                tracing::debug!(ports = self.labels.len(), "Labels refreshed.");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Label refresh failed; keeping the cached labels.")
+            }
+        }
+    }
+
+    fn export(&self, snap: &LinkSnapshot) {
+        let ports = snap
+            .ports
+            .iter()
+            .map(|(i, p)| {
+                let l = self.labels.get(i).cloned().unwrap_or_default();
+                (
+                    *i,
+                    PortView {
+                        admin: p.admin,
+                        oper: p.oper,
+                        last_change: p.last_change,
+                        name: l.name,
+                        alias: l.alias,
+                        descr: l.descr,
+                    },
+                )
+            })
+            .collect();
+        self.shared
+            .table
+            .set_device(&self.device.name, snap.uptime, ports);
+    }
+
+    fn observe(&mut self, plan: &'static str, started: Instant, err: Option<&SnmpError>) {
+        let m = &self.shared.metrics;
+        let p = PlanLabel { plan };
+        if plan != "reachability" {
+            m.poll_duration
+                .get_or_create(&p)
+                .observe(started.elapsed().as_secs_f64());
+        }
+        if err.is_some() {
+            m.poll_failures.get_or_create(&p).inc();
+        }
+        let now = self.client.stats();
+        m.snmp_requests
+            .get_or_create(&self.label)
+            .inc_by(now.requests - self.reported.requests);
+        m.snmp_timeouts
+            .get_or_create(&self.label)
+            .inc_by(now.timeouts - self.reported.timeouts);
+        m.snmp_errors
+            .get_or_create(&self.label)
+            .inc_by(now.errors - self.reported.errors);
+        self.reported = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrunning_plans_skip_missed_runs_and_keep_their_phase() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(advance(t0, s, t0), t0 + s);
+        assert_eq!(
+            advance(t0, s, t0 + Duration::from_millis(2500)),
+            t0 + Duration::from_secs(3)
+        );
+        assert_eq!(
+            advance(t0, s, t0 + Duration::from_secs(2)),
+            t0 + Duration::from_secs(3)
+        );
+    }
+}
