@@ -198,6 +198,7 @@ pub struct Mosquitto {
     dir: tempfile::TempDir,
     starts: u32,
     netns: Option<String>,
+    pki: Option<tempfile::TempDir>,
 }
 
 impl Mosquitto {
@@ -209,6 +210,39 @@ impl Mosquitto {
     /// Like [`Mosquitto::start`], but sessions and queued messages survive a restart.
     pub fn start_persistent() -> Result<Mosquitto> {
         Self::start_with("persistence true\npersistence_location PERSIST/\nautosave_interval 1\n")
+    }
+
+    /// Starts Mosquitto with a TLS listener only (certificates from a CA the test makes with
+    /// `openssl`) and password authentication for `user`/`password`. The CA certificate is
+    /// at [`Mosquitto::ca_file`].
+    pub fn start_tls(user: &str, password: &str) -> Result<Mosquitto> {
+        let pki = open_tempdir()?;
+        make_pki(pki.path())?;
+        let passwd = pki.path().join("passwd");
+        let st = Command::new(find_program("mosquitto_passwd")?)
+            .args(["-b", "-c"])
+            .arg(&passwd)
+            .args([user, password])
+            .stderr(Stdio::null())
+            .status()?;
+        if !st.success() {
+            bail!("mosquitto_passwd failed");
+        }
+        for f in ["ca.crt", "server.crt", "server.key", "passwd"] {
+            set_mode(&pki.path().join(f), 0o644)?;
+        }
+        let p = pki.path().display().to_string();
+        let extra = format!(
+            "persistence false\ncafile {p}/ca.crt\ncertfile {p}/server.crt\nkeyfile {p}/server.key\npassword_file {p}/passwd\n"
+        );
+        let mut m = Self::start_full(&extra, None)?;
+        m.pki = Some(pki);
+        Ok(m)
+    }
+
+    /// The CA certificate of a TLS broker.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.pki.as_ref().map(|d| d.path().join("ca.crt"))
     }
 
     /// Starts Mosquitto inside a network namespace (on that namespace's loopback).
@@ -225,10 +259,11 @@ impl Mosquitto {
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         let extra = extra.replace("PERSIST", &dir.path().display().to_string());
+        let anon = !extra.contains("password_file");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\n{extra}log_type error\nlog_type warning\nlog_type notice\n"
+                "listener {port} 127.0.0.1\nallow_anonymous {anon}\n{extra}log_type error\nlog_type warning\nlog_type notice\n"
             ),
         )?;
         set_mode(dir.path(), 0o777)?;
@@ -239,6 +274,7 @@ impl Mosquitto {
             dir,
             starts: 0,
             netns,
+            pki: None,
         };
         m.resume()?;
         Ok(m)
@@ -296,10 +332,31 @@ impl Mosquitto {
         Ok(())
     }
 
-    /// `mqtt://127.0.0.1:PORT`.
+    /// `mqtt://127.0.0.1:PORT`, or `mqtts://` for a TLS broker.
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        let scheme = if self.pki.is_some() { "mqtts" } else { "mqtt" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with the openssl command.
+fn make_pki(dir: &Path) -> Result<()> {
+    let openssl = find_program("openssl")?;
+    let run = |args: &[&str]| -> Result<()> {
+        let out = Command::new(&openssl).current_dir(dir).args(args).output()?;
+        if !out.status.success() {
+            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+    )?;
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=cnaas test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])?;
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"])?;
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf"])?;
+    Ok(())
 }
 
 /// Finds a program on PATH or in /usr/sbin (Debian puts daemons there).

@@ -15,6 +15,10 @@ use crate::{
 
 /// Community (recording name) of the simulated switch.
 pub const COMMUNITY: &str = "access-switch";
+/// The broker user of a TLS rig.
+pub const MQTT_USER: &str = "cnaas-e2e";
+/// Its password (written to a file the binaries read).
+pub const MQTT_PASSWORD: &str = "mqtt-secret-4711";
 /// IF-MIB::ifOperStatus.
 pub const IF_OPER_STATUS: &str = "1.3.6.1.2.1.2.2.1.8";
 
@@ -50,6 +54,9 @@ pub struct RigOptions {
     pub snmpv3: Option<V3User>,
     /// Extra lines for the agent's `[defaults]` (e.g. `vlan_interval = "1s"`).
     pub agent_defaults: String,
+    /// Run the broker with TLS and a password; both binaries connect with `mqtts://`, the
+    /// test CA and a password file.
+    pub tls: bool,
 }
 
 impl Default for RigOptions {
@@ -60,6 +67,7 @@ impl Default for RigOptions {
             persistent_broker: false,
             snmpv3: None,
             agent_defaults: String::new(),
+            tls: false,
         }
     }
 }
@@ -93,12 +101,26 @@ impl Rig {
             &[(COMMUNITY, &access_switch_recording())],
             opts.snmpv3.as_ref(),
         )?;
-        let mqtt = if opts.persistent_broker {
+        let mqtt = if opts.tls {
+            Mosquitto::start_tls(MQTT_USER, MQTT_PASSWORD)?
+        } else if opts.persistent_broker {
             Mosquitto::start_persistent()?
         } else {
             Mosquitto::start()?
         };
         let dir = open_tempdir()?;
+        // The [mqtt] section both binaries use.
+        let mqtt_section = match mqtt.ca_file() {
+            Some(ca) => {
+                std::fs::copy(&ca, dir.path().join("ca.crt"))?;
+                std::fs::write(dir.path().join("mqtt.pass"), format!("{MQTT_PASSWORD}\n"))?;
+                format!(
+                    "[mqtt]\nurl = \"{}\"\nca_file = \"ca.crt\"\nusername = \"{MQTT_USER}\"\npassword_file = \"mqtt.pass\"\n",
+                    mqtt.url()
+                )
+            }
+            None => format!("[mqtt]\nurl = \"{}\"\n", mqtt.url()),
+        };
         let (api_port, metrics_port, dead_port) = (free_port(), free_port(), free_port());
         // Te1/1/1 is an uplink by inventory; Te1/1/2 only through the collector's ifAlias
         // pattern (the agent has no patterns, so the collector's own rule is exercised).
@@ -109,8 +131,7 @@ impl Rig {
                 r#"
 [collector]
 id = "e2e"
-[mqtt]
-url = "{mqtt}"
+{mqtt}
 [store]
 url = "sqlite://collector.db"
 [api]
@@ -123,7 +144,7 @@ customer = "uni-b"
 site = "b12"
 ports = {{ "Te1/1/1" = "uplink" }}
 "#,
-                mqtt = mqtt.url()
+                mqtt = mqtt_section
             ),
         )?;
         let snmp = match &opts.snmpv3 {
@@ -166,8 +187,7 @@ ports = {{ "Te1/1/1" = "uplink" }}
 id = "site-e2e"
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
-[mqtt]
-url = "{mqtt}"
+{mqtt}
 [spool]
 dir = "spool"
 [defaults]
@@ -181,7 +201,7 @@ name = "a-b12-01"
 address = "{switch}"
 {snmp}
 {dead}"#,
-                mqtt = mqtt.url(),
+                mqtt = mqtt_section,
                 switch = snmpsim.address(),
                 interval = opts.link_interval,
                 extra = opts.agent_defaults,

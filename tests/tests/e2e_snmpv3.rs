@@ -21,6 +21,7 @@ fn an_uplink_flip_over_snmpv3_auth_priv() -> Result<()> {
         persistent_broker: false,
         snmpv3: Some(user.clone()),
         agent_defaults: String::new(),
+        tls: false,
     })?;
     let limit = Duration::from_secs(15);
     rig.set_oper(49, 2)?;

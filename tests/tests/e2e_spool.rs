@@ -16,6 +16,7 @@ fn options() -> RigOptions {
         persistent_broker: true,
         snmpv3: None,
         agent_defaults: String::new(),
+        tls: false,
     }
 }
 

@@ -211,3 +211,39 @@ fn rusqlite_count(db: &Path) -> Result<i64> {
         |r| r.get(0),
     )?)
 }
+
+#[test]
+fn mqtt_over_tls_with_a_password() -> Result<()> {
+    let rig = Rig::start(&RigOptions {
+        dead_device: false,
+        tls: true,
+        ..RigOptions::default()
+    })?;
+    rig.set_oper(49, 2)?;
+    let inc = wait_until("an incident over mqtts://", Duration::from_secs(15), || rig.open_port_incident(49))
+        .with_context(|| rig.logs())?;
+    assert_eq!(inc["if_name"], "Te1/1/1");
+    assert!(!rig.logs().contains(cnaas_tests::rig::MQTT_PASSWORD), "the MQTT password reached a log");
+
+    // A collector with the wrong password is refused by the broker, and says so.
+    let api_port = free_port();
+    std::fs::write(rig.dir().join("wrong.pass"), "not-the-password\n")?;
+    let cfg = rig.dir().join("wrong.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[collector]\nid = \"wrong\"\n[mqtt]\nurl = \"{}\"\nca_file = \"ca.crt\"\nusername = \"{}\"\npassword_file = \"wrong.pass\"\n[store]\nurl = \"sqlite://wrong.db\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n",
+            rig.mqtt.url(),
+            cnaas_tests::rig::MQTT_USER
+        ),
+    )?;
+    let mut wrong = start_binary("cnaas-collector", &cfg, &rig.dir().join("wrong.log"))?;
+    wait_until("the refusal in the log", Duration::from_secs(10), || {
+        wrong.check_alive().ok()?;
+        wrong.log().contains("MQTT connection failed").then_some(())
+    })?;
+    let health = http_json(&format!("http://127.0.0.1:{api_port}/healthz"));
+    assert!(health.is_err(), "a collector without its broker must not report healthy: {health:?}");
+    assert!(!wrong.log().contains("not-the-password"));
+    Ok(())
+}

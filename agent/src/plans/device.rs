@@ -109,6 +109,7 @@ struct DeviceTask {
     labels_due: Option<Instant>,
     totals: Totals,
     rebooted_since_counters: bool,
+    if_number: Option<i64>,
     ping_seq: u16,
     reported: ClientStats,
     label: DeviceLabel,
@@ -136,6 +137,7 @@ impl DeviceTask {
             labels_due: None,
             totals: Totals::default(),
             rebooted_since_counters: false,
+            if_number: None,
             ping_seq: 0,
             reported: ClientStats::default(),
             label,
@@ -212,7 +214,7 @@ impl DeviceTask {
         let result = self
             .client
             .bulk_walk(
-                &[oid::SYS_UPTIME],
+                &[oid::SYS_UPTIME, oid::IF_NUMBER],
                 &[
                     oid::IF_ADMIN_STATUS,
                     oid::IF_OPER_STATUS,
@@ -224,8 +226,11 @@ impl DeviceTask {
         match result {
             Ok(walk) => {
                 let snap = link_snapshot(&walk.scalars, &walk.columns);
-                // A port that was not there at the last poll may be a new module: relabel.
-                let new_port = snap.ports.keys().any(|i| !self.state.knows_port(*i));
+                // A port that was not there at the last poll, or a changed ifNumber, may be a
+                // new module: relabel.
+                let if_number_changed = snap.if_number.is_some()
+                    && std::mem::replace(&mut self.if_number, snap.if_number) != snap.if_number;
+                let new_port = if_number_changed || snap.ports.keys().any(|i| !self.state.knows_port(*i));
                 let changes = self.state.on_poll_ok(&snap);
                 let rebooted = changes.iter().any(|c| matches!(c, Change::Rebooted { .. }));
                 self.rebooted_since_counters |= rebooted;

@@ -69,10 +69,14 @@ pub fn link_snapshot(
     scalars: &[(OidBuf, SnmpValue)],
     columns: &[Vec<(OidBuf, SnmpValue)>],
 ) -> LinkSnapshot {
-    let uptime = scalars
-        .iter()
-        .find(|(o, _)| o.as_slice() == [oid::SYS_UPTIME, &[0]].concat())
-        .and_then(|(_, v)| v.as_ticks());
+    let scalar = |column: &[u32]| {
+        scalars
+            .iter()
+            .find(|(o, _)| oid::single_index(o, column) == Some(0))
+            .map(|(_, v)| v)
+    };
+    let uptime = scalar(oid::SYS_UPTIME).and_then(SnmpValue::as_ticks);
+    let if_number = scalar(oid::IF_NUMBER).and_then(SnmpValue::as_i64);
     let mut admin = HashMap::new();
     let mut last_change = HashMap::new();
     let mut ports = BTreeMap::new();
@@ -101,7 +105,11 @@ pub fn link_snapshot(
             }
         }
     }
-    LinkSnapshot { uptime, ports }
+    LinkSnapshot {
+        uptime,
+        if_number,
+        ports,
+    }
 }
 
 /// Turns a label walk into labels per ifIndex.
@@ -238,7 +246,10 @@ mod tests {
 
     #[test]
     fn snapshot_from_walk() {
-        let scalars = vec![([oid::SYS_UPTIME, &[0]].concat(), SnmpValue::Timeticks(777))];
+        let scalars = vec![
+            ([oid::SYS_UPTIME, &[0]].concat(), SnmpValue::Timeticks(777)),
+            ([oid::IF_NUMBER, &[0]].concat(), SnmpValue::Integer(3)),
+        ];
         let columns = vec![
             col(
                 oid::IF_ADMIN_STATUS,
@@ -262,6 +273,7 @@ mod tests {
         ];
         let s = link_snapshot(&scalars, &columns);
         assert_eq!(s.uptime, Some(777));
+        assert_eq!(s.if_number, Some(3));
         assert_eq!(
             s.ports[&1],
             PortLink {

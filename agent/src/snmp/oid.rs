@@ -5,6 +5,8 @@ pub type OidBuf = Vec<u32>;
 
 /// SNMPv2-MIB::sysUpTime (the scalar's column; `.0` is the instance).
 pub const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3];
+/// IF-MIB::ifNumber (the scalar's column; `.0` is the instance).
+pub const IF_NUMBER: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 1];
 /// IF-MIB::ifDescr.
 pub const IF_DESCR: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 2];
 /// IF-MIB::ifAdminStatus.

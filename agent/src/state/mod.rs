@@ -30,6 +30,8 @@ pub struct PortLink {
 pub struct LinkSnapshot {
     /// sysUpTime in ticks, if the device gave it.
     pub uptime: Option<u32>,
+    /// ifNumber, if the device gave it: a change means interfaces came or went.
+    pub if_number: Option<i64>,
     /// Ports by ifIndex.
     pub ports: BTreeMap<u32, PortLink>,
 }
@@ -278,6 +280,7 @@ mod tests {
     fn snap(uptime: u32, ports: &[(u32, i64, i64, u32)]) -> LinkSnapshot {
         LinkSnapshot {
             uptime: Some(uptime),
+            if_number: None,
             ports: ports
                 .iter()
                 .map(|&(i, admin, oper, lc)| {

@@ -37,6 +37,7 @@ fn main() -> Result<()> {
         persistent_broker: false,
         snmpv3: None,
         agent_defaults: String::new(),
+        tls: false,
     })?;
     let limit = Duration::from_secs(10);
     let (mut open, mut resolve) = (Vec::new(), Vec::new());
