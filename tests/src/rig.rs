@@ -54,6 +54,8 @@ pub struct RigOptions {
     pub snmpv3: Option<V3User>,
     /// Extra lines for the agent's `[defaults]` (e.g. `vlan_interval = "1s"`).
     pub agent_defaults: String,
+    /// More `[[device]]` entries for the agent.
+    pub extra_devices: String,
     /// Run the broker with TLS and a password; both binaries connect with `mqtts://`, the
     /// test CA and a password file.
     pub tls: bool,
@@ -68,6 +70,7 @@ impl Default for RigOptions {
             snmpv3: None,
             agent_defaults: String::new(),
             tls: false,
+            extra_devices: String::new(),
         }
     }
 }
@@ -200,11 +203,13 @@ unreachable_after = 2
 name = "a-b12-01"
 address = "{switch}"
 {snmp}
-{dead}"#,
+{dead}
+{more}"#,
                 mqtt = mqtt_section,
                 switch = snmpsim.address(),
                 interval = opts.link_interval,
                 extra = opts.agent_defaults,
+                more = opts.extra_devices,
             ),
         )?;
         let mut collector = start_binary(

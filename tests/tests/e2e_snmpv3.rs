@@ -22,6 +22,7 @@ fn an_uplink_flip_over_snmpv3_auth_priv() -> Result<()> {
         snmpv3: Some(user.clone()),
         agent_defaults: String::new(),
         tls: false,
+        extra_devices: String::new(),
     })?;
     let limit = Duration::from_secs(15);
     rig.set_oper(49, 2)?;

@@ -17,6 +17,7 @@ fn options() -> RigOptions {
         snmpv3: None,
         agent_defaults: String::new(),
         tls: false,
+        extra_devices: String::new(),
     }
 }
 

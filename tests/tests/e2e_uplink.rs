@@ -220,10 +220,15 @@ fn mqtt_over_tls_with_a_password() -> Result<()> {
         ..RigOptions::default()
     })?;
     rig.set_oper(49, 2)?;
-    let inc = wait_until("an incident over mqtts://", Duration::from_secs(15), || rig.open_port_incident(49))
-        .with_context(|| rig.logs())?;
+    let inc = wait_until("an incident over mqtts://", Duration::from_secs(15), || {
+        rig.open_port_incident(49)
+    })
+    .with_context(|| rig.logs())?;
     assert_eq!(inc["if_name"], "Te1/1/1");
-    assert!(!rig.logs().contains(cnaas_tests::rig::MQTT_PASSWORD), "the MQTT password reached a log");
+    assert!(
+        !rig.logs().contains(cnaas_tests::rig::MQTT_PASSWORD),
+        "the MQTT password reached a log"
+    );
 
     // A collector with the wrong password is refused by the broker, and says so.
     let api_port = free_port();
@@ -243,7 +248,10 @@ fn mqtt_over_tls_with_a_password() -> Result<()> {
         wrong.log().contains("MQTT connection failed").then_some(())
     })?;
     let health = http_json(&format!("http://127.0.0.1:{api_port}/healthz"));
-    assert!(health.is_err(), "a collector without its broker must not report healthy: {health:?}");
+    assert!(
+        health.is_err(),
+        "a collector without its broker must not report healthy: {health:?}"
+    );
     assert!(!wrong.log().contains("not-the-password"));
     Ok(())
 }

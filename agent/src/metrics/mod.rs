@@ -45,6 +45,8 @@ pub struct AgentMetrics {
     pub poll_duration: Family<PlanLabel, Histogram, fn() -> Histogram>,
     /// Polls that failed, by plan.
     pub poll_failures: Family<PlanLabel, Counter>,
+    /// Link polls completed (answered or not), by device: the achieved poll rate.
+    pub link_polls: Family<DeviceLabel, Counter>,
     /// SNMP requests sent (retries included), by device.
     pub snmp_requests: Family<DeviceLabel, Counter>,
     /// SNMP requests that timed out, by device.
@@ -83,6 +85,7 @@ impl AgentMetrics {
         let m = AgentMetrics {
             poll_duration: Family::new_with_constructor(poll_histogram),
             poll_failures: Family::default(),
+            link_polls: Family::default(),
             snmp_requests: Family::default(),
             snmp_timeouts: Family::default(),
             snmp_errors: Family::default(),
@@ -106,6 +109,11 @@ impl AgentMetrics {
             "poll_failures",
             "Device polls that failed (timeout or error), by plan",
             m.poll_failures.clone(),
+        );
+        r.register(
+            "link_polls",
+            "Link polls completed (answered or not), by device; its rate is the achieved poll rate",
+            m.link_polls.clone(),
         );
         r.register(
             "snmp_requests",

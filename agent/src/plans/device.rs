@@ -223,6 +223,11 @@ impl DeviceTask {
             )
             .await;
         self.observe("link", started, result.as_ref().err());
+        self.shared
+            .metrics
+            .link_polls
+            .get_or_create(&self.label)
+            .inc();
         match result {
             Ok(walk) => {
                 let snap = link_snapshot(&walk.scalars, &walk.columns);
@@ -230,7 +235,8 @@ impl DeviceTask {
                 // new module: relabel.
                 let if_number_changed = snap.if_number.is_some()
                     && std::mem::replace(&mut self.if_number, snap.if_number) != snap.if_number;
-                let new_port = if_number_changed || snap.ports.keys().any(|i| !self.state.knows_port(*i));
+                let new_port =
+                    if_number_changed || snap.ports.keys().any(|i| !self.state.knows_port(*i));
                 let changes = self.state.on_poll_ok(&snap);
                 let rebooted = changes.iter().any(|c| matches!(c, Change::Rebooted { .. }));
                 self.rebooted_since_counters |= rebooted;

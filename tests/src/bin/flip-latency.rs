@@ -38,6 +38,7 @@ fn main() -> Result<()> {
         snmpv3: None,
         agent_defaults: String::new(),
         tls: false,
+        extra_devices: String::new(),
     })?;
     let limit = Duration::from_secs(10);
     let (mut open, mut resolve) = (Vec::new(), Vec::new());
