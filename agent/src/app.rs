@@ -18,7 +18,8 @@ use crate::metrics::{AgentMetrics, InterfaceTable};
 use crate::plans::{self, Shared};
 use crate::publish;
 use crate::spool::Spool;
-use crate::traps::{self, Router, Source as TrapSource};
+use crate::snmp::Credentials;
+use crate::traps::{self, Router, Source as TrapSource, TrapAuth};
 
 /// Runs until `token` is cancelled, then drains and returns.
 pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<()> {
@@ -102,9 +103,9 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
                 .with_context(|| format!("cannot listen for traps on {listen}"))?;
             let mut router = Router::new(cfg.traps_quiet);
             for d in &cfg.devices {
-                let Some(community) = d.credentials.community() else {
-                    tracing::warn!(device = %d.name, "SNMPv3 traps are not received yet; this device is polled only.");
-                    continue;
+                let auth = match &d.credentials {
+                    Credentials::V2c { community } => TrapAuth::Community(community.clone()),
+                    Credentials::V3(v3) => TrapAuth::Usm(v3.clone()),
                 };
                 let ip = tokio::net::lookup_host(d.address.as_str())
                     .await
@@ -120,7 +121,7 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
                     ip,
                     TrapSource {
                         name: d.name.clone(),
-                        community: community.clone(),
+                        auth,
                         hints: tx,
                     },
                 );

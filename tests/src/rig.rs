@@ -38,6 +38,8 @@ pub struct Rig {
     pub api: String,
     /// `http://127.0.0.1:PORT` of the agent's metrics endpoint.
     pub metrics: String,
+    /// The agent's trap port, if it listens for traps.
+    pub trap_port: Option<u16>,
     dir: tempfile::TempDir,
 }
 
@@ -56,6 +58,8 @@ pub struct RigOptions {
     pub agent_defaults: String,
     /// More `[[device]]` entries for the agent.
     pub extra_devices: String,
+    /// Give the agent a trap listener (its port is [`Rig::trap_port`]).
+    pub traps: bool,
     /// Run the broker with TLS and a password; both binaries connect with `mqtts://`, the
     /// test CA and a password file.
     pub tls: bool,
@@ -71,6 +75,7 @@ impl Default for RigOptions {
             agent_defaults: String::new(),
             tls: false,
             extra_devices: String::new(),
+            traps: false,
         }
     }
 }
@@ -125,6 +130,7 @@ impl Rig {
             None => format!("[mqtt]\nurl = \"{}\"\n", mqtt.url()),
         };
         let (api_port, metrics_port, dead_port) = (free_port(), free_port(), free_port());
+        let trap_port = opts.traps.then(free_port);
         // Te1/1/1 is an uplink by inventory; Te1/1/2 only through the collector's ifAlias
         // pattern (the agent has no patterns, so the collector's own rule is exercised).
         let collector_cfg = write(
@@ -193,6 +199,7 @@ listen = "127.0.0.1:{metrics_port}"
 {mqtt}
 [spool]
 dir = "spool"
+{traps}
 [defaults]
 link_interval = "{interval}"
 timeout = "300ms"
@@ -209,6 +216,7 @@ address = "{switch}"
                 switch = snmpsim.address(),
                 interval = opts.link_interval,
                 extra = opts.agent_defaults,
+                traps = trap_port.map_or_else(String::new, |p| format!("[traps]\nlisten = \"127.0.0.1:{p}\"\nquiet_after_reboot = \"0s\"\n")),
                 more = opts.extra_devices,
             ),
         )?;
@@ -235,6 +243,7 @@ address = "{switch}"
             mqtt,
             agent,
             agent_config: agent_cfg,
+            trap_port,
             collector,
             api,
             metrics,

@@ -18,6 +18,7 @@ fn options() -> RigOptions {
         agent_defaults: String::new(),
         tls: false,
         extra_devices: String::new(),
+        traps: false,
     }
 }
 

@@ -74,15 +74,26 @@ pub enum TrapError {
     /// A v2 trap without snmpTrapOID.0.
     #[error("v2 trap without snmpTrapOID.0")]
     NoTrapOid,
+    /// An SNMPv3 message: it can only be read with the sender's USM credentials.
+    #[error("SNMPv3 message; needs the sender's credentials")]
+    NeedsUsm,
 }
 
 fn arcs(o: &snmp2::Oid<'_>) -> Option<OidBuf> {
     o.iter()?.map(|a| u32::try_from(a).ok()).collect()
 }
 
-/// Decodes an SNMPv1 or v2c trap. Never panics, whatever the bytes.
+/// Decodes an SNMPv1 or v2c trap. Never panics, whatever the bytes. An SNMPv3 message gives
+/// [`TrapError::NeedsUsm`]; [`Router::decode_v3`] reads it with the sender's credentials.
 pub fn decode(bytes: &[u8]) -> Result<Trap, TrapError> {
-    let pdu = Pdu::from_bytes(bytes).map_err(|e| TrapError::Malformed(e.to_string()))?;
+    let pdu = Pdu::from_bytes(bytes).map_err(|e| match e {
+        snmp2::Error::AuthFailure(snmp2::v3::AuthErrorKind::SecurityNotProvided) => TrapError::NeedsUsm,
+        other => TrapError::Malformed(other.to_string()),
+    })?;
+    trap_from_pdu(&pdu)
+}
+
+fn trap_from_pdu(pdu: &Pdu<'_>) -> Result<Trap, TrapError> {
     let varbinds: Vec<(OidBuf, SnmpValue)> = pdu
         .varbinds
         .clone()
@@ -178,12 +189,20 @@ pub enum Verdict {
     Drop(&'static str),
 }
 
+/// How a device's traps prove where they come from.
+pub enum TrapAuth {
+    /// SNMPv1/v2c: the community.
+    Community(Secret),
+    /// SNMPv3: the device's USM user (authenticated, and decrypted with authPriv).
+    Usm(crate::snmp::V3),
+}
+
 /// One device a trap may come from.
 pub struct Source {
     /// Device name.
     pub name: String,
-    /// The community its traps must carry.
-    pub community: Secret,
+    /// What its traps must carry.
+    pub auth: TrapAuth,
     /// Where hints for its task go.
     pub hints: mpsc::Sender<Hint>,
 }
@@ -194,6 +213,8 @@ pub struct Router {
     pub devices: Vec<Source>,
     by_ip: HashMap<IpAddr, Vec<usize>>,
     quiet_ticks: u32,
+    /// USM state per device once its engine is known (keys are localised once, not per trap).
+    usm: HashMap<usize, snmp2::v3::Security>,
 }
 
 impl Router {
@@ -203,7 +224,31 @@ impl Router {
             devices: Vec::new(),
             by_ip: HashMap::new(),
             quiet_ticks: u32::try_from(quiet.as_millis() / 10).unwrap_or(u32::MAX),
+            usm: HashMap::new(),
         }
+    }
+
+    /// Reads an SNMPv3 trap with the credentials of the devices at `ip`; the first whose user
+    /// authenticates (and decrypts) it is the sender.
+    pub fn decode_v3(&mut self, ip: IpAddr, bytes: &[u8]) -> Result<(usize, Trap), &'static str> {
+        let Some(candidates) = self.by_ip.get(&ip) else {
+            return Err("unknown_source");
+        };
+        for &i in candidates {
+            let TrapAuth::Usm(v3) = &self.devices[i].auth else { continue };
+            let mut security = self.usm.get(&i).cloned().unwrap_or_else(|| v3.security());
+            // snmp2 zeroes the authentication field in place while checking it: give it a copy.
+            let copy = bytes.to_vec();
+            let trap = match Pdu::from_bytes_with_security(&copy, Some(&mut security)) {
+                Ok(pdu) => trap_from_pdu(&pdu),
+                Err(_) => continue,
+            };
+            if let Ok(trap) = trap {
+                self.usm.insert(i, security);
+                return Ok((i, trap));
+            }
+        }
+        Err("bad_credentials")
     }
 
     /// Adds a device that sends traps from `ip`.
@@ -212,17 +257,22 @@ impl Router {
         self.devices.push(source);
     }
 
-    /// Decides what a decoded trap from `ip` leads to.
+    /// Decides what a decoded v1/v2c trap from `ip` leads to.
     pub fn judge(&self, ip: IpAddr, trap: &Trap) -> Verdict {
         let Some(candidates) = self.by_ip.get(&ip) else {
             return Verdict::Drop("unknown_source");
         };
-        let Some(&device) = candidates
-            .iter()
-            .find(|&&i| self.devices[i].community.expose().as_bytes() == trap.community.as_slice())
-        else {
+        let Some(&device) = candidates.iter().find(|&&i| match &self.devices[i].auth {
+            TrapAuth::Community(c) => c.expose().as_bytes() == trap.community.as_slice(),
+            TrapAuth::Usm(_) => false,
+        }) else {
             return Verdict::Drop("bad_community");
         };
+        self.verdict(device, trap)
+    }
+
+    /// What a trap from a known, authenticated device leads to.
+    pub fn verdict(&self, device: usize, trap: &Trap) -> Verdict {
         if trap.uptime.is_some_and(|t| t < self.quiet_ticks) {
             return Verdict::LogOnly("after_reboot");
         }
@@ -242,14 +292,14 @@ impl Router {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     /// `delivered`, `after_reboot`, `not_handled`, `unknown_source`, `bad_community`,
-    /// `malformed`, `not_a_trap`, `busy`.
+    /// `bad_credentials`, `malformed`, `not_a_trap`, `busy`.
     pub result: &'static str,
 }
 
 /// Receives traps until `token` is cancelled.
 pub async fn run(
     socket: UdpSocket,
-    router: Router,
+    mut router: Router,
     counter: prometheus_client::metrics::family::Family<
         ResultLabel,
         prometheus_client::metrics::counter::Counter,
@@ -271,7 +321,18 @@ pub async fn run(
         let Some(datagram) = buf.get(..len) else {
             continue;
         };
-        let result = match decode(datagram) {
+        let decoded = match decode(datagram) {
+            Err(TrapError::NeedsUsm) => match router.decode_v3(from.ip(), datagram) {
+                Ok((device, trap)) => Ok((Some(device), trap)),
+                Err(why) => {
+                    tracing::warn!(peer = %from, why, "SNMPv3 trap refused.");
+                    counter.get_or_create(&ResultLabel { result: why }).inc();
+                    continue;
+                }
+            },
+            other => other.map(|t| (None, t)),
+        };
+        let result = match decoded {
             Err(e) => {
                 let label = match e {
                     TrapError::NotATrap(_) => "not_a_trap",
@@ -280,7 +341,7 @@ pub async fn run(
                 tracing::warn!(peer = %from, error = %e, "Trap refused.");
                 label
             }
-            Ok(trap) => match router.judge(from.ip(), &trap) {
+            Ok((known, trap)) => match known.map_or_else(|| router.judge(from.ip(), &trap), |d| router.verdict(d, &trap)) {
                 Verdict::Deliver { device, hint } => {
                     let d = &router.devices[device];
                     tracing::info!(device = %d.name, kind = ?trap.kind, if_index = ?trap.if_index, "Trap received; confirming.");

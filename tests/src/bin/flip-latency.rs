@@ -39,6 +39,7 @@ fn main() -> Result<()> {
         agent_defaults: String::new(),
         tls: false,
         extra_devices: String::new(),
+        traps: false,
     })?;
     let limit = Duration::from_secs(10);
     let (mut open, mut resolve) = (Vec::new(), Vec::new());
