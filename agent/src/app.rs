@@ -17,8 +17,8 @@ use crate::config::{AgentConfig, Reachability};
 use crate::metrics::{AgentMetrics, InterfaceTable};
 use crate::plans::{self, Shared};
 use crate::publish;
-use crate::spool::Spool;
 use crate::snmp::Credentials;
+use crate::spool::Spool;
 use crate::traps::{self, Router, Source as TrapSource, TrapAuth};
 
 /// Runs until `token` is cancelled, then drains and returns.

@@ -432,6 +432,23 @@ pub struct V3User {
     pub auth_password: String,
     /// Privacy password (at least 8 characters).
     pub priv_password: String,
+    /// Authentication protocol as snmpsim names it (`SHA`, `SHA256`, ...).
+    pub auth_proto: &'static str,
+    /// Privacy protocol as snmpsim names it (`AES`, `AES256`, ...).
+    pub priv_proto: &'static str,
+}
+
+impl V3User {
+    /// SHA + AES-128, the minimum the agent must speak.
+    pub fn sha_aes(user: &str, auth_password: &str, priv_password: &str) -> V3User {
+        V3User {
+            user: user.into(),
+            auth_password: auth_password.into(),
+            priv_password: priv_password.into(),
+            auth_proto: "SHA",
+            priv_proto: "AES",
+        }
+    }
 }
 
 /// snmpsim serving recordings on a free loopback UDP port.
@@ -477,15 +494,12 @@ impl Snmpsim {
         cmd.arg(format!("--cache-dir={}", cache.display()));
         // Engine options come first; data and endpoint options then belong to that engine.
         if let Some(u) = v3 {
-            cmd.args(["--v3-engine-id=auto", &format!("--v3-user={}", u.user)])
-                .args([
-                    &format!("--v3-auth-key={}", u.auth_password),
-                    "--v3-auth-proto=SHA",
-                ])
-                .args([
-                    &format!("--v3-priv-key={}", u.priv_password),
-                    "--v3-priv-proto=AES",
-                ]);
+            cmd.arg("--v3-engine-id=auto")
+                .arg(format!("--v3-user={}", u.user))
+                .arg(format!("--v3-auth-key={}", u.auth_password))
+                .arg(format!("--v3-auth-proto={}", u.auth_proto))
+                .arg(format!("--v3-priv-key={}", u.priv_password))
+                .arg(format!("--v3-priv-proto={}", u.priv_proto));
         }
         cmd.arg(format!("--data-dir={}", data.display()))
             .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"));

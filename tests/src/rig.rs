@@ -169,8 +169,10 @@ ports = {{ "Te1/1/1" = "uplink" }}
                 )?;
                 std::fs::write(dir.path().join("wrong.pass"), "not-the-password\n")?;
                 format!(
-                    "snmp = {{ version = \"3\", user = \"{}\", auth_protocol = \"sha\", auth_password_file = \"auth.pass\", priv_protocol = \"aes\", priv_password_file = \"priv.pass\", context = \"{COMMUNITY}\" }}",
-                    u.user
+                    "snmp = {{ version = \"3\", user = \"{}\", auth_protocol = \"{}\", auth_password_file = \"auth.pass\", priv_protocol = \"{}\", priv_password_file = \"priv.pass\", context = \"{COMMUNITY}\" }}",
+                    u.user,
+                    u.auth_proto.to_lowercase(),
+                    u.priv_proto.to_lowercase()
                 )
             }
         };
@@ -216,7 +218,9 @@ address = "{switch}"
                 switch = snmpsim.address(),
                 interval = opts.link_interval,
                 extra = opts.agent_defaults,
-                traps = trap_port.map_or_else(String::new, |p| format!("[traps]\nlisten = \"127.0.0.1:{p}\"\nquiet_after_reboot = \"0s\"\n")),
+                traps = trap_port.map_or_else(String::new, |p| format!(
+                    "[traps]\nlisten = \"127.0.0.1:{p}\"\nquiet_after_reboot = \"0s\"\n"
+                )),
                 more = opts.extra_devices,
             ),
         )?;

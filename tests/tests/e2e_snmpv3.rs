@@ -10,11 +10,23 @@ use cnaas_tests::wait_until;
 
 #[test]
 fn an_uplink_flip_over_snmpv3_auth_priv() -> Result<()> {
-    let user = V3User {
-        user: "cnaas".into(),
-        auth_password: "authsecret-4711".into(),
-        priv_password: "privsecret-0815".into(),
-    };
+    flip_over(V3User::sha_aes(
+        "cnaas",
+        "authsecret-4711",
+        "privsecret-0815",
+    ))
+}
+
+#[test]
+fn an_uplink_flip_over_snmpv3_sha256_aes256() -> Result<()> {
+    flip_over(V3User {
+        auth_proto: "SHA256",
+        priv_proto: "AES256",
+        ..V3User::sha_aes("cnaas256", "authsecret-2560", "privsecret-2561")
+    })
+}
+
+fn flip_over(user: V3User) -> Result<()> {
     let mut rig = Rig::start(&RigOptions {
         link_interval: "1s".into(),
         dead_device: true,
@@ -60,11 +72,7 @@ fn an_uplink_flip_over_snmpv3_auth_priv() -> Result<()> {
 
 #[test]
 fn an_snmpv3_trap_is_authenticated_decrypted_and_confirmed() -> Result<()> {
-    let user = V3User {
-        user: "cnaas".into(),
-        auth_password: "authsecret-4711".into(),
-        priv_password: "privsecret-0815".into(),
-    };
+    let user = V3User::sha_aes("cnaas", "authsecret-4711", "privsecret-0815");
     // A minute between link polls: the change can only be learnt from the trap in time.
     let rig = Rig::start(&RigOptions {
         link_interval: "60s".into(),
@@ -77,14 +85,46 @@ fn an_snmpv3_trap_is_authenticated_decrypted_and_confirmed() -> Result<()> {
     let trap_port = rig.trap_port.context("trap port")?;
     let out = std::process::Command::new(cnaas_tests::find_program("snmptrap")?)
         .env("MIBS", "")
-        .args(["-v", "3", "-e", "0x80001f8880c0ffee01", "-u", &user.user, "-l", "authPriv"])
-        .args(["-a", "SHA", "-A", &user.auth_password, "-x", "AES", "-X", &user.priv_password])
+        .args([
+            "-v",
+            "3",
+            "-e",
+            "0x80001f8880c0ffee01",
+            "-u",
+            &user.user,
+            "-l",
+            "authPriv",
+        ])
+        .args([
+            "-a",
+            "SHA",
+            "-A",
+            &user.auth_password,
+            "-x",
+            "AES",
+            "-X",
+            &user.priv_password,
+        ])
         .arg(format!("127.0.0.1:{trap_port}"))
-        .args(["87654321", "1.3.6.1.6.3.1.1.5.3", "1.3.6.1.2.1.2.2.1.1.50", "i", "50"])
+        .args([
+            "87654321",
+            "1.3.6.1.6.3.1.1.5.3",
+            "1.3.6.1.2.1.2.2.1.1.50",
+            "i",
+            "50",
+        ])
         .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let inc = wait_until("an incident from the v3 trap", Duration::from_secs(10), || rig.open_port_incident(50))
-        .with_context(|| rig.logs())?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inc = wait_until(
+        "an incident from the v3 trap",
+        Duration::from_secs(10),
+        || rig.open_port_incident(50),
+    )
+    .with_context(|| rig.logs())?;
     let detail = cnaas_tests::http_json(&format!("{}/api/v1/incidents/{}", rig.api, inc["id"]))?;
     assert_eq!(detail["events"][0]["source"], "trap", "{detail}");
     rig.set_oper(50, 1)?;

@@ -111,6 +111,7 @@ struct DeviceTask {
     rebooted_since_counters: bool,
     if_number: Option<i64>,
     ping_seq: u16,
+    snmp_only_warned: bool,
     reported: ClientStats,
     label: DeviceLabel,
 }
@@ -139,6 +140,7 @@ impl DeviceTask {
             rebooted_since_counters: false,
             if_number: None,
             ping_seq: 0,
+            snmp_only_warned: false,
             reported: ClientStats::default(),
             label,
         }
@@ -245,12 +247,30 @@ impl DeviceTask {
                     self.refresh_labels().await;
                 }
                 self.set_up(true);
+                self.snmp_only_warned = false;
                 self.export(&snap);
                 self.emit(&changes, Some(&snap), source);
             }
             Err(e) => {
                 tracing::debug!(error = %e, "Link poll failed.");
-                self.missed(&e.to_string(), source);
+                // With ICMP, reachability is the ping's to decide: a switch that forwards and
+                // answers ping but not SNMP is not down (and must not flap between the two).
+                if matches!(self.prober, Prober::Icmp(..)) {
+                    if self.ping().await {
+                        if !self.snmp_only_warned {
+                            self.snmp_only_warned = true;
+                            tracing::warn!(error = %e, "Device answers ping but not SNMP; it is monitored blind.");
+                        }
+                        if let Some(c) = self.state.on_answer() {
+                            self.set_up(true);
+                            self.emit(&[c], None, Source::Ping);
+                        }
+                        return;
+                    }
+                    self.missed(&e.to_string(), Source::Ping);
+                } else {
+                    self.missed(&e.to_string(), source);
+                }
             }
         }
     }
@@ -402,6 +422,27 @@ impl DeviceTask {
         } else {
             self.missed("no answer to the reachability probe", source);
         }
+    }
+
+    /// One ICMP echo (with the device's retries); false without an ICMP prober.
+    async fn ping(&mut self) -> bool {
+        let Prober::Icmp(client, ip) = &self.prober else {
+            return false;
+        };
+        let ident = PingIdentifier(u16::try_from(std::process::id() & 0xffff).unwrap_or(0));
+        let mut pinger = client.pinger(*ip, ident).await;
+        pinger.timeout(self.device.timeout);
+        for _ in 0..=self.device.retries {
+            self.ping_seq = self.ping_seq.wrapping_add(1);
+            if pinger
+                .ping(PingSequence(self.ping_seq), &[0u8; 16])
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        false
     }
 
     fn emit(&self, changes: &[Change], snap: Option<&LinkSnapshot>, source: Source) {

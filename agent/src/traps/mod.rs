@@ -87,7 +87,9 @@ fn arcs(o: &snmp2::Oid<'_>) -> Option<OidBuf> {
 /// [`TrapError::NeedsUsm`]; [`Router::decode_v3`] reads it with the sender's credentials.
 pub fn decode(bytes: &[u8]) -> Result<Trap, TrapError> {
     let pdu = Pdu::from_bytes(bytes).map_err(|e| match e {
-        snmp2::Error::AuthFailure(snmp2::v3::AuthErrorKind::SecurityNotProvided) => TrapError::NeedsUsm,
+        snmp2::Error::AuthFailure(snmp2::v3::AuthErrorKind::SecurityNotProvided) => {
+            TrapError::NeedsUsm
+        }
         other => TrapError::Malformed(other.to_string()),
     })?;
     trap_from_pdu(&pdu)
@@ -235,7 +237,9 @@ impl Router {
             return Err("unknown_source");
         };
         for &i in candidates {
-            let TrapAuth::Usm(v3) = &self.devices[i].auth else { continue };
+            let TrapAuth::Usm(v3) = &self.devices[i].auth else {
+                continue;
+            };
             let mut security = self.usm.get(&i).cloned().unwrap_or_else(|| v3.security());
             // snmp2 zeroes the authentication field in place while checking it: give it a copy.
             let copy = bytes.to_vec();
@@ -341,7 +345,10 @@ pub async fn run(
                 tracing::warn!(peer = %from, error = %e, "Trap refused.");
                 label
             }
-            Ok((known, trap)) => match known.map_or_else(|| router.judge(from.ip(), &trap), |d| router.verdict(d, &trap)) {
+            Ok((known, trap)) => match known.map_or_else(
+                || router.judge(from.ip(), &trap),
+                |d| router.verdict(d, &trap),
+            ) {
                 Verdict::Deliver { device, hint } => {
                     let d = &router.devices[device];
                     tracing::info!(device = %d.name, kind = ?trap.kind, if_index = ?trap.if_index, "Trap received; confirming.");

@@ -300,7 +300,14 @@ fn v3_router(auth_password: &str) -> (Router, mpsc::Receiver<Hint>) {
         privacy: Some((PrivProto::Aes, Secret::new("privsecret1"))),
         context: String::new(),
     };
-    r.add([127, 0, 0, 1].into(), Source { name: "v3".into(), auth: TrapAuth::Usm(v3), hints: tx });
+    r.add(
+        [127, 0, 0, 1].into(),
+        Source {
+            name: "v3".into(),
+            auth: TrapAuth::Usm(v3),
+            hints: tx,
+        },
+    );
     (r, rx)
 }
 
@@ -313,16 +320,28 @@ fn decodes_an_snmpv3_auth_priv_trap() {
     assert_eq!(trap.kind, TrapKind::LinkDown);
     assert_eq!(trap.if_index, Some(49));
     assert_eq!(trap.uptime, Some(12_345_678));
-    assert_eq!(r.verdict(device, &trap), Verdict::Deliver { device: 0, hint: Hint::Port(49) });
+    assert_eq!(
+        r.verdict(device, &trap),
+        Verdict::Deliver {
+            device: 0,
+            hint: Hint::Port(49)
+        }
+    );
     // Again, with the cached engine state.
     assert!(r.decode_v3([127, 0, 0, 1].into(), V3_TRAP).is_ok());
-    assert_eq!(r.decode_v3([127, 0, 0, 2].into(), V3_TRAP).unwrap_err(), "unknown_source");
+    assert_eq!(
+        r.decode_v3([127, 0, 0, 2].into(), V3_TRAP).unwrap_err(),
+        "unknown_source"
+    );
 }
 
 #[test]
 fn a_wrong_password_refuses_the_v3_trap() {
     let (mut r, _rx) = v3_router("not-the-password");
-    assert_eq!(r.decode_v3([127, 0, 0, 1].into(), V3_TRAP).unwrap_err(), "bad_credentials");
+    assert_eq!(
+        r.decode_v3([127, 0, 0, 1].into(), V3_TRAP).unwrap_err(),
+        "bad_credentials"
+    );
 }
 
 #[test]
