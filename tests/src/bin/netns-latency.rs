@@ -40,10 +40,20 @@ fn arrivals(file: &Path) -> Vec<(u128, String, String)> {
         .collect()
 }
 
+/// Receive times (ns) of the traps the trap agent logged.
+fn trap_receipts(log: &str) -> Vec<u128> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "Trap received; confirming.")
+        .filter_map(|v| chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str()?).ok())
+        .filter_map(|t| u128::try_from(t.timestamp_nanos_opt()?).ok())
+        .collect()
+}
+
 fn stats(mut v: Vec<f64>) -> String {
     v.sort_by(f64::total_cmp);
     let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    format!("{:.0} ms | {:.0} ms | {:.0} ms", p(0.5), p(1.0), p(0.0))
+    format!("{:.1} ms | {:.1} ms | {:.1} ms", p(0.5), p(1.0), p(0.0))
 }
 
 fn main() -> Result<()> {
@@ -94,7 +104,7 @@ fn main() -> Result<()> {
             ),
         )?;
         let mut cmd = ns.command(&agent_bin);
-        cmd.arg("--config").arg(&cfg);
+        cmd.arg("--config").arg(&cfg).arg("--log-json");
         agents.push(Process::spawn(
             id,
             cmd,
@@ -102,7 +112,7 @@ fn main() -> Result<()> {
         )?);
     }
     std::thread::sleep(Duration::from_secs(4));
-    let (mut by_poll, mut by_trap) = (Vec::new(), Vec::new());
+    let (mut by_poll, mut by_trap, mut trap_to_mqtt) = (Vec::new(), Vec::new(), Vec::new());
     for n in 0..flips {
         // Spread the flips over the poll cycle.
         std::thread::sleep(Duration::from_millis(1500 + (n as u64 * 379) % 1000));
@@ -132,6 +142,10 @@ fn main() -> Result<()> {
         })?;
         by_poll.push((got.0.saturating_sub(t0)) as f64 / 1e6);
         by_trap.push((got.1.saturating_sub(t0)) as f64 / 1e6);
+        // The agent's own part: trap received -> event on MQTT.
+        if let Some(rx) = trap_receipts(&agents[1].log()).into_iter().filter(|t| *t >= t0 && *t <= got.1).last() {
+            trap_to_mqtt.push((got.1 - rx) as f64 / 1e6);
+        }
         let seen = arrivals(&sub_file).len();
         ns.ip(&["link", "set", "v1", "up"])?;
         wait_until("link_up from both agents", Duration::from_secs(10), || {
