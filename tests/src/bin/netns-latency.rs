@@ -172,5 +172,14 @@ fn main() -> Result<()> {
         "| by trap (snmpd monitor every 1 s, confirmed by a re-poll) | {} |",
         stats(by_trap)
     );
+    if trap_to_mqtt.is_empty() {
+        eprintln!("no trap receipt found in the trap agent's log");
+    } else {
+        println!(
+            "| the agent's own part: trap received -> event on MQTT ({} traps) | {} |",
+            trap_to_mqtt.len(),
+            stats(trap_to_mqtt)
+        );
+    }
     Ok(())
 }
