@@ -148,9 +148,27 @@ pub const COLUMNS: [Column; 17] = [
     ),
 ];
 
-/// The OIDs of [`COLUMNS`], for the walk.
+/// IF-MIB::ifCounterDiscontinuityTime: sysUpTime when a port's counters last restarted
+/// (module reset, counters cleared). Walked with the counters, not exported.
+pub const DISCONTINUITY: &[u32] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 19];
+
+/// The OIDs of [`COLUMNS`] and then [`DISCONTINUITY`], for the walk.
 pub fn column_oids() -> Vec<&'static [u32]> {
-    COLUMNS.iter().map(|c| c.oid).collect()
+    COLUMNS
+        .iter()
+        .map(|c| c.oid)
+        .chain([DISCONTINUITY])
+        .collect()
+}
+
+/// ifCounterDiscontinuityTime per port, from the walk's last column.
+pub fn discontinuities_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> BTreeMap<u32, u32> {
+    columns
+        .get(COLUMNS.len())
+        .into_iter()
+        .flatten()
+        .filter_map(|(o, v)| Some((oid::single_index(o, DISCONTINUITY)?, v.as_ticks()?)))
+        .collect()
 }
 
 /// Raw values of one poll: per ifIndex, per column (`None` where the device had none).
@@ -180,15 +198,22 @@ pub fn raw_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> Raw {
 pub struct Totals {
     last_raw: Raw,
     totals: Raw,
+    discontinuities: BTreeMap<u32, u32>,
 }
 
 impl Totals {
-    /// Folds in a poll. `reset` (after a reboot) restarts every total from the raw value.
-    pub fn update(&mut self, raw: Raw, reset: bool) {
+    /// Folds in a poll. `reset` (after a reboot) restarts every total from the raw value; a
+    /// port whose ifCounterDiscontinuityTime moved restarts on its own.
+    pub fn update(&mut self, raw: Raw, reset: bool, discontinuities: BTreeMap<u32, u32>) {
         let mut totals: Raw = BTreeMap::new();
         for (&port, values) in &raw {
-            let prev_raw = self.last_raw.get(&port).filter(|_| !reset);
-            let prev_total = self.totals.get(&port).filter(|_| !reset);
+            let moved = match (self.discontinuities.get(&port), discontinuities.get(&port)) {
+                (Some(before), Some(now)) => before != now,
+                _ => false,
+            };
+            let restart = reset || moved;
+            let prev_raw = self.last_raw.get(&port).filter(|_| !restart);
+            let prev_total = self.totals.get(&port).filter(|_| !restart);
             let mut t = [None; 17];
             for (c, col) in COLUMNS.iter().enumerate() {
                 let Some(now) = values[c] else { continue };
@@ -211,6 +236,7 @@ impl Totals {
         }
         self.last_raw = raw;
         self.totals = totals;
+        self.discontinuities = discontinuities;
     }
 
     /// The exported values.
@@ -233,12 +259,12 @@ mod tests {
     #[test]
     fn counter32_wraps_are_accumulated_not_dropped() {
         let mut t = Totals::default();
-        t.update(raw(1, 4_294_967_000, 10), false);
+        t.update(raw(1, 4_294_967_000, 10), false, BTreeMap::new());
         assert_eq!(t.values()[&1][0], Some(4_294_967_000));
         // Wrapped: 296 octets to the top, then 704 more.
-        t.update(raw(1, 704, 20), false);
+        t.update(raw(1, 704, 20), false, BTreeMap::new());
         assert_eq!(t.values()[&1][0], Some(4_294_968_000));
-        t.update(raw(1, 1704, 30), false);
+        t.update(raw(1, 1704, 30), false, BTreeMap::new());
         assert_eq!(t.values()[&1][0], Some(4_294_969_000));
         // Counter64 is exported as read.
         assert_eq!(t.values()[&1][8], Some(30));
@@ -247,29 +273,43 @@ mod tests {
     #[test]
     fn a_reboot_restarts_from_the_raw_value() {
         let mut t = Totals::default();
-        t.update(raw(1, 1000, 1000), false);
-        t.update(raw(1, 2000, 2000), false);
-        t.update(raw(1, 50, 50), true);
+        t.update(raw(1, 1000, 1000), false, BTreeMap::new());
+        t.update(raw(1, 2000, 2000), false, BTreeMap::new());
+        t.update(raw(1, 50, 50), true, BTreeMap::new());
         assert_eq!(t.values()[&1][0], Some(50));
         assert_eq!(t.values()[&1][8], Some(50));
     }
 
     #[test]
+    fn a_counter_discontinuity_restarts_only_that_port() {
+        let mut t = Totals::default();
+        let mut two = raw(1, 1000, 0);
+        two.extend(raw(2, 1000, 0));
+        t.update(two.clone(), false, [(1, 5), (2, 5)].into());
+        let mut later = raw(1, 3000, 0);
+        later.extend(raw(2, 40, 0));
+        // Port 2's counters were cleared at tick 900: 40 is a new start, not a wrap.
+        t.update(later, false, [(1, 5), (2, 900)].into());
+        assert_eq!(t.values()[&1][0], Some(3000));
+        assert_eq!(t.values()[&2][0], Some(40));
+    }
+
+    #[test]
     fn ports_appearing_and_vanishing() {
         let mut t = Totals::default();
-        t.update(raw(1, 100, 0), false);
+        t.update(raw(1, 100, 0), false, BTreeMap::new());
         let mut both = raw(1, 200, 0);
         both.extend(raw(2, 7, 0));
-        t.update(both, false);
+        t.update(both, false, BTreeMap::new());
         assert_eq!(t.values()[&2][0], Some(7));
-        t.update(raw(2, 9, 0), false);
+        t.update(raw(2, 9, 0), false, BTreeMap::new());
         assert!(!t.values().contains_key(&1));
         assert_eq!(t.values()[&2][0], Some(9));
     }
 
     #[test]
     fn walk_to_raw() {
-        let cols: Vec<Vec<(OidBuf, SnmpValue)>> = COLUMNS
+        let mut cols: Vec<Vec<(OidBuf, SnmpValue)>> = COLUMNS
             .iter()
             .enumerate()
             .map(|(n, c)| {
@@ -279,7 +319,12 @@ mod tests {
                 )]
             })
             .collect();
+        cols.push(vec![(
+            [DISCONTINUITY, &[5]].concat(),
+            SnmpValue::Timeticks(77),
+        )]);
         let r = raw_from(&cols);
+        assert_eq!(discontinuities_from(&cols), [(5, 77)].into());
         assert_eq!(r[&5][3], Some(3));
         assert_eq!(r[&5][16], Some(16));
     }

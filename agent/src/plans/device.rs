@@ -347,7 +347,11 @@ impl DeviceTask {
         match result {
             Ok(walk) => {
                 let reset = std::mem::take(&mut self.rebooted_since_counters);
-                self.totals.update(counters::raw_from(&walk.columns), reset);
+                self.totals.update(
+                    counters::raw_from(&walk.columns),
+                    reset,
+                    counters::discontinuities_from(&walk.columns),
+                );
                 self.shared
                     .table
                     .set_counters(&self.device.name, self.totals.values().clone());

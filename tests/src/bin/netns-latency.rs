@@ -143,7 +143,11 @@ fn main() -> Result<()> {
         by_poll.push((got.0.saturating_sub(t0)) as f64 / 1e6);
         by_trap.push((got.1.saturating_sub(t0)) as f64 / 1e6);
         // The agent's own part: trap received -> event on MQTT.
-        if let Some(rx) = trap_receipts(&agents[1].log()).into_iter().filter(|t| *t >= t0 && *t <= got.1).last() {
+        if let Some(rx) = trap_receipts(&agents[1].log())
+            .into_iter()
+            .filter(|t| *t >= t0 && *t <= got.1)
+            .last()
+        {
             trap_to_mqtt.push((got.1 - rx) as f64 / 1e6);
         }
         let seen = arrivals(&sub_file).len();
