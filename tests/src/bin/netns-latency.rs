@@ -145,8 +145,7 @@ fn main() -> Result<()> {
         // The agent's own part: trap received -> event on MQTT.
         if let Some(rx) = trap_receipts(&agents[1].log())
             .into_iter()
-            .filter(|t| *t >= t0 && *t <= got.1)
-            .last()
+            .rfind(|t| *t >= t0 && *t <= got.1)
         {
             trap_to_mqtt.push((got.1 - rx) as f64 / 1e6);
         }
