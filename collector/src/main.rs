@@ -1,94 +1,13 @@
-//! `cnaas-collector`: command line, logging, config, run.
+//! `cnaas-collector`: command line, logging, config, run (see `cnaas_shared::cli`).
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use cnaas_collector::config::CollectorConfig;
-use cnaas_shared::runtime;
-
-/// CNaaS collector: ingests agent events, correlates them into incidents, stores and serves them.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    /// Config file (TOML).
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Log as JSON lines instead of text.
-    #[arg(long)]
-    log_json: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Check a config file: print every problem with line and column; exit 2 if any.
-    CheckConfig {
-        /// The file to check.
-        file: PathBuf,
-    },
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::CheckConfig { file }) = cli.command {
-        return check_config(&file);
-    }
-    let Some(path) = cli.config else {
-        eprintln!("cnaas-collector: give --config FILE (or `check-config FILE`)");
-        return ExitCode::from(2);
-    };
-    runtime::init_tracing(cli.log_json, "info");
-    let cfg = match CollectorConfig::load(&path) {
-        Ok((cfg, warnings)) => {
-            for w in warnings.warnings() {
-                tracing::warn!("{w}");
-            }
-            cfg
-        }
-        Err(diags) => {
-            eprintln!("{diags}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cnaas-collector: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(async {
-        let token = runtime::shutdown_on_signals();
-        cnaas_collector::app::run(cfg, token).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("cnaas-collector: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn check_config(file: &std::path::Path) -> ExitCode {
-    match CollectorConfig::load(file) {
-        Ok((_, warnings)) => {
-            for w in &warnings.0 {
-                println!("{w}");
-            }
-            println!("{}: ok", file.display());
-            ExitCode::SUCCESS
-        }
-        Err(diags) => {
-            println!("{diags}");
-            ExitCode::from(2)
-        }
-    }
+    cnaas_shared::cli::main(
+        "cnaas-collector",
+        "CNaaS collector: ingests agent events, correlates them into incidents, stores and serves them",
+        cnaas_collector::config::CollectorConfig::load,
+        cnaas_collector::app::run,
+    )
 }

@@ -5,11 +5,13 @@
 //! - [`role`]: port roles and the ifAlias patterns that assign them.
 //! - [`config`]: TOML loading with diagnostics (file, line, column, hint), durations, secrets.
 //! - [`mqtt`]: the `[mqtt]` section and the client options built from it.
+//! - [`cli`]: the command line and `main` of both binaries.
 //! - [`runtime`]: tracing set-up, the shutdown signal, and the small HTTP server for
 //!   `/metrics` and `/healthz`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod event;
 pub mod mqtt;

@@ -381,35 +381,13 @@ impl DeviceTask {
     /// The reachability probe: ICMP echo, or an SNMP GET of sysUpTime.
     async fn probe(&mut self) {
         let started = Instant::now();
-        let (ok, source) = match &self.prober {
-            Prober::Icmp(client, ip) => {
-                let mut ok = false;
-                let mut pinger = client
-                    .pinger(
-                        *ip,
-                        PingIdentifier(u16::try_from(std::process::id() & 0xffff).unwrap_or(0)),
-                    )
-                    .await;
-                pinger.timeout(self.device.timeout);
-                for _ in 0..=self.device.retries {
-                    self.ping_seq = self.ping_seq.wrapping_add(1);
-                    if pinger
-                        .ping(PingSequence(self.ping_seq), &[0u8; 16])
-                        .await
-                        .is_ok()
-                    {
-                        ok = true;
-                        break;
-                    }
-                }
-                (ok, Source::Ping)
-            }
-            Prober::Snmp => {
-                let uptime = [oid::SYS_UPTIME, &[0]].concat();
-                let result = self.client.get(&[uptime.as_slice()]).await;
-                self.observe("reachability", started, result.as_ref().err());
-                (result.is_ok(), Source::Poll)
-            }
+        let (ok, source) = if matches!(self.prober, Prober::Icmp(..)) {
+            (self.ping().await, Source::Ping)
+        } else {
+            let uptime = [oid::SYS_UPTIME, &[0]].concat();
+            let result = self.client.get(&[uptime.as_slice()]).await;
+            self.observe("reachability", started, result.as_ref().err());
+            (result.is_ok(), Source::Poll)
         };
         self.shared
             .metrics

@@ -151,6 +151,27 @@ pub fn port_role(
         .unwrap_or(PortRole::Access)
 }
 
+/// An event about one port: its labels and its role filled in.
+fn port_event(
+    agent: &str,
+    device: &Device,
+    roles: &RolePatterns,
+    labels: &HashMap<u32, Labels>,
+    if_index: u32,
+    kind: EventKind,
+) -> Event {
+    let mut e = Event::new(agent, &device.name, kind, Source::Poll);
+    let l = labels.get(&if_index);
+    e.if_index = Some(if_index);
+    e.if_name = l.map(|l| l.name.clone()).filter(|s| !s.is_empty());
+    e.if_alias = l.map(|l| l.alias.clone()).filter(|s| !s.is_empty());
+    e.attrs.insert(
+        "role".into(),
+        json!(port_role(device, roles, if_index, l).as_str()),
+    );
+    e
+}
+
 /// Builds the wire event for a change.
 pub fn event_for(
     agent: &str,
@@ -167,15 +188,7 @@ pub fn event_for(
             initial,
             between_polls,
         } => {
-            let mut e = Event::new(agent, &device.name, *kind, Source::Poll);
-            let l = labels.get(if_index);
-            e.if_index = Some(*if_index);
-            e.if_name = l.map(|l| l.name.clone()).filter(|s| !s.is_empty());
-            e.if_alias = l.map(|l| l.alias.clone()).filter(|s| !s.is_empty());
-            e.attrs.insert(
-                "role".into(),
-                json!(port_role(device, roles, *if_index, l).as_str()),
-            );
+            let mut e = port_event(agent, device, roles, labels, *if_index, *kind);
             if let Some(p) = snap.and_then(|s| s.ports.get(if_index)) {
                 e.attrs.insert("admin_status".into(), json!(p.admin));
                 e.attrs.insert("oper_status".into(), json!(p.oper));
@@ -196,14 +209,13 @@ pub fn event_for(
             e
         }
         Change::Vlan { if_index, old, new } => {
-            let mut e = Event::new(agent, &device.name, EventKind::VlanChanged, Source::Poll);
-            let l = labels.get(if_index);
-            e.if_index = Some(*if_index);
-            e.if_name = l.map(|l| l.name.clone()).filter(|s| !s.is_empty());
-            e.if_alias = l.map(|l| l.alias.clone()).filter(|s| !s.is_empty());
-            e.attrs.insert(
-                "role".into(),
-                json!(port_role(device, roles, *if_index, l).as_str()),
+            let mut e = port_event(
+                agent,
+                device,
+                roles,
+                labels,
+                *if_index,
+                EventKind::VlanChanged,
             );
             e.attrs.insert("old".into(), json!(old));
             e.attrs.insert("new".into(), json!(new));
