@@ -207,3 +207,38 @@ fn a_killed_agent_sends_its_spool_after_restart() -> Result<()> {
     .with_context(|| rig.logs())?;
     Ok(())
 }
+
+#[test]
+fn a_dead_agent_is_announced_by_its_last_will() -> Result<()> {
+    let mut rig = Rig::start(&RigOptions {
+        dead_device: false,
+        ..RigOptions::default()
+    })?;
+    let status = |rig: &Rig| -> Option<String> {
+        let out = Command::new(find_program("mosquitto_sub").ok()?)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &rig.mqtt.port.to_string(),
+                "-C",
+                "1",
+                "-W",
+                "3",
+            ])
+            .args(["-t", "cnaas/v1/agents/site-e2e/status"])
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // The retained status says online while the agent runs ...
+    let online = status(&rig).context("status")?;
+    assert!(online.contains("\"online\""), "{online}");
+    // ... and the broker publishes the last will when the agent dies without a goodbye.
+    rig.agent.kill_hard()?;
+    let offline = wait_until("the last will", Duration::from_secs(10), || {
+        status(&rig).filter(|s| s.contains("\"offline\""))
+    })?;
+    assert!(offline.contains("connection lost"), "{offline}");
+    Ok(())
+}
