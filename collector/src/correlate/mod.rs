@@ -6,8 +6,10 @@
 //!
 //! Owns: role resolution on the collector side and the rules. Must not: touch storage.
 
+pub mod flapping;
 mod roles;
 mod rules;
+pub mod topology;
 
 pub use roles::resolve_role;
 pub use rules::decide;
