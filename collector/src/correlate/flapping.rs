@@ -142,10 +142,16 @@ mod tests {
     fn ten_flaps_in_a_minute_start_flapping_once() {
         let mut f = Flap::default();
         let changes: Vec<FlapChange> = (0..20).map(|n| f.on_transition(t(n * 3))).collect();
-        let started = changes.iter().filter(|c| **c == FlapChange::Started).count();
+        let started = changes
+            .iter()
+            .filter(|c| **c == FlapChange::Started)
+            .count();
         assert_eq!(started, 1, "{changes:?}");
         // 2, 4, 8, 16, 32 (all <= 35), then ~64: the sixth transition starts it.
-        assert_eq!(changes.iter().position(|c| *c == FlapChange::Started), Some(5));
+        assert_eq!(
+            changes.iter().position(|c| *c == FlapChange::Started),
+            Some(5)
+        );
         assert!(f.is_flapping());
         assert_eq!(f.transitions, 20);
         assert!(f.penalty_at(t(60)) <= FLAP_CEILING);
@@ -169,7 +175,10 @@ mod tests {
         }
         assert!(f.is_flapping());
         // A minute later it still flaps.
-        assert_eq!(f.check(t(11) + chrono::TimeDelta::seconds(60)), FlapChange::Continues);
+        assert_eq!(
+            f.check(t(11) + chrono::TimeDelta::seconds(60)),
+            FlapChange::Continues
+        );
         // 256^(0.5^k) < 35 needs 0.5^k < ln 35 / ln 256 = 0.641, i.e. k > 0.64: ~193 s. The
         // five-minute check calls it stable.
         assert_eq!(f.check(t(11) + CHECK_EVERY), FlapChange::Stopped);

@@ -7,6 +7,7 @@
 //! Owns: role resolution on the collector side and the rules. Must not: touch storage.
 
 pub mod flapping;
+pub mod port;
 mod roles;
 mod rules;
 pub mod topology;

@@ -13,7 +13,11 @@ use crate::config::Inventory;
 /// no device above it is known to be down: nothing down, the chain breaks (a device missing
 /// from the inventory) before a down device, or the inventory loops (refused by
 /// `check-config`, guarded here anyway).
-pub fn shadowed_by<'a>(device: &str, inventory: &'a Inventory, down: &HashSet<String>) -> Option<&'a str> {
+pub fn shadowed_by<'a>(
+    device: &str,
+    inventory: &'a Inventory,
+    down: &HashSet<String>,
+) -> Option<&'a str> {
     let mut shadow = None;
     let mut seen = HashSet::new();
     let mut at = inventory.devices.get(device)?.uplink.as_deref();
@@ -43,7 +47,10 @@ mod tests {
         for (name, up) in links {
             inv.devices.insert(
                 (*name).to_owned(),
-                InventoryDevice { uplink: up.map(str::to_owned), ..Default::default() },
+                InventoryDevice {
+                    uplink: up.map(str::to_owned),
+                    ..Default::default()
+                },
             );
         }
         inv
@@ -74,7 +81,11 @@ mod tests {
             ("not-in-inventory", &["core"], None),
         ];
         for (device, d, want) in cases {
-            assert_eq!(shadowed_by(device, &inv, &down(d)), want, "{device} with {d:?} down");
+            assert_eq!(
+                shadowed_by(device, &inv, &down(d)),
+                want,
+                "{device} with {d:?} down"
+            );
         }
     }
 
