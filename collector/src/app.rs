@@ -40,6 +40,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
     let (tx, engine_thread) = engine::spawn(
         store.clone(),
         Arc::new(cfg.inventory.clone()),
+        cfg.rules,
         metrics.clone(),
         Box::new(client.clone()),
         10_000,

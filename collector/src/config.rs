@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use cnaas_shared::config::{ConfigSource, Diagnostics, Loaded, PathSeg};
+use cnaas_shared::config::{ConfigSource, Diagnostics, HumanDuration, Loaded, PathSeg};
 use cnaas_shared::mqtt::MqttConfig;
 use cnaas_shared::role::{PortRole, RolePatterns, RolePatternsConfig};
 use serde::Deserialize;
@@ -29,6 +29,9 @@ pub struct CollectorFile {
     /// `[roles]`: ifAlias patterns for ports the inventory does not name.
     #[serde(default)]
     pub roles: RolePatternsConfig,
+    /// `[rules]`: timing of the correlation rules.
+    #[serde(default)]
+    pub rules: RulesSection,
     /// `[[device]]`: the inventory.
     #[serde(default)]
     pub device: Vec<DeviceEntry>,
@@ -49,6 +52,63 @@ pub struct IngestSection {
     /// MQTT shared-subscription group: collectors in the same group share the event load.
     /// Without it every collector gets every event.
     pub shared_group: Option<String>,
+}
+
+/// `[rules]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSection {
+    /// Quarantine of a watched port's link_down: shorter outages are only recorded.
+    #[serde(default = "default_link_hold")]
+    pub link_hold: HumanDuration,
+    /// Quarantine of a device_down (the agent already waited for several missed polls).
+    #[serde(default = "default_device_hold")]
+    pub device_hold: HumanDuration,
+    /// Alarms of one device or site becoming active within this window share an incident.
+    #[serde(default = "default_group_window")]
+    pub group_window: HumanDuration,
+    /// An alarm back within this long after its incident resolved re-opens that incident.
+    #[serde(default = "default_reopen_window")]
+    pub reopen_window: HumanDuration,
+}
+
+impl Default for RulesSection {
+    fn default() -> Self {
+        RulesSection {
+            link_hold: default_link_hold(),
+            device_hold: default_device_hold(),
+            group_window: default_group_window(),
+            reopen_window: default_reopen_window(),
+        }
+    }
+}
+
+fn default_link_hold() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+fn default_device_hold() -> HumanDuration {
+    HumanDuration::secs(0)
+}
+fn default_group_window() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+fn default_reopen_window() -> HumanDuration {
+    HumanDuration::secs(300)
+}
+
+impl RulesSection {
+    /// The rules' timing.
+    pub fn rules(&self) -> crate::correlate::Rules {
+        let d = |h: HumanDuration| {
+            chrono::TimeDelta::from_std(h.get()).unwrap_or(chrono::TimeDelta::MAX)
+        };
+        crate::correlate::Rules {
+            link_hold: d(self.link_hold),
+            device_hold: d(self.device_hold),
+            group_window: d(self.group_window),
+            reopen_window: d(self.reopen_window),
+        }
+    }
 }
 
 /// `[store]`.
@@ -130,6 +190,8 @@ pub struct CollectorConfig {
     pub api_listen: SocketAddr,
     /// Inventory.
     pub inventory: Inventory,
+    /// Correlation timing.
+    pub rules: crate::correlate::Rules,
 }
 
 impl CollectorConfig {
@@ -268,6 +330,7 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
         store,
         api_listen: f.api.listen,
         inventory: Inventory { devices, roles },
+        rules: f.rules.rules(),
     });
     let ok = errors.is_empty();
     for (p, m, h) in warnings {

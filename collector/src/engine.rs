@@ -5,15 +5,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cnaas_shared::Event;
 use rumqttc::{AsyncClient, Publish};
 use tokio::sync::mpsc;
 
 use crate::config::Inventory;
-use crate::correlate;
+use crate::correlate::{self, Correlator, Rules};
 use crate::metrics::{CollectorMetrics, IncidentLabel, ReasonLabel};
-use crate::store::{DeadLetter, Decision, Store, StoreError, Transition};
+use crate::store::{DeadLetter, IncidentTx, NewIncident, Relation, Store, StoreError};
 
 /// One message for the engine.
 #[derive(Debug)]
@@ -32,6 +32,8 @@ pub enum Input {
         /// Stable reason label for metrics.
         reason: &'static str,
     },
+    /// The rules' clock: once a second.
+    Tick,
     /// An agent status message.
     Status {
         /// Agent id.
@@ -66,32 +68,55 @@ impl Acker for AsyncClient {
     }
 }
 
-/// Starts the engine thread. It ends when every sender is dropped and the queue is empty.
+/// Starts the engine thread. It ends when every sender is dropped and the queue is empty. A
+/// ticker feeds it [`Input::Tick`] every second for the rules' timers.
 pub fn spawn(
     store: Arc<dyn Store>,
     inventory: Arc<Inventory>,
+    rules: Rules,
     metrics: CollectorMetrics,
     acker: Box<dyn Acker>,
     capacity: usize,
 ) -> std::io::Result<(mpsc::Sender<Envelope>, std::thread::JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::channel::<Envelope>(capacity);
-    let handle = std::thread::Builder::new()
-        .name("engine".into())
-        .spawn(move || {
-            if let Ok(open) = store.count_open() {
-                metrics
-                    .incidents_open
-                    .set(i64::try_from(open).unwrap_or(i64::MAX));
+    // The ticker holds only a weak sender: when ingest drops the last real one, it stops.
+    let weak = tx.downgrade();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let Some(tx) = weak.upgrade() else { break };
+            if tx
+                .send(Envelope {
+                    input: Input::Tick,
+                    ack: None,
+                })
+                .await
+                .is_err()
+            {
+                break;
             }
-            while let Some(env) = rx.blocking_recv() {
+        }
+    });
+    let handle = std::thread::Builder::new().name("engine".into()).spawn(move || {
+        let mut correlator = Correlator::new(rules, inventory.clone());
+        match store.open_members() {
+            Ok(members) => correlator.restore(&members, Utc::now()),
+            Err(e) => tracing::error!(error = %e, "Cannot read the open incidents; starting without them."),
+        }
+        metrics.incidents_open.set(i64::try_from(correlator.open_incidents()).unwrap_or(i64::MAX));
+        while let Some(env) = rx.blocking_recv() {
+            if !matches!(env.input, Input::Tick) {
                 metrics.ingest_queue.dec();
-                process(store.as_ref(), &inventory, &metrics, env.input);
-                if let Some(p) = env.ack {
-                    acker.ack(&p);
-                }
             }
-            tracing::info!("Engine stopped.");
-        })?;
+            process(store.as_ref(), &inventory, &mut correlator, &metrics, env.input);
+            metrics.incidents_open.set(i64::try_from(correlator.open_incidents()).unwrap_or(i64::MAX));
+            if let Some(p) = env.ack {
+                acker.ack(&p);
+            }
+        }
+        tracing::info!("Engine stopped.");
+    })?;
     Ok((tx, handle))
 }
 
@@ -115,53 +140,114 @@ fn with_retry<T>(
     }
 }
 
-fn process(store: &dyn Store, inventory: &Inventory, metrics: &CollectorMetrics, input: Input) {
+/// Forwards to the store and counts and logs incident openings and resolutions.
+struct Observed<'a> {
+    inner: &'a mut dyn IncidentTx,
+    metrics: &'a CollectorMetrics,
+}
+
+impl IncidentTx for Observed<'_> {
+    fn open(&mut self, new: &NewIncident, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let id = self.inner.open(new, at)?;
+        self.metrics
+            .incidents
+            .get_or_create(&IncidentLabel {
+                kind: new.kind.as_str(),
+                transition: "opened",
+            })
+            .inc();
+        tracing::info!(incident = id, device = %new.device, if_name = ?new.if_name, kind = new.kind.as_str(), "Incident opened.");
+        Ok(id)
+    }
+    fn add_member(
+        &mut self,
+        incident: i64,
+        alarm: &str,
+        relation: Relation,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.add_member(incident, alarm, relation, at)
+    }
+    fn clear_member(
+        &mut self,
+        incident: i64,
+        alarm: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.clear_member(incident, alarm, at)
+    }
+    fn note(
+        &mut self,
+        incident: i64,
+        at: DateTime<Utc>,
+        action: &str,
+        event: Option<&str>,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.note(incident, at, action, event, detail)
+    }
+    fn resolve(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.resolve(incident, at)?;
+        self.metrics
+            .incidents
+            .get_or_create(&IncidentLabel {
+                kind: "any",
+                transition: "resolved",
+            })
+            .inc();
+        tracing::info!(incident, "Incident resolved.");
+        Ok(())
+    }
+    fn reopen(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.reopen(incident, at)?;
+        self.metrics
+            .incidents
+            .get_or_create(&IncidentLabel {
+                kind: "any",
+                transition: "reopened",
+            })
+            .inc();
+        tracing::info!(incident, "Incident re-opened.");
+        Ok(())
+    }
+    fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError> {
+        self.inner.set_transitions(incident, transitions)
+    }
+}
+
+fn process(
+    store: &dyn Store,
+    inventory: &Inventory,
+    correlator: &mut Correlator,
+    metrics: &CollectorMetrics,
+    input: Input,
+) {
     match input {
         Input::Event { event, received } => {
             let role = correlate::resolve_role(&event, inventory);
-            let decision = correlate::decide(&event, role, inventory);
-            let applied = with_retry(metrics, "event", || {
-                store.apply(&event, role, &decision, Utc::now())
+            let now = Utc::now();
+            // A failed transaction is retried whole; the engine's memory of that attempt may be
+            // ahead of the store then, which the next restart's restore() repairs.
+            let stored = with_retry(metrics, "event", || {
+                store.process(Some((&event, role, now)), &mut |tx| {
+                    correlator.on_event(&event, role, now, &mut Observed { inner: tx, metrics })
+                })
             });
             metrics.processing.observe(received.elapsed().as_secs_f64());
-            if !applied.stored {
+            if stored {
+                metrics.events_stored.inc();
+            } else {
                 metrics.events_duplicate.inc();
                 tracing::debug!(event = %event.id, "Duplicate event ignored.");
-                return;
             }
-            metrics.events_stored.inc();
-            if let Some((id, t)) = applied.incident {
-                let kind = match &decision {
-                    Decision::Open(n) => n.kind.as_str(),
-                    _ if event.if_index.is_some() => "link_down",
-                    _ => "device_down",
-                };
-                match t {
-                    Transition::Opened => {
-                        metrics.incidents_open.inc();
-                        metrics
-                            .incidents
-                            .get_or_create(&IncidentLabel {
-                                kind,
-                                transition: "opened",
-                            })
-                            .inc();
-                        tracing::info!(incident = id, device = %event.device, if_name = ?event.if_name, kind, "Incident opened.");
-                    }
-                    Transition::Resolved => {
-                        metrics.incidents_open.dec();
-                        metrics
-                            .incidents
-                            .get_or_create(&IncidentLabel {
-                                kind,
-                                transition: "resolved",
-                            })
-                            .inc();
-                        tracing::info!(incident = id, device = %event.device, if_name = ?event.if_name, kind, "Incident resolved.");
-                    }
-                    Transition::Joined => {}
-                }
-            }
+        }
+        Input::Tick => {
+            let now = Utc::now();
+            with_retry(metrics, "tick", || {
+                store.process(None, &mut |tx| {
+                    correlator.tick(now, &mut Observed { inner: tx, metrics })
+                })
+            });
         }
         Input::DeadLetter { letter, reason } => {
             tracing::warn!(topic = %letter.topic, agent = ?letter.agent, reason = %letter.reason, "Message refused; kept as a dead letter.");

@@ -60,6 +60,11 @@ pub struct RigOptions {
     pub extra_devices: String,
     /// Give the agent a trap listener (its port is [`Rig::trap_port`]).
     pub traps: bool,
+    /// The collector's `[rules]` section. By default no quarantine and no grouping, so every
+    /// watched port's fault is its own incident at once; the correlation tests set their own.
+    pub collector_rules: String,
+    /// More `[[device]]` entries for the collector's inventory.
+    pub inventory: String,
     /// Run the broker with TLS and a password; both binaries connect with `mqtts://`, the
     /// test CA and a password file.
     pub tls: bool,
@@ -76,6 +81,8 @@ impl Default for RigOptions {
             tls: false,
             extra_devices: String::new(),
             traps: false,
+            collector_rules: "link_hold = \"0s\"\ngroup_window = \"0s\"\n".into(),
+            inventory: String::new(),
         }
     }
 }
@@ -147,13 +154,18 @@ url = "sqlite://collector.db"
 listen = "127.0.0.1:{api_port}"
 [roles]
 uplink = ['(?i)^uplink']
+[rules]
+{rules}
 [[device]]
 name = "a-b12-01"
 customer = "uni-b"
 site = "b12"
 ports = {{ "Te1/1/1" = "uplink" }}
+{inventory}
 "#,
-                mqtt = mqtt_section
+                mqtt = mqtt_section,
+                rules = opts.collector_rules,
+                inventory = opts.inventory,
             ),
         )?;
         let snmp = match &opts.snmpv3 {

@@ -36,6 +36,7 @@ fn flip_over(user: V3User) -> Result<()> {
         tls: false,
         extra_devices: String::new(),
         traps: false,
+        ..RigOptions::default()
     })?;
     let limit = Duration::from_secs(15);
     rig.set_oper(49, 2)?;

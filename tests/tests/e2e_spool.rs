@@ -19,6 +19,7 @@ fn options() -> RigOptions {
         tls: false,
         extra_devices: String::new(),
         traps: false,
+        ..RigOptions::default()
     }
 }
 

@@ -76,6 +76,17 @@ impl Flap {
         }
     }
 
+    /// A port known to be flapping (after a restart): the penalty at the ceiling, so it calms
+    /// down by the algorithm's own rule.
+    pub fn restored_flapping(now: DateTime<Utc>) -> Flap {
+        Flap {
+            penalty: FLAP_CEILING,
+            last: Some(now),
+            flapping: true,
+            transitions: 0,
+        }
+    }
+
     /// Whether the port is flapping.
     pub fn is_flapping(&self) -> bool {
         self.flapping

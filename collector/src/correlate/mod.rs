@@ -1,18 +1,17 @@
 //! Correlation: from an event to a [`Decision`] about incidents.
 //!
-//! This first rule set is deliberately small: a watched port going down, or a device becoming
-//! unreachable, opens an incident; the matching recovery resolves it. Quarantine, flapping,
-//! topology shadow and storm grouping build on the same inputs (issue #4).
+//! - [`Correlator`]: the engine (grouping, shadow, device absorbs its ports, re-open);
+//! - [`port`]: one watched port's alarm, quarantine plus [`flapping`] (Zino);
+//! - [`topology`]: which down device shadows another;
+//! - [`resolve_role`]: the role of a port as the collector sees it.
 //!
 //! Owns: role resolution on the collector side and the rules. Must not: touch storage.
 
+mod correlator;
 pub mod flapping;
 pub mod port;
 mod roles;
-mod rules;
 pub mod topology;
 
+pub use correlator::{Correlator, Rules};
 pub use roles::resolve_role;
-pub use rules::decide;
-
-use crate::store::Decision;

@@ -53,6 +53,24 @@ pub struct PortAlarm {
 }
 
 impl PortAlarm {
+    /// A port whose `link_down` alarm was active before a restart.
+    pub fn restored_active(now: DateTime<Utc>) -> PortAlarm {
+        PortAlarm {
+            down_since: Some(now),
+            active: true,
+            ..PortAlarm::default()
+        }
+    }
+
+    /// A port that was flapping before a restart.
+    pub fn restored_flapping(now: DateTime<Utc>) -> PortAlarm {
+        PortAlarm {
+            flap: Flap::restored_flapping(now),
+            next_flap_check: Some(now + CHECK_EVERY),
+            ..PortAlarm::default()
+        }
+    }
+
     /// Whether the `link_down` alarm is active (an incident is open for it).
     pub fn is_active(&self) -> bool {
         self.active

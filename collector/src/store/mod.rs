@@ -55,6 +55,8 @@ pub enum AlarmKind {
     DeviceDown,
     /// A watched port is down.
     LinkDown,
+    /// A watched port keeps going down and up.
+    PortFlapping,
 }
 
 impl AlarmKind {
@@ -63,8 +65,85 @@ impl AlarmKind {
         match self {
             AlarmKind::DeviceDown => "device_down",
             AlarmKind::LinkDown => "link_down",
+            AlarmKind::PortFlapping => "port_flapping",
         }
     }
+}
+
+/// How an alarm belongs to an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// The alarm the incident is about.
+    Root,
+    /// Another alarm grouped into it (same device or site, same moment).
+    Member,
+    /// A device behind the root device (topology shadow), or one of its ports.
+    Shadowed,
+}
+
+impl Relation {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Relation::Root => "root",
+            Relation::Member => "member",
+            Relation::Shadowed => "shadowed",
+        }
+    }
+}
+
+/// Incident changes inside one transaction (the correlation engine's view of the store).
+pub trait IncidentTx {
+    /// Opens an incident with its root alarm; returns its id.
+    fn open(&mut self, new: &NewIncident, at: DateTime<Utc>) -> Result<i64, StoreError>;
+    /// Adds (or re-activates) an alarm as a member of an incident.
+    fn add_member(
+        &mut self,
+        incident: i64,
+        alarm: &str,
+        relation: Relation,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Marks a member alarm cleared.
+    fn clear_member(
+        &mut self,
+        incident: i64,
+        alarm: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// A line of history; with an event id, the event is also linked to the incident.
+    fn note(
+        &mut self,
+        incident: i64,
+        at: DateTime<Utc>,
+        action: &str,
+        event: Option<&str>,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+    /// Resolves the incident.
+    fn resolve(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Opens a resolved incident again.
+    fn reopen(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// The running transition count of a flapping incident.
+    fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError>;
+}
+
+/// An alarm of an open incident, as stored (to rebuild the engine after a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenMember {
+    /// Incident.
+    pub incident: i64,
+    /// Alarm key.
+    pub alarm: String,
+    /// Whether the alarm is still active.
+    pub active: bool,
+    /// Device of the incident.
+    pub device: String,
+    /// Site of the incident.
+    pub site: Option<String>,
+    /// When the incident opened.
+    pub opened_at: DateTime<Utc>,
 }
 
 /// The identity of an alarm: `device|subindex|type` (subindex is the ifIndex or empty).
@@ -102,41 +181,6 @@ pub struct NewIncident {
     pub summary: String,
 }
 
-/// What the rules decided for one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Open an incident for this alarm (or join the open one with the same key).
-    Open(NewIncident),
-    /// The alarm with this key cleared: resolve its open incident, if any.
-    Resolve {
-        /// Alarm identity.
-        key: String,
-    },
-    /// Only keep the event.
-    Record,
-}
-
-/// What happened to an incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transition {
-    /// A new incident.
-    Opened,
-    /// The event joined an open incident.
-    Joined,
-    /// The incident resolved.
-    Resolved,
-}
-
-/// The outcome of [`Store::apply`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Applied {
-    /// False when the event id was already stored (a redelivery): nothing was changed.
-    pub stored: bool,
-    /// The incident touched, if any.
-    pub incident: Option<(i64, Transition)>,
-}
-
 /// An incident as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Incident {
@@ -170,6 +214,23 @@ pub struct Incident {
     pub updated_at: DateTime<Utc>,
     /// When it resolved.
     pub resolved_at: Option<DateTime<Utc>>,
+    /// For `port_flapping`: up/down transitions so far.
+    pub transitions: Option<u32>,
+}
+
+/// An alarm of an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IncidentAlarm {
+    /// `device|subindex|type`.
+    pub alarm: String,
+    /// `root`, `member` or `shadowed`.
+    pub relation: String,
+    /// Whether it is still active.
+    pub active: bool,
+    /// When it joined.
+    pub since: DateTime<Utc>,
+    /// When it cleared.
+    pub cleared_at: Option<DateTime<Utc>>,
 }
 
 /// One line of an incident's history.
@@ -224,6 +285,8 @@ pub struct IncidentDetail {
     /// The incident.
     #[serde(flatten)]
     pub incident: Incident,
+    /// Member alarms: the root first, then in the order they joined.
+    pub alarms: Vec<IncidentAlarm>,
     /// History, oldest first.
     pub history: Vec<HistoryEntry>,
     /// Member events, oldest first.
@@ -273,15 +336,15 @@ pub struct DeadLetter {
 
 /// Durable state of the collector.
 pub trait Store: Send + Sync {
-    /// Stores an event and applies the decision in one transaction. An event id seen before
-    /// changes nothing.
-    fn apply(
+    /// Stores the event (if any) and, unless it was seen before, runs `f` on the incidents,
+    /// all in one transaction. Returns false for a duplicate event.
+    fn process(
         &self,
-        event: &Event,
-        role: Option<PortRole>,
-        decision: &Decision,
-        received_at: DateTime<Utc>,
-    ) -> Result<Applied, StoreError>;
+        event: Option<(&Event, Option<PortRole>, DateTime<Utc>)>,
+        f: &mut dyn FnMut(&mut dyn IncidentTx) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError>;
+    /// The alarms of every open incident.
+    fn open_members(&self) -> Result<Vec<OpenMember>, StoreError>;
     /// Keeps a message that could not be ingested.
     fn dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError>;
     /// Records an agent's status message.

@@ -40,6 +40,7 @@ fn main() -> Result<()> {
         tls: false,
         extra_devices: String::new(),
         traps: false,
+        ..RigOptions::default()
     })?;
     let limit = Duration::from_secs(10);
     let (mut open, mut resolve) = (Vec::new(), Vec::new());

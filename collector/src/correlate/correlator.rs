@@ -1,0 +1,620 @@
+//! The correlation engine: events and clock ticks in, incident changes out (through an
+//! [`IncidentTx`], inside the event's transaction). It combines the rules of DESIGN.md
+//! section 3:
+//!
+//! - quarantine and flapping per watched port ([`PortAlarm`]);
+//! - a device that is down takes in the alarms of its own ports;
+//! - topology shadow: a device behind a down device joins that device's incident, and a
+//!   device going down later takes in the already-open incidents of the devices behind it;
+//! - storm grouping: alarms of one device, then of one site, that become active within the
+//!   grouping window join the incident opened first;
+//! - an alarm that comes back within the re-open window re-opens its resolved incident.
+//!
+//! An incident resolves when all its member alarms have cleared. Time is a parameter.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use cnaas_shared::role::PortRole;
+use cnaas_shared::{Event, EventKind};
+
+use super::port::{Outcome, PortAlarm};
+use super::topology::shadowed_by;
+use crate::config::Inventory;
+use crate::store::{
+    AlarmKind, IncidentTx, NewIncident, OpenMember, Relation, StoreError, alarm_key,
+};
+
+/// Timing of the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Quarantine of a watched port's `link_down`.
+    pub link_hold: TimeDelta,
+    /// Quarantine of a `device_down` (the agent already waited for several missed polls).
+    pub device_hold: TimeDelta,
+    /// Alarms of one device or site becoming active within this window share an incident.
+    pub group_window: TimeDelta,
+    /// An alarm back within this long after its incident resolved re-opens that incident.
+    pub reopen_window: TimeDelta,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            link_hold: TimeDelta::seconds(60),
+            device_hold: TimeDelta::zero(),
+            group_window: TimeDelta::seconds(10),
+            reopen_window: TimeDelta::seconds(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct PortEntry {
+    alarm: PortAlarm,
+    if_name: Option<String>,
+    if_alias: Option<String>,
+    role: Option<PortRole>,
+    /// The incident holding this port's `link_down` alarm.
+    incident: Option<i64>,
+    /// The port's `port_flapping` incident.
+    flap_incident: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct DeviceEntry {
+    down_since: Option<DateTime<Utc>>,
+    active: bool,
+    incident: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct OpenIncident {
+    device: String,
+    site: Option<String>,
+    opened_at: DateTime<Utc>,
+    active: HashSet<String>,
+    root: String,
+}
+
+/// The engine's memory: alarms and the open incidents they belong to.
+pub struct Correlator {
+    rules: Rules,
+    inventory: Arc<Inventory>,
+    ports: HashMap<(String, u32), PortEntry>,
+    devices: HashMap<String, DeviceEntry>,
+    open: HashMap<i64, OpenIncident>,
+    last_resolved: HashMap<String, (i64, DateTime<Utc>)>,
+}
+
+fn port_label(name: Option<&str>, alias: Option<&str>, if_index: u32) -> String {
+    let name = name.map_or_else(|| format!("ifIndex {if_index}"), str::to_owned);
+    match alias.filter(|a| !a.is_empty()) {
+        Some(a) => format!("{name} ({a})"),
+        None => name,
+    }
+}
+
+fn link_severity(role: Option<PortRole>) -> u8 {
+    match role {
+        Some(PortRole::Uplink) => 2,
+        Some(PortRole::Downlink | PortRole::Infrastructure) => 3,
+        _ => 5,
+    }
+}
+
+impl Correlator {
+    /// An engine with nothing open.
+    pub fn new(rules: Rules, inventory: Arc<Inventory>) -> Correlator {
+        Correlator {
+            rules,
+            inventory,
+            ports: HashMap::new(),
+            devices: HashMap::new(),
+            open: HashMap::new(),
+            last_resolved: HashMap::new(),
+        }
+    }
+
+    /// Rebuilds the memory of open incidents after a restart, from the store.
+    pub fn restore(&mut self, members: &[OpenMember], now: DateTime<Utc>) {
+        for m in members {
+            let entry = self.open.entry(m.incident).or_insert_with(|| OpenIncident {
+                device: m.device.clone(),
+                site: m.site.clone(),
+                opened_at: m.opened_at,
+                active: HashSet::new(),
+                root: String::new(),
+            });
+            if !m.active {
+                continue;
+            }
+            entry.active.insert(m.alarm.clone());
+            let mut parts = m.alarm.splitn(3, '|');
+            let (Some(device), Some(sub), Some(kind)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            match (kind, sub.parse::<u32>().ok()) {
+                ("device_down", _) => {
+                    let d = self.devices.entry(device.to_owned()).or_default();
+                    d.down_since = Some(now);
+                    d.active = true;
+                    d.incident = Some(m.incident);
+                }
+                ("link_down", Some(i)) => {
+                    let p = self.ports.entry((device.to_owned(), i)).or_default();
+                    p.alarm = PortAlarm::restored_active(now);
+                    p.incident = Some(m.incident);
+                }
+                ("port_flapping", Some(i)) => {
+                    let p = self.ports.entry((device.to_owned(), i)).or_default();
+                    p.alarm = PortAlarm::restored_flapping(now);
+                    p.flap_incident = Some(m.incident);
+                }
+                _ => {}
+            }
+        }
+        self.open.retain(|_, o| !o.active.is_empty());
+    }
+
+    /// Number of incidents open now.
+    pub fn open_incidents(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Applies one stored event.
+    pub fn on_event(
+        &mut self,
+        e: &Event,
+        role: Option<PortRole>,
+        now: DateTime<Utc>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let event_id = e.id.to_string();
+        match (e.kind, e.if_index) {
+            (EventKind::LinkDown | EventKind::LinkUp | EventKind::AdminDown, Some(i))
+                if role.is_some_and(PortRole::is_watched) =>
+            {
+                let key = (e.device.clone(), i);
+                let entry = self.ports.entry(key.clone()).or_default();
+                entry.if_name = e.if_name.clone().or(entry.if_name.take());
+                entry.if_alias = e.if_alias.clone().or(entry.if_alias.take());
+                entry.role = role;
+                let outcomes = match e.kind {
+                    EventKind::LinkDown => entry.alarm.on_down(now),
+                    _ => entry.alarm.on_up(now),
+                };
+                self.apply_port(&key, &outcomes, now, Some(&event_id), tx)?;
+                // A zero hold time activates at once rather than at the next tick.
+                let outcomes = self
+                    .ports
+                    .get_mut(&key)
+                    .map(|p| p.alarm.tick(now, self.rules.link_hold))
+                    .unwrap_or_default();
+                self.apply_port(&key, &outcomes, now, Some(&event_id), tx)?;
+            }
+            (EventKind::DeviceUnreachable, _) => {
+                let d = self.devices.entry(e.device.clone()).or_default();
+                if d.down_since.is_none() {
+                    d.down_since = Some(now);
+                }
+                self.maybe_activate_device(&e.device, now, Some(&event_id), tx)?;
+            }
+            (EventKind::DeviceReachable, _) => {
+                let d = self.devices.entry(e.device.clone()).or_default();
+                d.down_since = None;
+                if std::mem::take(&mut d.active)
+                    && let Some(incident) = d.incident.take()
+                {
+                    let alarm = alarm_key(&e.device, None, AlarmKind::DeviceDown);
+                    self.clear(incident, &alarm, now, Some(&event_id), tx)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Timers: quarantines that ran out, flapping checks, device holds.
+    pub fn tick(&mut self, now: DateTime<Utc>, tx: &mut dyn IncidentTx) -> Result<(), StoreError> {
+        let keys: Vec<(String, u32)> = self.ports.keys().cloned().collect();
+        for key in keys {
+            let outcomes = match self.ports.get_mut(&key) {
+                Some(p) => p.alarm.tick(now, self.rules.link_hold),
+                None => continue,
+            };
+            if !outcomes.is_empty() {
+                self.apply_port(&key, &outcomes, now, None, tx)?;
+            }
+        }
+        let pending: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.down_since.is_some() && !d.active)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in pending {
+            self.maybe_activate_device(&name, now, None, tx)?;
+        }
+        Ok(())
+    }
+
+    fn down_devices(&self) -> HashSet<String> {
+        self.devices
+            .iter()
+            .filter(|(_, d)| d.active)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    fn site_of(&self, device: &str) -> Option<String> {
+        self.inventory
+            .devices
+            .get(device)
+            .and_then(|d| d.site.clone())
+    }
+
+    /// An open incident of the same device (else the same site) opened within the window.
+    fn group_with(&self, device: &str, now: DateTime<Utc>) -> Option<i64> {
+        let recent = |o: &&OpenIncident| now - o.opened_at <= self.rules.group_window;
+        let site = self.site_of(device);
+        let mut candidates: Vec<(&i64, &OpenIncident)> =
+            self.open.iter().filter(|(_, o)| recent(o)).collect();
+        candidates.sort_by_key(|(id, _)| **id);
+        candidates
+            .iter()
+            .find(|(_, o)| o.device == device)
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .find(|(_, o)| site.is_some() && o.site == site)
+            })
+            .map(|(id, _)| **id)
+    }
+
+    fn new_incident(
+        &self,
+        kind: AlarmKind,
+        device: &str,
+        if_index: Option<u32>,
+        port: Option<&PortEntry>,
+    ) -> NewIncident {
+        let inv = self.inventory.devices.get(device);
+        let label = if_index.map(|i| {
+            port_label(
+                port.and_then(|p| p.if_name.as_deref()),
+                port.and_then(|p| p.if_alias.as_deref()),
+                i,
+            )
+        });
+        let role = port.and_then(|p| p.role);
+        let (severity, summary) = match kind {
+            AlarmKind::DeviceDown => (2, format!("Device {device} does not answer")),
+            AlarmKind::LinkDown => {
+                let what = match role {
+                    Some(PortRole::Uplink) => "Uplink",
+                    Some(PortRole::Downlink) => "Downlink",
+                    _ => "Infrastructure port",
+                };
+                (
+                    link_severity(role),
+                    format!(
+                        "{what} {} on {device} is down",
+                        label.clone().unwrap_or_default()
+                    ),
+                )
+            }
+            AlarmKind::PortFlapping => (
+                (link_severity(role) + 1).min(5),
+                format!(
+                    "Port {} on {device} is flapping",
+                    label.clone().unwrap_or_default()
+                ),
+            ),
+        };
+        NewIncident {
+            kind,
+            key: alarm_key(device, if_index, kind),
+            severity,
+            device: device.to_owned(),
+            if_index,
+            if_name: port.and_then(|p| p.if_name.clone()),
+            if_alias: port.and_then(|p| p.if_alias.clone()),
+            role,
+            site: inv.and_then(|d| d.site.clone()),
+            customer: inv.and_then(|d| d.customer.clone()),
+            summary,
+        }
+    }
+
+    /// Opens an incident for an alarm, or re-opens its incident resolved moments ago.
+    fn open(
+        &mut self,
+        new: &NewIncident,
+        now: DateTime<Utc>,
+        event: Option<&str>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<i64, StoreError> {
+        if let Some(&(id, at)) = self.last_resolved.get(&new.key)
+            && now - at <= self.rules.reopen_window
+        {
+            tx.reopen(id, now)?;
+            tx.add_member(id, &new.key, Relation::Root, now)?;
+            tx.note(id, now, "reopened", event, &new.summary)?;
+            self.last_resolved.remove(&new.key);
+            self.track(id, new, now);
+            return Ok(id);
+        }
+        let id = tx.open(new, now)?;
+        tx.note(id, now, "opened", event, &new.summary)?;
+        self.track(id, new, now);
+        Ok(id)
+    }
+
+    fn track(&mut self, id: i64, new: &NewIncident, now: DateTime<Utc>) {
+        let entry = self.open.entry(id).or_insert_with(|| OpenIncident {
+            device: new.device.clone(),
+            site: new.site.clone(),
+            opened_at: now,
+            active: HashSet::new(),
+            root: new.key.clone(),
+        });
+        entry.active.insert(new.key.clone());
+    }
+
+    fn join(
+        &mut self,
+        incident: i64,
+        alarm: &str,
+        relation: Relation,
+        now: DateTime<Utc>,
+        event: Option<&str>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        tx.add_member(incident, alarm, relation, now)?;
+        tx.note(incident, now, relation.as_str(), event, alarm)?;
+        if let Some(o) = self.open.get_mut(&incident) {
+            o.active.insert(alarm.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Clears an alarm in its incident; the incident resolves when nothing is left active.
+    fn clear(
+        &mut self,
+        incident: i64,
+        alarm: &str,
+        now: DateTime<Utc>,
+        event: Option<&str>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        tx.clear_member(incident, alarm, now)?;
+        let Some(o) = self.open.get_mut(&incident) else {
+            return Ok(());
+        };
+        o.active.remove(alarm);
+        if o.active.is_empty() {
+            let root = o.root.clone();
+            self.open.remove(&incident);
+            tx.resolve(incident, now)?;
+            tx.note(incident, now, "resolved", event, alarm)?;
+            self.last_resolved.insert(root, (incident, now));
+        } else {
+            tx.note(incident, now, "cleared", event, alarm)?;
+        }
+        Ok(())
+    }
+
+    fn apply_port(
+        &mut self,
+        key: &(String, u32),
+        outcomes: &[Outcome],
+        now: DateTime<Utc>,
+        event: Option<&str>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let (device, if_index) = (key.0.as_str(), key.1);
+        let link = alarm_key(device, Some(if_index), AlarmKind::LinkDown);
+        let flap = alarm_key(device, Some(if_index), AlarmKind::PortFlapping);
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Pending => {}
+                Outcome::Transient { down_for } => {
+                    tracing::info!(
+                        device,
+                        if_index,
+                        seconds = down_for.num_seconds(),
+                        "Transient link down, within the hold time."
+                    );
+                }
+                Outcome::Activate => {
+                    let target = self.port_target(device, now);
+                    let incident = match target {
+                        Some((id, relation)) => {
+                            self.join(id, &link, relation, now, event, tx)?;
+                            id
+                        }
+                        None => {
+                            let new = self.new_incident(
+                                AlarmKind::LinkDown,
+                                device,
+                                Some(if_index),
+                                self.ports.get(key),
+                            );
+                            self.open(&new, now, event, tx)?
+                        }
+                    };
+                    if let Some(p) = self.ports.get_mut(key) {
+                        p.incident = Some(incident);
+                    }
+                }
+                Outcome::Clear => {
+                    if let Some(incident) = self.ports.get_mut(key).and_then(|p| p.incident.take())
+                    {
+                        self.clear(incident, &link, now, event, tx)?;
+                    }
+                }
+                Outcome::FlapStarted { transitions } => {
+                    if let Some(incident) = self.ports.get_mut(key).and_then(|p| p.incident.take())
+                    {
+                        self.clear(incident, &link, now, event, tx)?;
+                    }
+                    let new = self.new_incident(
+                        AlarmKind::PortFlapping,
+                        device,
+                        Some(if_index),
+                        self.ports.get(key),
+                    );
+                    let id = self.open(&new, now, event, tx)?;
+                    tx.set_transitions(id, *transitions)?;
+                    if let Some(p) = self.ports.get_mut(key) {
+                        p.flap_incident = Some(id);
+                    }
+                }
+                Outcome::FlapCount { transitions } => {
+                    if let Some(id) = self.ports.get(key).and_then(|p| p.flap_incident) {
+                        tx.set_transitions(id, *transitions)?;
+                    }
+                }
+                Outcome::FlapEnded => {
+                    if let Some(incident) =
+                        self.ports.get_mut(key).and_then(|p| p.flap_incident.take())
+                    {
+                        self.clear(incident, &flap, now, event, tx)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a port alarm of `device` belongs: its device's incident (device down), the
+    /// incident of the down device that shadows it, or a storm group.
+    fn port_target(&self, device: &str, now: DateTime<Utc>) -> Option<(i64, Relation)> {
+        if let Some(d) = self.devices.get(device)
+            && d.active
+            && let Some(id) = d.incident
+        {
+            return Some((id, Relation::Member));
+        }
+        if let Some(parent) = shadowed_by(device, &self.inventory, &self.down_devices())
+            && let Some(id) = self.devices.get(parent).and_then(|d| d.incident)
+        {
+            return Some((id, Relation::Shadowed));
+        }
+        self.group_with(device, now)
+            .map(|id| (id, Relation::Member))
+    }
+
+    fn maybe_activate_device(
+        &mut self,
+        name: &str,
+        now: DateTime<Utc>,
+        event: Option<&str>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let Some(d) = self.devices.get(name) else {
+            return Ok(());
+        };
+        let due = d
+            .down_since
+            .is_some_and(|since| now - since >= self.rules.device_hold);
+        if d.active || !due {
+            return Ok(());
+        }
+        let alarm = alarm_key(name, None, AlarmKind::DeviceDown);
+        let mut down = self.down_devices();
+        down.insert(name.to_owned());
+        let shadow = shadowed_by(name, &self.inventory, &down)
+            .and_then(|p| self.devices.get(p).and_then(|d| d.incident));
+        // A device that shadows devices already down is the root cause: it gets its own
+        // incident and takes them in, rather than joining theirs.
+        let is_root_cause = self
+            .devices
+            .iter()
+            .any(|(n, d)| d.active && shadowed_by(n, &self.inventory, &down) == Some(name));
+        let incident = match shadow {
+            Some(id) => {
+                self.join(id, &alarm, Relation::Shadowed, now, event, tx)?;
+                id
+            }
+            None if is_root_cause => {
+                let new = self.new_incident(AlarmKind::DeviceDown, name, None, None);
+                self.open(&new, now, event, tx)?
+            }
+            None => match self.group_with(name, now) {
+                Some(id) => {
+                    self.join(id, &alarm, Relation::Member, now, event, tx)?;
+                    id
+                }
+                None => {
+                    let new = self.new_incident(AlarmKind::DeviceDown, name, None, None);
+                    self.open(&new, now, event, tx)?
+                }
+            },
+        };
+        if let Some(d) = self.devices.get_mut(name) {
+            d.active = true;
+            d.incident = Some(incident);
+        }
+        self.absorb(name, incident, now, tx)
+    }
+
+    /// Moves into `incident` the active alarms of the device's own ports and of the devices it
+    /// shadows (and their ports), from wherever they were.
+    fn absorb(
+        &mut self,
+        name: &str,
+        incident: i64,
+        now: DateTime<Utc>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let down = self.down_devices();
+        let behind: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|(n, d)| d.active && n.as_str() != name && d.incident != Some(incident))
+            .filter(|(n, _)| shadowed_by(n, &self.inventory, &down) == Some(name))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for child in &behind {
+            let alarm = alarm_key(child, None, AlarmKind::DeviceDown);
+            if let Some(old) = self.devices.get(child).and_then(|d| d.incident) {
+                self.clear(old, &alarm, now, None, tx)?;
+            }
+            self.join(incident, &alarm, Relation::Shadowed, now, None, tx)?;
+            if let Some(d) = self.devices.get_mut(child) {
+                d.incident = Some(incident);
+            }
+        }
+        let moving: Vec<((String, u32), i64)> = self
+            .ports
+            .iter()
+            .filter(|((dev, _), p)| (dev == name || behind.contains(dev)) && p.alarm.is_active())
+            .filter_map(|(k, p)| {
+                p.incident
+                    .filter(|i| *i != incident)
+                    .map(|i| (k.clone(), i))
+            })
+            .collect();
+        for ((dev, i), old) in moving {
+            let alarm = alarm_key(&dev, Some(i), AlarmKind::LinkDown);
+            self.clear(old, &alarm, now, None, tx)?;
+            let relation = if dev == name {
+                Relation::Member
+            } else {
+                Relation::Shadowed
+            };
+            self.join(incident, &alarm, relation, now, None, tx)?;
+            if let Some(p) = self.ports.get_mut(&(dev, i)) {
+                p.incident = Some(incident);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,370 @@
+#![allow(clippy::unwrap_used)]
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::config::InventoryDevice;
+use cnaas_shared::Source;
+
+/// An in-memory store transaction: what the engine did, to assert on.
+#[derive(Default)]
+struct Fake {
+    next: i64,
+    incidents: BTreeMap<i64, FakeIncident>,
+}
+
+#[derive(Debug, Clone)]
+struct FakeIncident {
+    key: String,
+    state: &'static str,
+    members: BTreeMap<String, (Relation, bool)>,
+    transitions: Option<u32>,
+}
+
+impl IncidentTx for Fake {
+    fn open(&mut self, new: &NewIncident, _at: DateTime<Utc>) -> Result<i64, StoreError> {
+        self.next += 1;
+        let mut members = BTreeMap::new();
+        members.insert(new.key.clone(), (Relation::Root, true));
+        self.incidents.insert(
+            self.next,
+            FakeIncident {
+                key: new.key.clone(),
+                state: "open",
+                members,
+                transitions: None,
+            },
+        );
+        Ok(self.next)
+    }
+    fn add_member(
+        &mut self,
+        incident: i64,
+        alarm: &str,
+        relation: Relation,
+        _at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let i = self.incidents.get_mut(&incident).unwrap();
+        let rel = i.members.get(alarm).map_or(relation, |m| m.0);
+        i.members.insert(alarm.to_owned(), (rel, true));
+        Ok(())
+    }
+    fn clear_member(
+        &mut self,
+        incident: i64,
+        alarm: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if let Some(m) = self
+            .incidents
+            .get_mut(&incident)
+            .unwrap()
+            .members
+            .get_mut(alarm)
+        {
+            m.1 = false;
+        }
+        Ok(())
+    }
+    fn note(
+        &mut self,
+        _i: i64,
+        _at: DateTime<Utc>,
+        _a: &str,
+        _e: Option<&str>,
+        _d: &str,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn resolve(&mut self, incident: i64, _at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.incidents.get_mut(&incident).unwrap().state = "resolved";
+        Ok(())
+    }
+    fn reopen(&mut self, incident: i64, _at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.incidents.get_mut(&incident).unwrap().state = "open";
+        Ok(())
+    }
+    fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError> {
+        self.incidents.get_mut(&incident).unwrap().transitions = Some(transitions);
+        Ok(())
+    }
+}
+
+impl Fake {
+    fn open(&self) -> Vec<&FakeIncident> {
+        self.incidents
+            .values()
+            .filter(|i| i.state == "open")
+            .collect()
+    }
+}
+
+fn t(s: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+}
+
+/// core <- dist <- a1..a5, all in site b12; x9 elsewhere.
+fn inventory() -> Arc<Inventory> {
+    let mut inv = Inventory::default();
+    let mut add = |name: &str, up: Option<&str>, site: &str| {
+        inv.devices.insert(
+            name.into(),
+            InventoryDevice {
+                uplink: up.map(Into::into),
+                site: Some(site.into()),
+                customer: Some("uni".into()),
+                ..Default::default()
+            },
+        );
+    };
+    add("core", None, "b1");
+    add("dist", Some("core"), "b12");
+    for n in 1..=5 {
+        add(&format!("a{n}"), Some("dist"), "b12");
+    }
+    add("x9", None, "b99");
+    Arc::new(inv)
+}
+
+fn rules(link_hold: i64) -> Rules {
+    Rules {
+        link_hold: TimeDelta::seconds(link_hold),
+        ..Rules::default()
+    }
+}
+
+fn device(kind: EventKind, name: &str) -> Event {
+    Event::new("site", name, kind, Source::Poll)
+}
+
+fn port(kind: EventKind, name: &str, i: u32) -> Event {
+    let mut e = Event::new("site", name, kind, Source::Poll);
+    e.if_index = Some(i);
+    e.if_name = Some(format!("Te1/1/{i}"));
+    e
+}
+
+const UP: Option<PortRole> = Some(PortRole::Uplink);
+
+#[test]
+fn a_dead_distribution_switch_is_one_incident_with_its_access_switches_shadowed() {
+    for order in [true, false] {
+        let mut c = Correlator::new(rules(60), inventory());
+        let mut tx = Fake::default();
+        // The access switches may be declared down before or after their distribution switch.
+        let mut names: Vec<String> = (1..=5).map(|n| format!("a{n}")).collect();
+        if order {
+            names.insert(0, "dist".into());
+        } else {
+            names.push("dist".into());
+        }
+        for (k, n) in names.iter().enumerate() {
+            c.on_event(
+                &device(EventKind::DeviceUnreachable, n),
+                None,
+                t(i64::try_from(k).unwrap()),
+                &mut tx,
+            )
+            .unwrap();
+        }
+        let open = tx.open();
+        assert_eq!(open.len(), 1, "dist first: {order}: {open:#?}");
+        let inc = open[0];
+        assert_eq!(inc.key, "dist||device_down");
+        let shadowed = inc
+            .members
+            .values()
+            .filter(|(r, a)| *r == Relation::Shadowed && *a)
+            .count();
+        assert_eq!(shadowed, 5, "{inc:#?}");
+        // Everything comes back: resolved.
+        for (k, n) in names.iter().enumerate() {
+            c.on_event(
+                &device(EventKind::DeviceReachable, n),
+                None,
+                t(100 + i64::try_from(k).unwrap()),
+                &mut tx,
+            )
+            .unwrap();
+        }
+        assert!(tx.open().is_empty());
+        assert_eq!(c.open_incidents(), 0);
+    }
+}
+
+#[test]
+fn quarantine_and_flapping_for_a_watched_port() {
+    let mut c = Correlator::new(rules(60), inventory());
+    let mut tx = Fake::default();
+    // Down for 30 s: transient.
+    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+        .unwrap();
+    c.tick(t(20), &mut tx).unwrap();
+    c.on_event(&port(EventKind::LinkUp, "x9", 49), UP, t(30), &mut tx)
+        .unwrap();
+    c.tick(t(100), &mut tx).unwrap();
+    assert!(tx.incidents.is_empty());
+    // Down for good: an incident after the hold time.
+    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(1000), &mut tx)
+        .unwrap();
+    c.tick(t(1059), &mut tx).unwrap();
+    assert!(tx.incidents.is_empty());
+    c.tick(t(1060), &mut tx).unwrap();
+    assert_eq!(tx.open().len(), 1);
+    c.on_event(&port(EventKind::LinkUp, "x9", 49), UP, t(1100), &mut tx)
+        .unwrap();
+    assert!(tx.open().is_empty());
+    // Ten flaps in a minute: one port_flapping incident with the running count.
+    let mut c = Correlator::new(rules(60), inventory());
+    let mut tx = Fake::default();
+    for n in 0..10 {
+        c.on_event(
+            &port(EventKind::LinkDown, "x9", 49),
+            UP,
+            t(2000 + n * 6),
+            &mut tx,
+        )
+        .unwrap();
+        c.on_event(
+            &port(EventKind::LinkUp, "x9", 49),
+            UP,
+            t(2003 + n * 6),
+            &mut tx,
+        )
+        .unwrap();
+        c.tick(t(2004 + n * 6), &mut tx).unwrap();
+    }
+    let open = tx.open();
+    assert_eq!(open.len(), 1, "{open:#?}");
+    assert_eq!(open[0].key, "x9|49|port_flapping");
+    assert_eq!(open[0].transitions, Some(20));
+    assert_eq!(
+        tx.incidents.len(),
+        1,
+        "no link_down incident while it flaps"
+    );
+}
+
+#[test]
+fn an_access_ports_are_not_watched_and_the_device_takes_in_its_ports() {
+    let mut c = Correlator::new(rules(0), inventory());
+    let mut tx = Fake::default();
+    c.on_event(
+        &port(EventKind::LinkDown, "x9", 3),
+        Some(PortRole::Access),
+        t(0),
+        &mut tx,
+    )
+    .unwrap();
+    assert!(tx.incidents.is_empty());
+    // The uplink goes first (zero hold: at once), then the whole device.
+    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+        .unwrap();
+    assert_eq!(tx.open().len(), 1);
+    c.on_event(
+        &device(EventKind::DeviceUnreachable, "x9"),
+        None,
+        t(30),
+        &mut tx,
+    )
+    .unwrap();
+    let open = tx.open();
+    assert_eq!(open.len(), 1, "{open:#?}");
+    assert_eq!(open[0].key, "x9||device_down");
+    assert_eq!(
+        open[0].members.get("x9|49|link_down"),
+        Some(&(Relation::Member, true))
+    );
+}
+
+#[test]
+fn a_storm_on_one_site_is_one_incident_and_reopening_reuses_it() {
+    let mut c = Correlator::new(rules(0), inventory());
+    let mut tx = Fake::default();
+    for (k, n) in ["a1", "a2", "a3"].iter().enumerate() {
+        for i in 1..=10 {
+            c.on_event(
+                &port(EventKind::LinkDown, n, i),
+                Some(PortRole::Downlink),
+                t(i64::try_from(k).unwrap()),
+                &mut tx,
+            )
+            .unwrap();
+        }
+    }
+    let open = tx.open();
+    assert_eq!(open.len(), 1, "one site, one window: {open:#?}");
+    assert_eq!(open[0].members.len(), 30);
+    // Later, outside the window: a new incident.
+    c.on_event(
+        &port(EventKind::LinkDown, "a4", 1),
+        Some(PortRole::Downlink),
+        t(60),
+        &mut tx,
+    )
+    .unwrap();
+    assert_eq!(tx.open().len(), 2);
+    // Everything of the first clears: resolved; it breaks again a minute later: re-opened.
+    for n in ["a1", "a2", "a3"] {
+        for i in 1..=10 {
+            c.on_event(
+                &port(EventKind::LinkUp, n, i),
+                Some(PortRole::Downlink),
+                t(70),
+                &mut tx,
+            )
+            .unwrap();
+        }
+    }
+    assert_eq!(tx.open().len(), 1);
+    c.on_event(
+        &port(EventKind::LinkDown, "a4", 1),
+        Some(PortRole::Downlink),
+        t(71),
+        &mut tx,
+    )
+    .unwrap();
+    c.on_event(
+        &port(EventKind::LinkUp, "a4", 1),
+        Some(PortRole::Downlink),
+        t(72),
+        &mut tx,
+    )
+    .unwrap();
+    c.on_event(
+        &port(EventKind::LinkDown, "a1", 1),
+        Some(PortRole::Downlink),
+        t(130),
+        &mut tx,
+    )
+    .unwrap();
+    assert_eq!(tx.incidents.len(), 2, "re-opened, not a third incident");
+}
+
+#[test]
+fn restart_continues_open_incidents() {
+    let mut c = Correlator::new(rules(0), inventory());
+    let mut tx = Fake::default();
+    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+        .unwrap();
+    let (&id, inc) = tx.incidents.iter().next().unwrap();
+    let members: Vec<OpenMember> = inc
+        .members
+        .iter()
+        .map(|(k, (_, active))| OpenMember {
+            incident: id,
+            alarm: k.clone(),
+            active: *active,
+            device: "x9".into(),
+            site: Some("b99".into()),
+            opened_at: t(0),
+        })
+        .collect();
+    // A new engine after a restart learns the open incident from the store ...
+    let mut c2 = Correlator::new(rules(0), inventory());
+    c2.restore(&members, t(50));
+    assert_eq!(c2.open_incidents(), 1);
+    // ... so the recovery resolves it.
+    c2.on_event(&port(EventKind::LinkUp, "x9", 49), UP, t(60), &mut tx)
+        .unwrap();
+    assert!(tx.open().is_empty());
+}
