@@ -455,8 +455,10 @@ impl V3User {
 pub struct Snmpsim {
     /// Its port.
     pub port: u16,
-    /// The process.
-    pub process: Process,
+    process: Option<Process>,
+    command: Vec<std::ffi::OsString>,
+    community: String,
+    starts: u32,
     dir: tempfile::TempDir,
 }
 
@@ -503,8 +505,37 @@ impl Snmpsim {
         }
         cmd.arg(format!("--data-dir={}", data.display()))
             .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"));
-        let mut process = Process::spawn("snmpsim", cmd, &dir.path().join("snmpsim.log"))?;
-        let community = recordings.first().map_or("public", |r| r.0).to_owned();
+        let mut command = vec![cmd.get_program().to_owned()];
+        command.extend(cmd.get_args().map(ToOwned::to_owned));
+        let mut sim = Snmpsim {
+            port,
+            process: None,
+            command,
+            community: recordings.first().map_or("public", |r| r.0).to_owned(),
+            starts: 0,
+            dir,
+        };
+        sim.resume()?;
+        Ok(sim)
+    }
+
+    /// Stops the simulator: every device it serves stops answering.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut p) = self.process.take() {
+            p.terminate()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the simulator again on the same port, with the same recordings and cache
+    /// (values set with `snmpset` survive), and waits until it answers.
+    pub fn resume(&mut self) -> Result<()> {
+        self.starts += 1;
+        let mut cmd = Command::new(&self.command[0]);
+        cmd.args(&self.command[1..]);
+        let log = self.dir.path().join(format!("snmpsim-{}.log", self.starts));
+        let mut process = Process::spawn("snmpsim", cmd, &log)?;
+        let (port, community) = (self.port, self.community.clone());
         let ready = wait_until("snmpsim to answer", Duration::from_secs(60), || {
             if process.check_alive().is_err() {
                 return Some(false);
@@ -520,7 +551,13 @@ impl Snmpsim {
                 process.log()
             );
         }
-        Ok(Snmpsim { port, process, dir })
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// What the simulator wrote so far.
+    pub fn log(&self) -> String {
+        self.process.as_ref().map(Process::log).unwrap_or_default()
     }
 
     /// `127.0.0.1:PORT`.
