@@ -47,6 +47,15 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
     )
     .context("cannot start the engine thread")?;
 
+    let tokens = match &cfg.tokens_file {
+        Some(path) => Some(Arc::new(
+            api::Tokens::load(path).with_context(|| "cannot load the API tokens")?,
+        )),
+        None => {
+            tracing::warn!("No [api] tokens_file: the API is read-only and needs no token.");
+            None
+        }
+    };
     let listener = TcpListener::bind(cfg.api_listen)
         .await
         .with_context(|| format!("cannot listen on {} for the API", cfg.api_listen))?;
@@ -60,8 +69,8 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
             )
         })
     };
-    let router =
-        api::router(store.clone()).merge(runtime::observability_router(Arc::new(registry), health));
+    let router = api::router(store.clone(), tokens, tx.downgrade())
+        .merge(runtime::observability_router(Arc::new(registry), health));
     let http_token = CancellationToken::new();
     let http = tokio::spawn(runtime::serve(listener, router, http_token.clone()));
     tracing::info!(collector = %cfg.id, api = %cfg.api_listen, "Collector started.");

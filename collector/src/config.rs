@@ -125,6 +125,8 @@ pub struct StoreSection {
 pub struct ApiSection {
     /// Address for `/api/v1`, `/metrics` and `/healthz`.
     pub listen: SocketAddr,
+    /// Bearer tokens (hashed) with roles; without it the API is read-only and anonymous.
+    pub tokens_file: Option<PathBuf>,
 }
 
 /// `[[device]]` of the inventory.
@@ -188,6 +190,8 @@ pub struct CollectorConfig {
     pub store: StoreUrl,
     /// API address.
     pub api_listen: SocketAddr,
+    /// API tokens file (resolved), if any.
+    pub tokens_file: Option<PathBuf>,
     /// Inventory.
     pub inventory: Inventory,
     /// Correlation timing.
@@ -322,6 +326,19 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
             at = devices.get(name).and_then(|x| x.uplink.as_deref());
         }
     }
+    let tokens_file = f.api.tokens_file.as_ref().map(|p| base_dir.join(p));
+    match &tokens_file {
+        Some(path) => {
+            if let Err(e) = crate::api::Tokens::load(path) {
+                errors.push((vec![Key("api"), Key("tokens_file")], e.to_string(), None));
+            }
+        }
+        None => warnings.push((
+            vec![Key("api"), Key("listen")],
+            "no tokens_file: the API is read-only and open to anyone who reaches it".into(),
+            Some("add tokens_file = \"tokens.toml\" with hashed bearer tokens and roles".into()),
+        )),
+    }
     let cfg = store.map(|store| CollectorConfig {
         id: f.collector.id.clone(),
         mqtt: f.mqtt.clone(),
@@ -329,6 +346,7 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
         base_dir,
         store,
         api_listen: f.api.listen,
+        tokens_file,
         inventory: Inventory { devices, roles },
         rules: f.rules.rules(),
     });
@@ -380,7 +398,8 @@ ports = { "Te1/1/1" = "uplink" }
     fn good_file() {
         let (cfg, w) =
             CollectorConfig::from_source(ConfigSource::from_text("c.toml", GOOD)).unwrap();
-        assert!(w.0.is_empty(), "{w}");
+        assert_eq!(w.0.len(), 1, "{w}");
+        assert!(w.0[0].message.contains("no tokens_file"), "{w}");
         assert_eq!(
             cfg.store,
             StoreUrl::Sqlite(PathBuf::from("./var/collector.db"))

@@ -11,7 +11,7 @@ use rumqttc::{AsyncClient, Publish};
 use tokio::sync::mpsc;
 
 use crate::config::Inventory;
-use crate::correlate::{self, Correlator, Rules};
+use crate::correlate::{self, Action, CommandError, Correlator, Rules};
 use crate::metrics::{CollectorMetrics, IncidentLabel, ReasonLabel};
 use crate::store::{DeadLetter, IncidentTx, NewIncident, Relation, Store, StoreError};
 
@@ -34,6 +34,19 @@ pub enum Input {
     },
     /// The rules' clock: once a second.
     Tick,
+    /// A person's action on an incident (from the API), answered on `reply`.
+    Command {
+        /// Incident id.
+        incident: i64,
+        /// What to do.
+        action: Action,
+        /// Who asks (the token's name).
+        actor: String,
+        /// Optional text.
+        comment: Option<String>,
+        /// Where the outcome goes.
+        reply: tokio::sync::oneshot::Sender<Result<(), CommandError>>,
+    },
     /// An agent status message.
     Status {
         /// Agent id.
@@ -106,7 +119,7 @@ pub fn spawn(
         }
         metrics.incidents_open.set(i64::try_from(correlator.open_incidents()).unwrap_or(i64::MAX));
         while let Some(env) = rx.blocking_recv() {
-            if !matches!(env.input, Input::Tick) {
+            if matches!(env.input, Input::Event { .. } | Input::DeadLetter { .. } | Input::Status { .. }) {
                 metrics.ingest_queue.dec();
             }
             process(store.as_ref(), &inventory, &mut correlator, &metrics, env.input);
@@ -213,6 +226,31 @@ impl IncidentTx for Observed<'_> {
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError> {
         self.inner.set_transitions(incident, transitions)
     }
+    fn state(&mut self, incident: i64) -> Result<Option<(String, bool)>, StoreError> {
+        self.inner.state(incident)
+    }
+    fn set_state(
+        &mut self,
+        incident: i64,
+        state: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_state(incident, state, at)
+    }
+    fn set_escalated(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.set_escalated(incident, at)
+    }
+    fn note_by(
+        &mut self,
+        incident: i64,
+        at: DateTime<Utc>,
+        action: &str,
+        actor: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        tracing::info!(incident, action, actor, "Incident changed by a person.");
+        self.inner.note_by(incident, at, action, actor, detail)
+    }
 }
 
 fn process(
@@ -240,6 +278,38 @@ fn process(
                 metrics.events_duplicate.inc();
                 tracing::debug!(event = %event.id, "Duplicate event ignored.");
             }
+        }
+        Input::Command {
+            incident,
+            action,
+            actor,
+            comment,
+            reply,
+        } => {
+            let now = Utc::now();
+            let mut outcome = Ok(());
+            let stored = store.process(None, &mut |tx| {
+                outcome = match correlator.command(
+                    incident,
+                    action,
+                    &actor,
+                    comment.as_deref(),
+                    now,
+                    &mut Observed { inner: tx, metrics },
+                ) {
+                    Err(CommandError::Store(e)) => return Err(e),
+                    other => other,
+                };
+                Ok(())
+            });
+            let result = match stored {
+                Err(e) => {
+                    metrics.store_errors.inc();
+                    Err(CommandError::Store(e))
+                }
+                Ok(_) => outcome,
+            };
+            let _ = reply.send(result);
         }
         Input::Tick => {
             let now = Utc::now();

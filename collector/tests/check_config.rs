@@ -7,6 +7,10 @@ fn check(text: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let path = dir.path().join("collector.toml");
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("write: {e}"));
+    // The example refers to its tokens file by a relative path.
+    let tokens = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/tokens.example.toml");
+    std::fs::copy(tokens, dir.path().join("tokens.example.toml"))
+        .unwrap_or_else(|e| panic!("copy: {e}"));
     let out = Command::new(env!("CARGO_BIN_EXE_cnaas-collector"))
         .arg("check-config")
         .arg(&path)
@@ -59,6 +63,17 @@ fn a_misspelt_key_and_a_bad_value_are_both_reported() {
         )),
         "{out}"
     );
+}
+
+#[test]
+fn a_broken_tokens_file_is_an_error() {
+    let text = example().replace(
+        "tokens_file = \"tokens.example.toml\"",
+        "tokens_file = \"missing-tokens.toml\"",
+    );
+    let (code, out) = check(&text);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("cannot read the tokens file"), "{out}");
 }
 
 #[test]

@@ -653,6 +653,36 @@ pub fn http_get(url: &str) -> Result<(u16, String)> {
     Ok((status, resp.text()?))
 }
 
+/// A blocking HTTP request with an optional bearer token and JSON body; returns the status and
+/// the body parsed as JSON (`null` when it is not JSON).
+pub fn http_call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, serde_json::Value)> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let method = reqwest::Method::from_bytes(method.as_bytes())?;
+    let mut req = client.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_owned());
+    }
+    let resp = req.send()?;
+    let status = resp.status().as_u16();
+    let text = resp.text()?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
 /// A blocking HTTP GET parsed as JSON.
 pub fn http_json(url: &str) -> Result<serde_json::Value> {
     let (status, body) = http_get(url)?;

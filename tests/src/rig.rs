@@ -15,6 +15,14 @@ use crate::{
 
 /// Community (recording name) of the simulated switch.
 pub const COMMUNITY: &str = "access-switch";
+/// The API tokens of a rig with `api_tokens`: (token, name, role).
+pub const TOKENS: [(&str, &str, &str); 4] = [
+    ("tok-ssc-0123456789", "ssc-desk", "ssc"),
+    ("tok-unib-0123456789", "uni-b-helpdesk", "customer:uni-b"),
+    ("tok-other-0123456789", "other-helpdesk", "customer:other"),
+    ("tok-ro-0123456789", "dashboard", "readonly"),
+];
+
 /// The broker user of a TLS rig.
 pub const MQTT_USER: &str = "cnaas-e2e";
 /// Its password (written to a file the binaries read).
@@ -65,6 +73,8 @@ pub struct RigOptions {
     pub collector_rules: String,
     /// More `[[device]]` entries for the collector's inventory.
     pub inventory: String,
+    /// Give the collector a tokens file with [`TOKENS`] (then every API call needs one).
+    pub api_tokens: bool,
     /// Run the broker with TLS and a password; both binaries connect with `mqtts://`, the
     /// test CA and a password file.
     pub tls: bool,
@@ -83,6 +93,7 @@ impl Default for RigOptions {
             traps: false,
             collector_rules: "link_hold = \"0s\"\ngroup_window = \"0s\"\n".into(),
             inventory: String::new(),
+            api_tokens: false,
         }
     }
 }
@@ -124,6 +135,35 @@ impl Rig {
             Mosquitto::start()?
         };
         let dir = open_tempdir()?;
+        let tokens_line = if opts.api_tokens {
+            let mut file = String::new();
+            for (token, name, role) in TOKENS {
+                let out = std::process::Command::new("sha256sum")
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .and_then(|mut c| {
+                        use std::io::Write;
+                        c.stdin
+                            .take()
+                            .map(|mut i| i.write_all(token.as_bytes()))
+                            .transpose()?;
+                        c.wait_with_output()
+                    })?;
+                let hash = String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                file.push_str(&format!(
+                    "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"\n"
+                ));
+            }
+            std::fs::write(dir.path().join("tokens.toml"), file)?;
+            "tokens_file = \"tokens.toml\"".to_owned()
+        } else {
+            String::new()
+        };
         // The [mqtt] section both binaries use.
         let mqtt_section = match mqtt.ca_file() {
             Some(ca) => {
@@ -152,6 +192,7 @@ id = "e2e"
 url = "sqlite://collector.db"
 [api]
 listen = "127.0.0.1:{api_port}"
+{tokens}
 [roles]
 uplink = ['(?i)^uplink']
 [rules]
@@ -165,6 +206,7 @@ ports = {{ "Te1/1/1" = "uplink" }}
 "#,
                 mqtt = mqtt_section,
                 rules = opts.collector_rules,
+                tokens = tokens_line,
                 inventory = opts.inventory,
             ),
         )?;

@@ -1,20 +1,31 @@
-//! The HTTP API under `/api/v1` (JSON). Errors are JSON `{"error": "..."}` with a fitting
-//! status. Reads go to the store's reader connection on the blocking pool.
+//! The HTTP API under `/api/v1` (JSON; described in `docs/openapi.yaml`). Errors are JSON
+//! `{"error": "..."}` with 400 (bad input), 401 (no or unknown token), 403 (role may not),
+//! 404, 409 (the incident's state does not allow it) or 422 (a rule says no).
 //!
-//! Bearer tokens with roles arrive with the incident life cycle (issue #4); until then the
-//! API is read-only.
+//! Reads go to the store's reader connection on the blocking pool; changes go to the engine
+//! thread (the only writer) and wait for its answer.
+//!
+//! With a tokens file every request needs `Authorization: Bearer <token>`. Without one the API
+//! is read-only and anonymous (a development set-up; `check-config` warns).
+
+mod auth;
+
+pub use auth::{Principal, Role, TokenError, Tokens};
 
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::correlate::{Action, CommandError};
+use crate::engine::{Envelope, Input};
 use crate::store::{EventFilter, IncidentFilter, Store, StoreError};
 
 /// A JSON error response.
@@ -58,16 +69,172 @@ impl From<QueryRejection> for ApiError {
 #[derive(Clone)]
 struct ApiState {
     store: Arc<dyn Store>,
+    tokens: Option<Arc<Tokens>>,
+    engine: tokio::sync::mpsc::WeakSender<Envelope>,
 }
 
-/// The `/api/v1` routes.
-pub fn router(store: Arc<dyn Store>) -> Router {
+/// The `/api/v1` routes. `engine` is weak so that the API never keeps the engine alive at
+/// shutdown.
+pub fn router(
+    store: Arc<dyn Store>,
+    tokens: Option<Arc<Tokens>>,
+    engine: tokio::sync::mpsc::WeakSender<Envelope>,
+) -> Router {
     Router::new()
         .route("/api/v1/incidents", get(list_incidents))
         .route("/api/v1/incidents/{id}", get(get_incident))
+        .route("/api/v1/incidents/{id}/{action}", post(act))
         .route("/api/v1/events", get(list_events))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(ApiState { store })
+        .with_state(ApiState {
+            store,
+            tokens,
+            engine,
+        })
+}
+
+/// The caller, or 401. `None` means anonymous read access (no tokens file).
+fn who(st: &ApiState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
+    let Some(tokens) = &st.tokens else {
+        return Ok(None);
+    };
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "send Authorization: Bearer <token>",
+            )
+        })?;
+    tokens
+        .check(token.trim())
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))
+}
+
+fn own_customer(p: &Option<Principal>) -> Option<&str> {
+    match p {
+        Some(Principal {
+            role: Role::Customer(id),
+            ..
+        }) => Some(id.as_str()),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    comment: Option<String>,
+}
+
+async fn act(
+    State(st): State<ApiState>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = who(&st, &headers)?;
+    let Some(principal) = who.clone() else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this collector has no tokens file; the API is read-only",
+        ));
+    };
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("`{id}` is not an incident id"),
+        )
+    })?;
+    let action = match action.as_str() {
+        "ack" => Action::Ack,
+        "escalate" => Action::Escalate,
+        "resolve" => Action::Resolve,
+        "close" => Action::Close,
+        "comment" => Action::Comment,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no action `{other}`; use ack, escalate, resolve, close or comment"),
+            ));
+        }
+    };
+    let body: ActionBody = if body.is_empty() {
+        ActionBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?
+    };
+    // A customer may comment on its own incidents; changing them is for SSC and 2nd line.
+    match (&principal.role, action) {
+        (r, _) if r.operates() => {}
+        (Role::Customer(own), Action::Comment) => {
+            let store = st.store.clone();
+            let incident = blocking(move || store.get_incident(id)).await?;
+            if incident.is_none_or(|d| d.incident.customer.as_deref() != Some(own.as_str())) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("incident {id} not found"),
+                ));
+            }
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("role of `{}` may not {}", principal.name, action.as_str()),
+            ));
+        }
+    }
+    let engine = st.engine.upgrade().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the collector is shutting down",
+        )
+    })?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let input = Input::Command {
+        incident: id,
+        action,
+        actor: principal.name.clone(),
+        comment: body.comment,
+        reply,
+    };
+    engine
+        .send(Envelope { input, ack: None })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the collector is shutting down",
+            )
+        })?;
+    match answer.await {
+        Ok(Ok(())) => {
+            let store = st.store.clone();
+            let detail = blocking(move || store.get_incident(id)).await?;
+            Ok(Json(serde_json::to_value(detail).unwrap_or_default()))
+        }
+        Ok(Err(CommandError::NotFound(_))) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("incident {id} not found"),
+        )),
+        Ok(Err(e @ CommandError::Conflict(_))) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+        }
+        Ok(Err(e @ CommandError::Invalid(_))) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
+        )),
+        Ok(Err(CommandError::Store(e))) => Err(ApiError::from(e)),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the collector is shutting down",
+        )),
+    }
 }
 
 const STATES: [&str; 4] = ["open", "acknowledged", "resolved", "closed"];
@@ -79,6 +246,8 @@ struct IncidentQuery {
     state: Option<String>,
     customer: Option<String>,
     device: Option<String>,
+    /// This severity or more severe.
+    severity: Option<u8>,
     limit: Option<u32>,
     offset: Option<u32>,
 }
@@ -99,9 +268,27 @@ async fn blocking<T: Send + 'static>(
 
 async fn list_incidents(
     State(st): State<ApiState>,
+    headers: HeaderMap,
     q: Result<Query<IncidentQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(q) = q?;
+    let who = who(&st, &headers)?;
+    let Query(mut q) = q?;
+    // A customer sees its own incidents only.
+    if let Some(own) = own_customer(&who) {
+        if q.customer.as_deref().is_some_and(|c| c != own) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a customer token sees its own customer's incidents only",
+            ));
+        }
+        q.customer = Some(own.to_owned());
+    }
+    if q.severity.is_some_and(|s| !(1..=5).contains(&s)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "severity is 1 (critical) to 5 (information)",
+        ));
+    }
     if let Some(s) = &q.state
         && !STATES.contains(&s.as_str())
     {
@@ -114,6 +301,7 @@ async fn list_incidents(
         state: q.state,
         customer: q.customer,
         device: q.device,
+        max_severity: q.severity,
         limit: q.limit.unwrap_or(100).min(MAX_LIMIT),
         offset: q.offset.unwrap_or(0),
     };
@@ -124,8 +312,10 @@ async fn list_incidents(
 
 async fn get_incident(
     State(st): State<ApiState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = who(&st, &headers)?;
     let id: i64 = id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -134,6 +324,16 @@ async fn get_incident(
     })?;
     let store = st.store.clone();
     match blocking(move || store.get_incident(id)).await? {
+        // Another customer's incident does not exist for a customer token.
+        Some(detail)
+            if own_customer(&who)
+                .is_some_and(|own| detail.incident.customer.as_deref() != Some(own)) =>
+        {
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("incident {id} not found"),
+            ))
+        }
         Some(detail) => Ok(Json(serde_json::to_value(detail).unwrap_or_default())),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -152,8 +352,15 @@ struct EventQuery {
 
 async fn list_events(
     State(st): State<ApiState>,
+    headers: HeaderMap,
     q: Result<Query<EventQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if own_customer(&who(&st, &headers)?).is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "raw events are for the service provider",
+        ));
+    }
     let Query(q) = q?;
     let filter = EventFilter {
         device: q.device,

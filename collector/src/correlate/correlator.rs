@@ -78,6 +78,51 @@ struct OpenIncident {
     root: String,
 }
 
+/// What a person asks of an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// open -> acknowledged.
+    Ack,
+    /// Hand it to 2nd line (a flag; the state does not change).
+    Escalate,
+    /// open/acknowledged -> resolved, whatever its alarms say.
+    Resolve,
+    /// resolved -> closed.
+    Close,
+    /// A line of history.
+    Comment,
+}
+
+impl Action {
+    /// The name in the API path and the history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Ack => "acknowledged",
+            Action::Escalate => "escalated",
+            Action::Resolve => "resolved",
+            Action::Close => "closed",
+            Action::Comment => "comment",
+        }
+    }
+}
+
+/// Why a person's action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// No such incident.
+    #[error("incident {0} not found")]
+    NotFound(i64),
+    /// The incident's state does not allow it.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request breaks a rule (e.g. an empty comment).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// The engine's memory: alarms and the open incidents they belong to.
 pub struct Correlator {
     rules: Rules,
@@ -162,6 +207,82 @@ impl Correlator {
     /// Number of incidents open now.
     pub fn open_incidents(&self) -> usize {
         self.open.len()
+    }
+
+    /// A person's action on an incident, checked against its state.
+    pub fn command(
+        &mut self,
+        incident: i64,
+        action: Action,
+        actor: &str,
+        comment: Option<&str>,
+        now: DateTime<Utc>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), CommandError> {
+        let Some((state, escalated)) = tx.state(incident)? else {
+            return Err(CommandError::NotFound(incident));
+        };
+        let active = matches!(state.as_str(), "open" | "acknowledged");
+        let detail = comment.unwrap_or_default();
+        match action {
+            Action::Ack if state != "open" => {
+                return Err(CommandError::Conflict(format!(
+                    "incident {incident} is {state}; only an open incident can be acknowledged"
+                )));
+            }
+            Action::Ack => tx.set_state(incident, "acknowledged", now)?,
+            Action::Escalate if !active => {
+                return Err(CommandError::Conflict(format!(
+                    "incident {incident} is {state}; it cannot be escalated"
+                )));
+            }
+            Action::Escalate if escalated => {
+                return Err(CommandError::Conflict(format!(
+                    "incident {incident} is already escalated"
+                )));
+            }
+            Action::Escalate => tx.set_escalated(incident, now)?,
+            Action::Resolve if !active => {
+                return Err(CommandError::Conflict(format!(
+                    "incident {incident} is already {state}"
+                )));
+            }
+            Action::Resolve => {
+                tx.resolve(incident, now)?;
+                self.forget(incident);
+            }
+            Action::Close if state != "resolved" => {
+                return Err(CommandError::Invalid(format!(
+                    "incident {incident} is {state}; only a resolved incident can be closed"
+                )));
+            }
+            Action::Close => tx.set_state(incident, "closed", now)?,
+            Action::Comment if detail.trim().is_empty() => {
+                return Err(CommandError::Invalid("a comment needs text".into()));
+            }
+            Action::Comment => {}
+        }
+        tx.note_by(incident, now, action.as_str(), actor, detail)?;
+        Ok(())
+    }
+
+    /// Drops an incident a person resolved: its alarms stay as they are, but belong to no
+    /// incident any more (a new fault after they clear opens a new one).
+    fn forget(&mut self, incident: i64) {
+        self.open.remove(&incident);
+        for p in self.ports.values_mut() {
+            if p.incident == Some(incident) {
+                p.incident = None;
+            }
+            if p.flap_incident == Some(incident) {
+                p.flap_incident = None;
+            }
+        }
+        for d in self.devices.values_mut() {
+            if d.incident == Some(incident) {
+                d.incident = None;
+            }
+        }
     }
 
     /// Applies one stored event.

@@ -13,5 +13,5 @@ pub mod port;
 mod roles;
 pub mod topology;
 
-pub use correlator::{Correlator, Rules};
+pub use correlator::{Action, CommandError, Correlator, Rules};
 pub use roles::resolve_role;

@@ -127,6 +127,26 @@ pub trait IncidentTx {
     fn reopen(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// The running transition count of a flapping incident.
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError>;
+    /// State and escalated flag of an incident, if it exists.
+    fn state(&mut self, incident: i64) -> Result<Option<(String, bool)>, StoreError>;
+    /// Sets the state (`acknowledged`, `closed`; `resolve` and `reopen` have their own).
+    fn set_state(
+        &mut self,
+        incident: i64,
+        state: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Marks the incident escalated to 2nd line.
+    fn set_escalated(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// A line of history by a person.
+    fn note_by(
+        &mut self,
+        incident: i64,
+        at: DateTime<Utc>,
+        action: &str,
+        actor: &str,
+        detail: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// An alarm of an open incident, as stored (to rebuild the engine after a restart).
@@ -216,6 +236,8 @@ pub struct Incident {
     pub resolved_at: Option<DateTime<Utc>>,
     /// For `port_flapping`: up/down transitions so far.
     pub transitions: Option<u32>,
+    /// Escalated to 2nd line.
+    pub escalated: bool,
 }
 
 /// An alarm of an incident.
@@ -302,6 +324,8 @@ pub struct IncidentFilter {
     pub customer: Option<String>,
     /// Only this device.
     pub device: Option<String>,
+    /// Only this severity or more severe (1 is the most severe).
+    pub max_severity: Option<u8>,
     /// At most this many (newest first).
     pub limit: u32,
     /// Skip this many.

@@ -97,6 +97,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX incident_alarms_active ON incident_alarms(active, incident_id);
     ALTER TABLE incidents ADD COLUMN transitions INTEGER;
     ",
+    // 3: the escalated flag and people's actions.
+    r"
+    ALTER TABLE incidents ADD COLUMN escalated INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -184,7 +188,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-const INCIDENT_COLUMNS: &str = "id, kind, state, severity, device, if_index, if_name, if_alias, role, site, customer, summary, opened_at, updated_at, resolved_at, transitions";
+const INCIDENT_COLUMNS: &str = "id, kind, state, severity, device, if_index, if_name, if_alias, role, site, customer, summary, opened_at, updated_at, resolved_at, transitions, escalated";
 
 fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<(Incident, [String; 2], Option<String>)> {
     Ok((
@@ -205,6 +209,7 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<(Incident, [String; 2], Op
             updated_at: DateTime::<Utc>::MIN_UTC,
             resolved_at: None,
             transitions: r.get(15)?,
+            escalated: r.get(16)?,
         },
         [r.get(12)?, r.get(13)?],
         r.get(14)?,
@@ -388,6 +393,52 @@ impl IncidentTx for SqliteTx<'_, '_> {
             .execute(params![incident, transitions])?;
         Ok(())
     }
+
+    fn state(&mut self, incident: i64) -> Result<Option<(String, bool)>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT state, escalated FROM incidents WHERE id = ?1")?
+            .query_row([incident], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    fn set_state(
+        &mut self,
+        incident: i64,
+        state: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE incidents SET state = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![incident, state, ts(at)])?;
+        Ok(())
+    }
+
+    fn set_escalated(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE incidents SET escalated = 1, updated_at = ?2 WHERE id = ?1")?
+            .execute(params![incident, ts(at)])?;
+        Ok(())
+    }
+
+    fn note_by(
+        &mut self,
+        incident: i64,
+        at: DateTime<Utc>,
+        action: &str,
+        actor: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO incident_history (incident_id, at, action, actor, event_id, detail) VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+            )?
+            .execute(params![incident, ts(at), action, actor, detail])?;
+        self.tx
+            .prepare_cached("UPDATE incidents SET updated_at = ?2 WHERE id = ?1")?
+            .execute(params![incident, ts(at)])?;
+        Ok(())
+    }
 }
 
 impl Store for SqliteStore {
@@ -467,11 +518,19 @@ impl Store for SqliteStore {
         let sql = format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents
              WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR customer = ?2) AND (?3 IS NULL OR device = ?3)
+               AND (?6 IS NULL OR severity <= ?6)
              ORDER BY id DESC LIMIT ?4 OFFSET ?5"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
-            params![f.state, f.customer, f.device, f.limit, f.offset],
+            params![
+                f.state,
+                f.customer,
+                f.device,
+                f.limit,
+                f.offset,
+                f.max_severity
+            ],
             incident_from_row,
         )?;
         rows.map(|r| finish_incident(r?)).collect()

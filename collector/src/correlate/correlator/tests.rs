@@ -16,6 +16,8 @@ struct Fake {
 struct FakeIncident {
     key: String,
     state: &'static str,
+    escalated: bool,
+    history: Vec<(String, String)>,
     members: BTreeMap<String, (Relation, bool)>,
     transitions: Option<u32>,
 }
@@ -30,6 +32,8 @@ impl IncidentTx for Fake {
             FakeIncident {
                 key: new.key.clone(),
                 state: "open",
+                escalated: false,
+                history: Vec::new(),
                 members,
                 transitions: None,
             },
@@ -85,6 +89,44 @@ impl IncidentTx for Fake {
     }
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError> {
         self.incidents.get_mut(&incident).unwrap().transitions = Some(transitions);
+        Ok(())
+    }
+    fn state(&mut self, incident: i64) -> Result<Option<(String, bool)>, StoreError> {
+        Ok(self
+            .incidents
+            .get(&incident)
+            .map(|i| (i.state.to_owned(), i.escalated)))
+    }
+    fn set_state(
+        &mut self,
+        incident: i64,
+        state: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.incidents.get_mut(&incident).unwrap().state = match state {
+            "acknowledged" => "acknowledged",
+            "closed" => "closed",
+            _ => "open",
+        };
+        Ok(())
+    }
+    fn set_escalated(&mut self, incident: i64, _at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.incidents.get_mut(&incident).unwrap().escalated = true;
+        Ok(())
+    }
+    fn note_by(
+        &mut self,
+        incident: i64,
+        _at: DateTime<Utc>,
+        action: &str,
+        actor: &str,
+        _d: &str,
+    ) -> Result<(), StoreError> {
+        self.incidents
+            .get_mut(&incident)
+            .unwrap()
+            .history
+            .push((action.to_owned(), actor.to_owned()));
         Ok(())
     }
 }
@@ -367,4 +409,71 @@ fn restart_continues_open_incidents() {
     c2.on_event(&port(EventKind::LinkUp, "x9", 49), UP, t(60), &mut tx)
         .unwrap();
     assert!(tx.open().is_empty());
+}
+
+#[test]
+fn the_life_cycle_of_an_incident() {
+    let mut c = Correlator::new(rules(0), inventory());
+    let mut tx = Fake::default();
+    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+        .unwrap();
+    let id = *tx.incidents.keys().next().unwrap();
+    let cmd = |c: &mut Correlator, tx: &mut Fake, a: Action, text: Option<&str>| {
+        c.command(id, a, "desk", text, t(10), tx)
+    };
+    // Close needs a resolved incident; a comment needs text.
+    assert!(matches!(
+        cmd(&mut c, &mut tx, Action::Close, None),
+        Err(CommandError::Invalid(_))
+    ));
+    assert!(matches!(
+        cmd(&mut c, &mut tx, Action::Comment, Some("  ")),
+        Err(CommandError::Invalid(_))
+    ));
+    cmd(&mut c, &mut tx, Action::Ack, None).unwrap();
+    assert!(matches!(
+        cmd(&mut c, &mut tx, Action::Ack, None),
+        Err(CommandError::Conflict(_))
+    ));
+    cmd(
+        &mut c,
+        &mut tx,
+        Action::Escalate,
+        Some("needs hands on site"),
+    )
+    .unwrap();
+    assert!(matches!(
+        cmd(&mut c, &mut tx, Action::Escalate, None),
+        Err(CommandError::Conflict(_))
+    ));
+    cmd(
+        &mut c,
+        &mut tx,
+        Action::Comment,
+        Some("called the helpdesk"),
+    )
+    .unwrap();
+    cmd(&mut c, &mut tx, Action::Resolve, None).unwrap();
+    assert_eq!(c.open_incidents(), 0);
+    assert!(matches!(
+        cmd(&mut c, &mut tx, Action::Resolve, None),
+        Err(CommandError::Conflict(_))
+    ));
+    cmd(&mut c, &mut tx, Action::Close, None).unwrap();
+    let inc = &tx.incidents[&id];
+    assert_eq!(inc.state, "closed");
+    assert!(inc.escalated);
+    let actions: Vec<&str> = inc.history.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["acknowledged", "escalated", "comment", "resolved", "closed"]
+    );
+    assert!(matches!(
+        c.command(999, Action::Ack, "desk", None, t(11), &mut tx),
+        Err(CommandError::NotFound(999))
+    ));
+    // The port's alarm no longer belongs to the closed incident: clearing it changes nothing.
+    c.on_event(&port(EventKind::LinkUp, "x9", 49), UP, t(20), &mut tx)
+        .unwrap();
+    assert_eq!(tx.incidents[&id].state, "closed");
 }
