@@ -334,8 +334,19 @@ fn process(
         } => {
             metrics.agent_status.inc();
             tracing::info!(agent = %agent, status = %status, "Agent status.");
+            let now = Utc::now();
             with_retry(metrics, "agent status", || {
-                store.set_agent_status(&agent, &status, &payload, Utc::now())
+                store.set_agent_status(&agent, &status, &payload, now)
+            });
+            with_retry(metrics, "agent status", || {
+                store.process(None, &mut |tx| {
+                    correlator.agent_status(
+                        &agent,
+                        &status,
+                        now,
+                        &mut Observed { inner: tx, metrics },
+                    )
+                })
             });
         }
     }

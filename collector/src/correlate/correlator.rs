@@ -131,6 +131,8 @@ pub struct Correlator {
     devices: HashMap<String, DeviceEntry>,
     open: HashMap<i64, OpenIncident>,
     last_resolved: HashMap<String, (i64, DateTime<Utc>)>,
+    /// Site probes that are offline, with their incident.
+    agents_offline: HashMap<String, i64>,
 }
 
 fn port_label(name: Option<&str>, alias: Option<&str>, if_index: u32) -> String {
@@ -159,7 +161,48 @@ impl Correlator {
             devices: HashMap::new(),
             open: HashMap::new(),
             last_resolved: HashMap::new(),
+            agents_offline: HashMap::new(),
         }
+    }
+
+    /// A site probe's retained status changed: `offline` (its last will, or a clean stop) opens
+    /// an `agent_offline` incident, `online` clears it.
+    pub fn agent_status(
+        &mut self,
+        agent: &str,
+        status: &str,
+        now: DateTime<Utc>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let alarm = alarm_key(agent, None, AlarmKind::AgentOffline);
+        match status {
+            "offline" if !self.agents_offline.contains_key(agent) => {
+                let new = NewIncident {
+                    kind: AlarmKind::AgentOffline,
+                    key: alarm.clone(),
+                    severity: 2,
+                    device: agent.to_owned(),
+                    if_index: None,
+                    if_name: None,
+                    if_alias: None,
+                    role: None,
+                    site: None,
+                    customer: None,
+                    summary: format!(
+                        "Site probe {agent} is offline: its devices are not monitored"
+                    ),
+                };
+                let id = self.open(&new, now, None, tx)?;
+                self.agents_offline.insert(agent.to_owned(), id);
+            }
+            "online" => {
+                if let Some(id) = self.agents_offline.remove(agent) {
+                    self.clear(id, &alarm, now, None, tx)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Rebuilds the memory of open incidents after a restart, from the store.
@@ -192,6 +235,9 @@ impl Correlator {
                     let p = self.ports.entry((device.to_owned(), i)).or_default();
                     p.alarm = PortAlarm::restored_active(now);
                     p.incident = Some(m.incident);
+                }
+                ("agent_offline", _) => {
+                    self.agents_offline.insert(device.to_owned(), m.incident);
                 }
                 ("port_flapping", Some(i)) => {
                     let p = self.ports.entry((device.to_owned(), i)).or_default();
@@ -323,6 +369,35 @@ impl Correlator {
                 }
                 self.maybe_activate_device(&e.device, now, Some(&event_id), tx)?;
             }
+            (EventKind::DeviceRebooted, _) => {
+                // Worth seeing, nothing to clear: recorded as an incident that is resolved at once.
+                let mut new = self.new_incident(AlarmKind::DeviceRebooted, &e.device, None, None);
+                new.key = format!("{}|{}", new.key, e.id);
+                let id = tx.open(&new, now)?;
+                tx.note(id, now, "opened", Some(&event_id), &new.summary)?;
+                tx.clear_member(id, &new.key, now)?;
+                tx.resolve(id, now)?;
+            }
+            (EventKind::VlanChanged, Some(i)) if role.is_some_and(PortRole::is_watched) => {
+                // A watched port's VLAN is infrastructure: a person looks at it and resolves it.
+                let entry = self.ports.entry((e.device.clone(), i)).or_default();
+                entry.if_name = e.if_name.clone().or(entry.if_name.take());
+                entry.if_alias = e.if_alias.clone().or(entry.if_alias.take());
+                entry.role = role;
+                let mut new = self.new_incident(
+                    AlarmKind::VlanChanged,
+                    &e.device,
+                    Some(i),
+                    self.ports.get(&(e.device.clone(), i)),
+                );
+                let (old, vlan) = (
+                    e.attrs.get("old").cloned().unwrap_or_default(),
+                    e.attrs.get("new").cloned().unwrap_or_default(),
+                );
+                new.summary = format!("{} (VLAN {old} -> {vlan})", new.summary);
+                new.key = format!("{}|{}", new.key, e.id);
+                self.open(&new, now, Some(&event_id), tx)?;
+            }
             (EventKind::DeviceReachable, _) => {
                 let d = self.devices.entry(e.device.clone()).or_default();
                 d.down_since = None;
@@ -434,6 +509,15 @@ impl Correlator {
                     label.clone().unwrap_or_default()
                 ),
             ),
+            AlarmKind::VlanChanged => (
+                3,
+                format!(
+                    "VLAN of {} on {device} changed",
+                    label.clone().unwrap_or_default()
+                ),
+            ),
+            AlarmKind::DeviceRebooted => (4, format!("Device {device} restarted")),
+            AlarmKind::AgentOffline => (2, format!("Site probe {device} is offline")),
         };
         NewIncident {
             kind,

@@ -57,6 +57,12 @@ pub enum AlarmKind {
     LinkDown,
     /// A watched port keeps going down and up.
     PortFlapping,
+    /// A site probe went away: its site is a blind spot.
+    AgentOffline,
+    /// A device restarted.
+    DeviceRebooted,
+    /// The VLAN of a watched port changed.
+    VlanChanged,
 }
 
 impl AlarmKind {
@@ -66,6 +72,9 @@ impl AlarmKind {
             AlarmKind::DeviceDown => "device_down",
             AlarmKind::LinkDown => "link_down",
             AlarmKind::PortFlapping => "port_flapping",
+            AlarmKind::AgentOffline => "agent_offline",
+            AlarmKind::DeviceRebooted => "device_rebooted",
+            AlarmKind::VlanChanged => "vlan_changed",
         }
     }
 }

@@ -477,3 +477,42 @@ fn the_life_cycle_of_an_incident() {
         .unwrap();
     assert_eq!(tx.incidents[&id].state, "closed");
 }
+
+#[test]
+fn agent_offline_reboots_and_vlan_changes() {
+    let mut c = Correlator::new(rules(0), inventory());
+    let mut tx = Fake::default();
+    // A probe that goes away is a blind spot, once; it comes back: resolved.
+    c.agent_status("site-b12", "offline", t(0), &mut tx)
+        .unwrap();
+    c.agent_status("site-b12", "offline", t(1), &mut tx)
+        .unwrap();
+    assert_eq!(tx.open().len(), 1);
+    assert_eq!(tx.open()[0].key, "site-b12||agent_offline");
+    c.agent_status("site-b12", "online", t(2), &mut tx).unwrap();
+    assert!(tx.open().is_empty());
+    // A reboot is recorded, resolved at once.
+    c.on_event(
+        &device(EventKind::DeviceRebooted, "x9"),
+        None,
+        t(3),
+        &mut tx,
+    )
+    .unwrap();
+    assert_eq!(tx.incidents.len(), 2);
+    assert!(tx.open().is_empty());
+    // A VLAN change on an access port is only recorded; on an uplink it is an incident.
+    let mut v = port(EventKind::VlanChanged, "x9", 5);
+    v.attrs.insert("old".into(), serde_json::json!(10));
+    v.attrs.insert("new".into(), serde_json::json!(20));
+    c.on_event(&v, Some(PortRole::Access), t(4), &mut tx)
+        .unwrap();
+    assert_eq!(tx.incidents.len(), 2);
+    let mut v = port(EventKind::VlanChanged, "x9", 49);
+    v.attrs.insert("old".into(), serde_json::json!(1));
+    v.attrs.insert("new".into(), serde_json::json!(99));
+    c.on_event(&v, UP, t(5), &mut tx).unwrap();
+    let open = tx.open();
+    assert_eq!(open.len(), 1);
+    assert!(open[0].key.starts_with("x9|49|vlan_changed"));
+}
