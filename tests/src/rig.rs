@@ -40,6 +40,8 @@ pub struct Rig {
     pub agent: Process,
     /// The agent's config file.
     pub agent_config: PathBuf,
+    /// The collector's config file.
+    pub collector_config: PathBuf,
     /// The collector process.
     pub collector: Process,
     /// `http://127.0.0.1:PORT` of the collector API.
@@ -301,6 +303,7 @@ address = "{switch}"
             mqtt,
             agent,
             agent_config: agent_cfg,
+            collector_config: collector_cfg,
             trap_port,
             collector,
             api,
@@ -314,6 +317,23 @@ address = "{switch}"
     pub fn restart_agent(&mut self) -> Result<()> {
         let log = self.dir.path().join("agent-restarted.log");
         self.agent = start_agent(&self.agent_config, &log, &self.metrics)?;
+        Ok(())
+    }
+
+    /// Stops the collector (SIGTERM) and starts it again on the same store, and waits until
+    /// it is connected to the broker.
+    pub fn restart_collector(&mut self) -> Result<()> {
+        self.collector.terminate()?;
+        let log = self.dir.path().join("collector-restarted.log");
+        let mut collector = start_binary("cnaas-collector", &self.collector_config, &log)?;
+        let api = self.api.clone();
+        wait_until("the restarted collector", Duration::from_secs(20), || {
+            collector.check_alive().ok()?;
+            let v = http_json(&format!("{api}/healthz")).ok()?;
+            (v["mqtt_connected"] == Value::Bool(true)).then_some(())
+        })
+        .with_context(|| collector.log())?;
+        self.collector = collector;
         Ok(())
     }
 

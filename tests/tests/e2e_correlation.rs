@@ -185,3 +185,51 @@ fn a_dead_distribution_switch_and_a_flapping_port() -> Result<()> {
     assert_eq!(collector.terminate()?, Some(0));
     Ok(())
 }
+
+/// Flap the uplink of the rig's switch `n` times, waiting for each change to be stored.
+fn flap(rig: &cnaas_tests::rig::Rig, n: usize) -> Result<()> {
+    for _ in 0..n {
+        for (status, kind) in [(2, "link_down"), (1, "link_up")] {
+            let before = rig.port_events(kind, 49);
+            rig.set_oper(49, status)?;
+            wait_until("the transition", Duration::from_secs(10), || {
+                (rig.port_events(kind, 49) > before).then_some(())
+            })
+            .with_context(|| rig.logs())?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_restart_mid_flap_continues_the_same_incident() -> Result<()> {
+    use cnaas_tests::rig::{Rig, RigOptions};
+    let mut rig = Rig::start(&RigOptions {
+        dead_device: false,
+        collector_rules: "link_hold = \"60s\"\ngroup_window = \"10s\"\n".into(),
+        ..RigOptions::default()
+    })?;
+    flap(&rig, 8)?;
+    let open = rig.open_incidents();
+    assert_eq!(open.len(), 1, "{open:#?}");
+    assert_eq!(open[0]["kind"], "port_flapping");
+    let id = open[0]["id"].clone();
+    let before = open[0]["transitions"].as_u64().unwrap_or(0);
+    assert!(before >= 16, "{:#}", open[0]);
+
+    rig.restart_collector()?;
+    flap(&rig, 3)?;
+    let open = rig.open_incidents();
+    assert_eq!(
+        open.len(),
+        1,
+        "still one incident after the restart: {open:#?}"
+    );
+    assert_eq!(open[0]["id"], id);
+    assert!(
+        open[0]["transitions"].as_u64().unwrap_or(0) >= before + 6,
+        "{:#}",
+        open[0]
+    );
+    Ok(())
+}

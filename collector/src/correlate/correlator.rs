@@ -241,7 +241,7 @@ impl Correlator {
                 }
                 ("port_flapping", Some(i)) => {
                     let p = self.ports.entry((device.to_owned(), i)).or_default();
-                    p.alarm = PortAlarm::restored_flapping(now);
+                    p.alarm = PortAlarm::restored_flapping(now, m.transitions.unwrap_or(0));
                     p.flap_incident = Some(m.incident);
                 }
                 _ => {}

@@ -78,12 +78,12 @@ impl Flap {
 
     /// A port known to be flapping (after a restart): the penalty at the ceiling, so it calms
     /// down by the algorithm's own rule.
-    pub fn restored_flapping(now: DateTime<Utc>) -> Flap {
+    pub fn restored_flapping(now: DateTime<Utc>, transitions: u32) -> Flap {
         Flap {
             penalty: FLAP_CEILING,
             last: Some(now),
             flapping: true,
-            transitions: 0,
+            transitions,
         }
     }
 

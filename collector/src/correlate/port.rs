@@ -62,10 +62,10 @@ impl PortAlarm {
         }
     }
 
-    /// A port that was flapping before a restart.
-    pub fn restored_flapping(now: DateTime<Utc>) -> PortAlarm {
+    /// A port that was flapping before a restart, with its transition count so far.
+    pub fn restored_flapping(now: DateTime<Utc>, transitions: u32) -> PortAlarm {
         PortAlarm {
-            flap: Flap::restored_flapping(now),
+            flap: Flap::restored_flapping(now, transitions),
             next_flap_check: Some(now + CHECK_EVERY),
             ..PortAlarm::default()
         }

@@ -173,6 +173,8 @@ pub struct OpenMember {
     pub site: Option<String>,
     /// When the incident opened.
     pub opened_at: DateTime<Utc>,
+    /// The incident's running transition count (flapping).
+    pub transitions: Option<u32>,
 }
 
 /// The identity of an alarm: `device|subindex|type` (subindex is the ifIndex or empty).

@@ -462,7 +462,7 @@ impl Store for SqliteStore {
     fn open_members(&self) -> Result<Vec<OpenMember>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
-            "SELECT m.incident_id, m.alarm_key, m.active, i.device, i.site, i.opened_at
+            "SELECT m.incident_id, m.alarm_key, m.active, i.device, i.site, i.opened_at, i.transitions
              FROM incident_alarms m JOIN incidents i ON i.id = m.incident_id
              WHERE i.state IN ('open', 'acknowledged') ORDER BY m.incident_id",
         )?;
@@ -474,10 +474,11 @@ impl Store for SqliteStore {
                 r.get::<_, String>(3)?,
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, String>(5)?,
+                r.get::<_, Option<u32>>(6)?,
             ))
         })?;
         rows.map(|r| {
-            let (incident, alarm, active, device, site, opened) = r?;
+            let (incident, alarm, active, device, site, opened, transitions) = r?;
             Ok(OpenMember {
                 incident,
                 alarm,
@@ -485,6 +486,7 @@ impl Store for SqliteStore {
                 device,
                 site,
                 opened_at: parse_ts("incidents", &opened)?,
+                transitions,
             })
         })
         .collect()

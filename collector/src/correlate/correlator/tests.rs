@@ -399,6 +399,7 @@ fn restart_continues_open_incidents() {
             device: "x9".into(),
             site: Some("b99".into()),
             opened_at: t(0),
+            transitions: None,
         })
         .collect();
     // A new engine after a restart learns the open incident from the store ...
