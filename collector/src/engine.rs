@@ -118,19 +118,85 @@ pub fn spawn(
             Err(e) => tracing::error!(error = %e, "Cannot read the open incidents; starting without them."),
         }
         metrics.incidents_open.set(i64::try_from(correlator.open_incidents()).unwrap_or(i64::MAX));
-        while let Some(env) = rx.blocking_recv() {
-            if matches!(env.input, Input::Event { .. } | Input::DeadLetter { .. } | Input::Status { .. }) {
-                metrics.ingest_queue.dec();
+        while let Some(first) = rx.blocking_recv() {
+            // Take what is queued (bounded), so a burst shares one transaction per run of events.
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(env) => batch.push(env),
+                    Err(_) => break,
+                }
             }
-            process(store.as_ref(), &inventory, &mut correlator, &metrics, env.input);
+            let mut events = Vec::new();
+            for env in batch {
+                if matches!(env.input, Input::Event { .. } | Input::DeadLetter { .. } | Input::Status { .. }) {
+                    metrics.ingest_queue.dec();
+                }
+                if matches!(env.input, Input::Event { .. }) {
+                    events.push(env);
+                    continue;
+                }
+                flush_events(store.as_ref(), &inventory, &mut correlator, &metrics, acker.as_ref(), &mut events);
+                let ack = env.ack;
+                process(store.as_ref(), &inventory, &mut correlator, &metrics, env.input);
+                if let Some(p) = ack {
+                    acker.ack(&p);
+                }
+            }
+            flush_events(store.as_ref(), &inventory, &mut correlator, &metrics, acker.as_ref(), &mut events);
             metrics.incidents_open.set(i64::try_from(correlator.open_incidents()).unwrap_or(i64::MAX));
-            if let Some(p) = env.ack {
-                acker.ack(&p);
-            }
         }
         tracing::info!("Engine stopped.");
     })?;
     Ok((tx, handle))
+}
+
+/// Inputs taken from the queue at once, at most.
+const BATCH: usize = 512;
+
+/// Stores and correlates a run of events in one transaction, then acknowledges them.
+fn flush_events(
+    store: &dyn Store,
+    inventory: &Inventory,
+    correlator: &mut Correlator,
+    metrics: &CollectorMetrics,
+    acker: &dyn Acker,
+    events: &mut Vec<Envelope>,
+) {
+    if events.is_empty() {
+        return;
+    }
+    let now = Utc::now();
+    let (mut stored, mut duplicate) = (0u64, 0u64);
+    with_retry(metrics, "events", || {
+        (stored, duplicate) = (0, 0);
+        store.transaction(&mut |tx| {
+            for env in events.iter() {
+                let Input::Event { event, .. } = &env.input else {
+                    continue;
+                };
+                let role = correlate::resolve_role(event, inventory);
+                if tx.insert_event(event, role, now)? {
+                    stored += 1;
+                    correlator.on_event(event, role, now, &mut Observed { inner: tx, metrics })?;
+                } else {
+                    duplicate += 1;
+                    tracing::debug!(event = %event.id, "Duplicate event ignored.");
+                }
+            }
+            Ok(())
+        })
+    });
+    metrics.events_stored.inc_by(stored);
+    metrics.events_duplicate.inc_by(duplicate);
+    for env in events.drain(..) {
+        if let Input::Event { received, .. } = &env.input {
+            metrics.processing.observe(received.elapsed().as_secs_f64());
+        }
+        if let Some(p) = env.ack {
+            acker.ack(&p);
+        }
+    }
 }
 
 /// Retries a store operation until it works: ingestion waits rather than loses a message.
@@ -160,6 +226,14 @@ struct Observed<'a> {
 }
 
 impl IncidentTx for Observed<'_> {
+    fn insert_event(
+        &mut self,
+        event: &Event,
+        role: Option<cnaas_shared::role::PortRole>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.insert_event(event, role, at)
+    }
     fn open(&mut self, new: &NewIncident, at: DateTime<Utc>) -> Result<i64, StoreError> {
         let id = self.inner.open(new, at)?;
         self.metrics

@@ -104,6 +104,13 @@ impl Relation {
 
 /// Incident changes inside one transaction (the correlation engine's view of the store).
 pub trait IncidentTx {
+    /// Stores an event; false when its id was stored before (a redelivery).
+    fn insert_event(
+        &mut self,
+        event: &Event,
+        role: Option<PortRole>,
+        received_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Opens an incident with its root alarm; returns its id.
     fn open(&mut self, new: &NewIncident, at: DateTime<Utc>) -> Result<i64, StoreError>;
     /// Adds (or re-activates) an alarm as a member of an incident.
@@ -378,6 +385,11 @@ pub trait Store: Send + Sync {
         event: Option<(&Event, Option<PortRole>, DateTime<Utc>)>,
         f: &mut dyn FnMut(&mut dyn IncidentTx) -> Result<(), StoreError>,
     ) -> Result<bool, StoreError>;
+    /// Runs `f` in one transaction (many events at once: one commit for all of them).
+    fn transaction(
+        &self,
+        f: &mut dyn FnMut(&mut dyn IncidentTx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
     /// The alarms of every open incident.
     fn open_members(&self) -> Result<Vec<OpenMember>, StoreError>;
     /// Keeps a message that could not be ingested.

@@ -296,6 +296,15 @@ struct SqliteTx<'a, 'c> {
 }
 
 impl IncidentTx for SqliteTx<'_, '_> {
+    fn insert_event(
+        &mut self,
+        event: &Event,
+        role: Option<PortRole>,
+        received_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        insert_event(self.tx, event, role, received_at)
+    }
+
     fn open(&mut self, new: &NewIncident, at: DateTime<Utc>) -> Result<i64, StoreError> {
         self.tx
             .prepare_cached(
@@ -457,6 +466,17 @@ impl Store for SqliteStore {
         f(&mut SqliteTx { tx: &tx })?;
         tx.commit()?;
         Ok(true)
+    }
+
+    fn transaction(
+        &self,
+        f: &mut dyn FnMut(&mut dyn IncidentTx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        f(&mut SqliteTx { tx: &tx })?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn open_members(&self) -> Result<Vec<OpenMember>, StoreError> {

@@ -23,6 +23,14 @@ struct FakeIncident {
 }
 
 impl IncidentTx for Fake {
+    fn insert_event(
+        &mut self,
+        _e: &Event,
+        _r: Option<PortRole>,
+        _at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
     fn open(&mut self, new: &NewIncident, _at: DateTime<Utc>) -> Result<i64, StoreError> {
         self.next += 1;
         let mut members = BTreeMap::new();
