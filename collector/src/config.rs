@@ -141,9 +141,24 @@ pub struct DeviceEntry {
     pub site: Option<String>,
     /// The device's parent towards the core (another `[[device]]`).
     pub uplink: Option<String>,
+    /// Its place in the network, as cnaas-nms types devices.
+    pub role: Option<DeviceRole>,
     /// Port roles by ifName (or ifIndex as a string).
     #[serde(default)]
     pub ports: BTreeMap<String, PortRole>,
+}
+
+/// A device's place in the campus network (cnaas-nms device types); it sets severities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceRole {
+    /// Core switch or router.
+    Core,
+    /// Distribution switch.
+    #[serde(alias = "dist")]
+    Distribution,
+    /// Access switch.
+    Access,
 }
 
 /// Where incidents and events are stored.
@@ -162,6 +177,8 @@ pub struct InventoryDevice {
     pub site: Option<String>,
     /// Parent device.
     pub uplink: Option<String>,
+    /// Core, distribution or access.
+    pub role: Option<DeviceRole>,
     /// Port roles by ifName or ifIndex string.
     pub ports: BTreeMap<String, PortRole>,
 }
@@ -302,6 +319,7 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
                 customer: d.customer.clone(),
                 site: d.site.clone(),
                 uplink: d.uplink.clone(),
+                role: d.role,
                 ports: d.ports.clone(),
             },
         );

@@ -314,6 +314,9 @@ impl IncidentTx for Observed<'_> {
     fn set_escalated(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.set_escalated(incident, at)
     }
+    fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError> {
+        self.inner.set_in_maintenance(incident)
+    }
     fn note_by(
         &mut self,
         incident: i64,

@@ -13,5 +13,5 @@ pub mod port;
 mod roles;
 pub mod topology;
 
-pub use correlator::{Action, CommandError, Correlator, Rules};
+pub use correlator::{Action, CommandError, Correlator, Maintenance, NoMaintenance, Rules};
 pub use roles::resolve_role;

@@ -154,6 +154,8 @@ pub trait IncidentTx {
     ) -> Result<(), StoreError>;
     /// Marks the incident escalated to 2nd line.
     fn set_escalated(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Flags the incident as opened inside a maintenance window.
+    fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError>;
     /// A line of history by a person.
     fn note_by(
         &mut self,
@@ -256,6 +258,8 @@ pub struct Incident {
     pub transitions: Option<u32>,
     /// Escalated to 2nd line.
     pub escalated: bool,
+    /// Opened while its device was inside a maintenance window.
+    pub in_maintenance: bool,
 }
 
 /// An alarm of an incident.

@@ -101,6 +101,10 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE incidents ADD COLUMN escalated INTEGER NOT NULL DEFAULT 0;
     ",
+    // 4: the maintenance flag.
+    r"
+    ALTER TABLE incidents ADD COLUMN in_maintenance INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -188,7 +192,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-const INCIDENT_COLUMNS: &str = "id, kind, state, severity, device, if_index, if_name, if_alias, role, site, customer, summary, opened_at, updated_at, resolved_at, transitions, escalated";
+const INCIDENT_COLUMNS: &str = "id, kind, state, severity, device, if_index, if_name, if_alias, role, site, customer, summary, opened_at, updated_at, resolved_at, transitions, escalated, in_maintenance";
 
 fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<(Incident, [String; 2], Option<String>)> {
     Ok((
@@ -210,6 +214,7 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<(Incident, [String; 2], Op
             resolved_at: None,
             transitions: r.get(15)?,
             escalated: r.get(16)?,
+            in_maintenance: r.get(17)?,
         },
         [r.get(12)?, r.get(13)?],
         r.get(14)?,
@@ -427,6 +432,13 @@ impl IncidentTx for SqliteTx<'_, '_> {
         self.tx
             .prepare_cached("UPDATE incidents SET escalated = 1, updated_at = ?2 WHERE id = ?1")?
             .execute(params![incident, ts(at)])?;
+        Ok(())
+    }
+
+    fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE incidents SET in_maintenance = 1 WHERE id = ?1")?
+            .execute([incident])?;
         Ok(())
     }
 

@@ -14,6 +14,7 @@ struct Fake {
 
 #[derive(Debug, Clone)]
 struct FakeIncident {
+    in_maintenance: bool,
     key: String,
     state: &'static str,
     escalated: bool,
@@ -38,6 +39,7 @@ impl IncidentTx for Fake {
         self.incidents.insert(
             self.next,
             FakeIncident {
+                in_maintenance: false,
                 key: new.key.clone(),
                 state: "open",
                 escalated: false,
@@ -116,6 +118,10 @@ impl IncidentTx for Fake {
             "closed" => "closed",
             _ => "open",
         };
+        Ok(())
+    }
+    fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError> {
+        self.incidents.get_mut(&incident).unwrap().in_maintenance = true;
         Ok(())
     }
     fn set_escalated(&mut self, incident: i64, _at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -524,4 +530,35 @@ fn agent_offline_reboots_and_vlan_changes() {
     let open = tx.open();
     assert_eq!(open.len(), 1);
     assert!(open[0].key.starts_with("x9|49|vlan_changed"));
+}
+
+#[test]
+fn maintenance_flags_and_device_roles_set_severity() {
+    struct Window;
+    impl Maintenance for Window {
+        fn in_window(&self, device: &str, now: DateTime<Utc>) -> bool {
+            device == "x9" && now < t(100)
+        }
+    }
+    let mut c = Correlator::new(rules(0), inventory()).with_maintenance(Box::new(Window));
+    let mut tx = Fake::default();
+    c.on_event(
+        &device(EventKind::DeviceUnreachable, "x9"),
+        None,
+        t(0),
+        &mut tx,
+    )
+    .unwrap();
+    assert!(tx.incidents.values().all(|i| i.in_maintenance));
+    c.on_event(
+        &device(EventKind::DeviceReachable, "x9"),
+        None,
+        t(1),
+        &mut tx,
+    )
+    .unwrap();
+    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(500), &mut tx)
+        .unwrap();
+    assert_eq!(tx.open().len(), 1);
+    assert!(!tx.open()[0].in_maintenance, "after the window");
 }
