@@ -117,6 +117,10 @@ pub fn spawn(
             Ok(members) => correlator.restore(&members, Utc::now()),
             Err(e) => tracing::error!(error = %e, "Cannot read the open incidents; starting without them."),
         }
+        match store.pending_alarms() {
+            Ok(pending) => correlator.restore_pending(&pending),
+            Err(e) => tracing::error!(error = %e, "Cannot read the quarantined alarms; starting without them."),
+        }
         metrics.incidents_open.set(i64::try_from(correlator.open_incidents()).unwrap_or(i64::MAX));
         while let Some(first) = rx.blocking_recv() {
             // Take what is queued (bounded), so a burst shares one transaction per run of events.
@@ -316,6 +320,12 @@ impl IncidentTx for Observed<'_> {
     }
     fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError> {
         self.inner.set_in_maintenance(incident)
+    }
+    fn set_pending(&mut self, alarm: &str, since: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.set_pending(alarm, since)
+    }
+    fn clear_pending(&mut self, alarm: &str) -> Result<(), StoreError> {
+        self.inner.clear_pending(alarm)
     }
     fn note_by(
         &mut self,

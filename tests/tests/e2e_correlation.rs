@@ -1,7 +1,8 @@
 //! Correlation end to end with real snmpsim and Mosquitto: a distribution switch with five
 //! access switches behind it (inventory uplinks). The simulator stops -> every switch stops
 //! answering -> exactly one incident, rooted at the distribution switch, with the five access
-//! switches as shadowed members; it comes back -> resolved. Then a port flapped ten times ->
+//! switches as shadowed members; the collector restarts in the middle of it; the switches come
+//! back -> that same incident resolves. Then a port flapped ten times ->
 //! one `port_flapping` incident per port, not ten.
 
 use std::time::Duration;
@@ -125,6 +126,19 @@ fn a_dead_distribution_switch_and_a_flapping_port() -> Result<()> {
             .iter()
             .all(|a| a.starts_with("a-b12-") && a.ends_with("||device_down"))
     );
+
+    // The collector restarts in the middle of it and carries on with the same incident.
+    assert_eq!(collector.terminate()?, Some(0));
+    collector = start_binary(
+        "cnaas-collector",
+        &collector_cfg,
+        &dir.path().join("collector-2.log"),
+    )?;
+    wait_until("the restarted collector", Duration::from_secs(20), || {
+        collector.check_alive().ok()?;
+        (http_json(&format!("{api}/healthz")).ok()?["mqtt_connected"] == Value::Bool(true))
+            .then_some(())
+    })?;
 
     // It comes back: resolved.
     sim.resume()?;

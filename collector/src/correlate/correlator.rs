@@ -284,6 +284,24 @@ impl Correlator {
         self.open.retain(|_, o| !o.active.is_empty());
     }
 
+    /// Rebuilds the quarantined port alarms after a restart (their hold goes on from when the
+    /// port went down).
+    pub fn restore_pending(&mut self, pending: &[(String, DateTime<Utc>)]) {
+        for (key, since) in pending {
+            let mut parts = key.splitn(3, '|');
+            if let (Some(device), Some(Ok(i)), Some("link_down")) = (
+                parts.next(),
+                parts.next().map(str::parse::<u32>),
+                parts.next(),
+            ) {
+                let p = self.ports.entry((device.to_owned(), i)).or_default();
+                if !p.alarm.is_active() && !p.alarm.is_flapping() {
+                    p.alarm = PortAlarm::restored_pending(*since);
+                }
+            }
+        }
+    }
+
     /// Number of incidents open now.
     pub fn open_incidents(&self) -> usize {
         self.open.len()
@@ -672,8 +690,9 @@ impl Correlator {
         let flap = alarm_key(device, Some(if_index), AlarmKind::PortFlapping);
         for outcome in outcomes {
             match outcome {
-                Outcome::Pending => {}
+                Outcome::Pending => tx.set_pending(&link, now)?,
                 Outcome::Transient { down_for } => {
+                    tx.clear_pending(&link)?;
                     tracing::info!(
                         device,
                         if_index,
@@ -682,6 +701,7 @@ impl Correlator {
                     );
                 }
                 Outcome::Activate => {
+                    tx.clear_pending(&link)?;
                     let target = self.port_target(device, now);
                     let incident = match target {
                         Some((id, relation)) => {
@@ -709,6 +729,7 @@ impl Correlator {
                     }
                 }
                 Outcome::FlapStarted { transitions } => {
+                    tx.clear_pending(&link)?;
                     if let Some(incident) = self.ports.get_mut(key).and_then(|p| p.incident.take())
                     {
                         self.clear(incident, &link, now, event, tx)?;

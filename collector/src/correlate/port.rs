@@ -62,6 +62,14 @@ impl PortAlarm {
         }
     }
 
+    /// A port that was down and in quarantine since `since` before a restart.
+    pub fn restored_pending(since: DateTime<Utc>) -> PortAlarm {
+        PortAlarm {
+            down_since: Some(since),
+            ..PortAlarm::default()
+        }
+    }
+
     /// A port that was flapping before a restart, with its transition count so far.
     pub fn restored_flapping(now: DateTime<Utc>, transitions: u32) -> PortAlarm {
         PortAlarm {

@@ -154,6 +154,11 @@ pub trait IncidentTx {
     ) -> Result<(), StoreError>;
     /// Marks the incident escalated to 2nd line.
     fn set_escalated(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Remembers that a watched port went down at `since` and is in quarantine, so a restart
+    /// does not forget it (the agent will not report it again while it stays down).
+    fn set_pending(&mut self, alarm: &str, since: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Forgets a quarantined alarm (it cleared or became active).
+    fn clear_pending(&mut self, alarm: &str) -> Result<(), StoreError>;
     /// Flags the incident as opened inside a maintenance window.
     fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError>;
     /// A line of history by a person.
@@ -396,6 +401,8 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The alarms of every open incident.
     fn open_members(&self) -> Result<Vec<OpenMember>, StoreError>;
+    /// Alarms in quarantine: key and since when.
+    fn pending_alarms(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
     /// Keeps a message that could not be ingested.
     fn dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError>;
     /// Records an agent's status message.

@@ -105,6 +105,10 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE incidents ADD COLUMN in_maintenance INTEGER NOT NULL DEFAULT 0;
     ",
+    // 5: alarms in quarantine, so a restart does not forget them.
+    r"
+    CREATE TABLE pending_alarms (alarm_key TEXT PRIMARY KEY, since TEXT NOT NULL);
+    ",
 ];
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -435,6 +439,20 @@ impl IncidentTx for SqliteTx<'_, '_> {
         Ok(())
     }
 
+    fn set_pending(&mut self, alarm: &str, since: DateTime<Utc>) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("INSERT INTO pending_alarms (alarm_key, since) VALUES (?1, ?2) ON CONFLICT(alarm_key) DO UPDATE SET since = excluded.since")?
+            .execute(params![alarm, ts(since)])?;
+        Ok(())
+    }
+
+    fn clear_pending(&mut self, alarm: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("DELETE FROM pending_alarms WHERE alarm_key = ?1")?
+            .execute([alarm])?;
+        Ok(())
+    }
+
     fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError> {
         self.tx
             .prepare_cached("UPDATE incidents SET in_maintenance = 1 WHERE id = ?1")?
@@ -489,6 +507,18 @@ impl Store for SqliteStore {
         f(&mut SqliteTx { tx: &tx })?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn pending_alarms(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare_cached("SELECT alarm_key, since FROM pending_alarms ORDER BY since")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|r| {
+            let (key, since) = r?;
+            Ok((key, parse_ts("pending_alarms", &since)?))
+        })
+        .collect()
     }
 
     fn open_members(&self) -> Result<Vec<OpenMember>, StoreError> {

@@ -8,6 +8,7 @@ use cnaas_shared::Source;
 /// An in-memory store transaction: what the engine did, to assert on.
 #[derive(Default)]
 struct Fake {
+    pending: std::collections::BTreeSet<String>,
     next: i64,
     incidents: BTreeMap<i64, FakeIncident>,
 }
@@ -118,6 +119,14 @@ impl IncidentTx for Fake {
             "closed" => "closed",
             _ => "open",
         };
+        Ok(())
+    }
+    fn set_pending(&mut self, alarm: &str, _since: DateTime<Utc>) -> Result<(), StoreError> {
+        self.pending.insert(alarm.to_owned());
+        Ok(())
+    }
+    fn clear_pending(&mut self, alarm: &str) -> Result<(), StoreError> {
+        self.pending.remove(alarm);
         Ok(())
     }
     fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError> {
@@ -561,4 +570,21 @@ fn maintenance_flags_and_device_roles_set_severity() {
         .unwrap();
     assert_eq!(tx.open().len(), 1);
     assert!(!tx.open()[0].in_maintenance, "after the window");
+}
+
+#[test]
+fn a_quarantined_alarm_survives_a_restart() {
+    let mut c = Correlator::new(rules(60), inventory());
+    let mut tx = Fake::default();
+    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+        .unwrap();
+    assert!(tx.pending.contains("x9|49|link_down"));
+    // Restart at t=30: the new engine learns the pending alarm and activates it on time.
+    let mut c2 = Correlator::new(rules(60), inventory());
+    c2.restore_pending(&[("x9|49|link_down".to_owned(), t(0))]);
+    c2.tick(t(59), &mut tx).unwrap();
+    assert!(tx.incidents.is_empty());
+    c2.tick(t(60), &mut tx).unwrap();
+    assert_eq!(tx.open().len(), 1);
+    assert!(tx.pending.is_empty());
 }
