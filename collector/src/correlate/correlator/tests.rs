@@ -588,3 +588,33 @@ fn a_quarantined_alarm_survives_a_restart() {
     assert_eq!(tx.open().len(), 1);
     assert!(tx.pending.is_empty());
 }
+
+proptest::proptest! {
+    /// Any sequence of downs, ups and clock ticks for one watched port: at most one incident is
+    /// open, a `link_down` incident is open only while the last event was a down (and not while
+    /// it flaps), and when the last event was an up with the port not flapping, nothing is open.
+    #[test]
+    fn the_incident_state_follows_the_last_event(steps in proptest::collection::vec((proptest::bool::ANY, 0i64..90), 1..60)) {
+        let mut c = Correlator::new(rules(60), inventory());
+        let mut tx = Fake::default();
+        let mut now = 0;
+        let mut flapping_seen = false;
+        for (down, gap) in steps {
+            now += gap;
+            let kind = if down { EventKind::LinkDown } else { EventKind::LinkUp };
+            c.on_event(&port(kind, "x9", 49), UP, t(now), &mut tx).unwrap();
+            c.tick(t(now + 1), &mut tx).unwrap();
+            let open = tx.open();
+            proptest::prop_assert!(open.len() <= 1, "{open:#?}");
+            flapping_seen |= open.iter().any(|i| i.key.ends_with("port_flapping"));
+            if let Some(i) = open.first()
+                && i.key.ends_with("link_down")
+            {
+                proptest::prop_assert!(down, "a link_down incident open after an up");
+            }
+            if !down && !flapping_seen {
+                proptest::prop_assert!(open.is_empty(), "{open:#?}");
+            }
+        }
+    }
+}
