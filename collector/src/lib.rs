@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod app;
+pub mod calendar;
 pub mod config;
 pub mod correlate;
 pub mod engine;
