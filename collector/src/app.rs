@@ -69,8 +69,13 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
             )
         })
     };
-    let router = api::router(store.clone(), tokens, tx.downgrade())
-        .merge(runtime::observability_router(Arc::new(registry), health));
+    let router = api::router(
+        store.clone(),
+        Arc::new(cfg.customers.clone()),
+        tokens,
+        tx.downgrade(),
+    )
+    .merge(runtime::observability_router(Arc::new(registry), health));
     let http_token = CancellationToken::new();
     let http = tokio::spawn(runtime::serve(listener, router, http_token.clone()));
     tracing::info!(collector = %cfg.id, api = %cfg.api_listen, "Collector started.");

@@ -35,6 +35,46 @@ pub struct CollectorFile {
     /// `[[device]]`: the inventory.
     #[serde(default)]
     pub device: Vec<DeviceEntry>,
+    /// `[[channel]]`: how notifications are delivered.
+    #[serde(default)]
+    pub channel: Vec<ChannelEntry>,
+    /// `[[customer]]`: the customers and their contact points.
+    #[serde(default)]
+    pub customer: Vec<crate::customers::CustomerEntry>,
+}
+
+/// `[[channel]]`: one way of delivering notifications, referred to by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelEntry {
+    /// Name the contact points and queues refer to.
+    pub name: String,
+    /// `smtp`, `webhook`, `mqtt` or `file`.
+    pub kind: ChannelKind,
+    /// smtp: `host:port` of the mail server.
+    pub server: Option<String>,
+    /// smtp: sender address.
+    pub from: Option<String>,
+    /// webhook: URL to POST to.
+    pub url: Option<String>,
+    /// mqtt: topic to publish on.
+    pub topic: Option<String>,
+    /// file: JSON-lines file.
+    pub path: Option<PathBuf>,
+}
+
+/// Channel kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    /// E-mail over SMTP.
+    Smtp,
+    /// HTTP POST of JSON.
+    Webhook,
+    /// A topic on the MQTT broker.
+    Mqtt,
+    /// JSON lines in a file.
+    File,
 }
 
 /// `[collector]`.
@@ -213,6 +253,8 @@ pub struct CollectorConfig {
     pub inventory: Inventory,
     /// Correlation timing.
     pub rules: crate::correlate::Rules,
+    /// Customers with their contact points.
+    pub customers: Vec<crate::customers::Customer>,
 }
 
 impl CollectorConfig {
@@ -344,6 +386,74 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
             at = devices.get(name).and_then(|x| x.uplink.as_deref());
         }
     }
+    let mut channel_names: Vec<String> = Vec::new();
+    for (i, c) in f.channel.iter().enumerate() {
+        let at = |k: &'static str| vec![Key("channel"), Index(i), Key(k)];
+        if channel_names.contains(&c.name) {
+            errors.push((
+                at("name"),
+                format!("channel `{}` is defined twice", c.name),
+                None,
+            ));
+        }
+        channel_names.push(c.name.clone());
+        let needs: &[(&'static str, bool)] = match c.kind {
+            ChannelKind::Smtp => &[("server", c.server.is_some()), ("from", c.from.is_some())],
+            ChannelKind::Webhook => &[("url", c.url.is_some())],
+            ChannelKind::Mqtt => &[("topic", c.topic.is_some())],
+            ChannelKind::File => &[("path", c.path.is_some())],
+        };
+        for (key, present) in needs {
+            if !present {
+                errors.push((
+                    at("kind"),
+                    format!("channel `{}` needs `{key}`", c.name),
+                    None,
+                ));
+            }
+        }
+    }
+    if !f.channel.is_empty() {
+        warnings.push((
+            vec![Key("channel"), Index(0), Key("name")],
+            "notification delivery is not in this build yet: channels and contact points are checked, nothing is sent".into(),
+            None,
+        ));
+    }
+    let mut customers = Vec::new();
+    let mut customer_ids = HashSet::new();
+    for (i, entry) in f.customer.iter().enumerate() {
+        if !customer_ids.insert(entry.id.as_str()) {
+            errors.push((
+                vec![Key("customer"), Index(i), Key("id")],
+                format!("customer `{}` is defined twice", entry.id),
+                None,
+            ));
+        }
+        let (customer, findings) = crate::customers::check(entry, &channel_names);
+        for (field, message, is_error) in findings {
+            let path = vec![Key("customer"), Index(i), Key(field)];
+            if is_error {
+                errors.push((path, message, None));
+            } else {
+                warnings.push((path, message, None));
+            }
+        }
+        customers.extend(customer);
+    }
+    if !f.customer.is_empty() {
+        for (i, d) in f.device.iter().enumerate() {
+            if let Some(c) = &d.customer
+                && !customer_ids.contains(c.as_str())
+            {
+                errors.push((
+                    vec![Key("device"), Index(i), Key("customer")],
+                    format!("customer `{c}` is not defined"),
+                    Some("add a [[customer]] with this id".into()),
+                ));
+            }
+        }
+    }
     let tokens_file = f.api.tokens_file.as_ref().map(|p| base_dir.join(p));
     match &tokens_file {
         Some(path) => {
@@ -367,6 +477,7 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
         tokens_file,
         inventory: Inventory { devices, roles },
         rules: f.rules.rules(),
+        customers,
     });
     let ok = errors.is_empty();
     for (p, m, h) in warnings {
@@ -471,6 +582,35 @@ ports = { "Te1/1/1" = "uplink" }
         );
         assert!(
             d.iter().any(|m| m.contains("cannot be its own uplink")),
+            "{d:#?}"
+        );
+    }
+
+    #[test]
+    fn customers_and_channels_are_checked_with_positions() {
+        let text = format!(
+            "{GOOD}\n[[channel]]\nname = \"mail\"\nkind = \"smtp\"\nserver = \"127.0.0.1:16025\"\nfrom = \"noc@sikt.no\"\n\n[[customer]]\nid = \"uni-b\"\nname = \"Uni B\"\nopening_hours = [\"mon-fri 08:00-16:00\"]\nincident = {{ channel = \"mail\", to = \"ola.nordmann@uni-b.no\" }}\nlocal_support = {{ channel = \"mail\", to = \"helpdesk@uni-b.no\" }}\ntechnical = [{{ channel = \"sms\", to = \"+47 91234567\" }}]\nadministrative = [{{ channel = \"mail\", to = \"kontrakt@uni-b.no\" }}]\n"
+        );
+        let d = diags(&text);
+        assert!(
+            d.iter()
+                .any(|m| m.contains("error: customer `uni-b` has no `change` contact point")),
+            "{d:#?}"
+        );
+        assert!(
+            d.iter()
+                .any(|m| m.contains("error: `technical` uses channel `sms`, which is not defined")),
+            "{d:#?}"
+        );
+        assert!(
+            d.iter()
+                .any(|m| m.contains("warning: `incident` of `uni-b` looks personal")),
+            "{d:#?}"
+        );
+        // The device refers to customer `uni-b`, which exists, so no error about it.
+        assert!(
+            !d.iter()
+                .any(|m| m.contains("customer `uni-b` is not defined")),
             "{d:#?}"
         );
     }

@@ -15,6 +15,7 @@ pub mod app;
 pub mod calendar;
 pub mod config;
 pub mod correlate;
+pub mod customers;
 pub mod engine;
 pub mod ingest;
 pub mod metrics;

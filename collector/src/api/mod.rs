@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::correlate::{Action, CommandError};
+use crate::customers::Customer;
 use crate::engine::{Envelope, Input};
 use crate::store::{EventFilter, IncidentFilter, Store, StoreError};
 
@@ -68,6 +69,7 @@ impl From<QueryRejection> for ApiError {
 
 #[derive(Clone)]
 struct ApiState {
+    customers: Arc<Vec<Customer>>,
     store: Arc<dyn Store>,
     tokens: Option<Arc<Tokens>>,
     engine: tokio::sync::mpsc::WeakSender<Envelope>,
@@ -77,6 +79,7 @@ struct ApiState {
 /// shutdown.
 pub fn router(
     store: Arc<dyn Store>,
+    customers: Arc<Vec<Customer>>,
     tokens: Option<Arc<Tokens>>,
     engine: tokio::sync::mpsc::WeakSender<Envelope>,
 ) -> Router {
@@ -85,12 +88,30 @@ pub fn router(
         .route("/api/v1/incidents/{id}", get(get_incident))
         .route("/api/v1/incidents/{id}/{action}", post(act))
         .route("/api/v1/events", get(list_events))
+        .route("/api/v1/customers", get(list_customers))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(ApiState {
+            customers,
             store,
             tokens,
             engine,
         })
+}
+
+/// The customers with their contact points and the warnings about them (a customer token
+/// sees its own only).
+async fn list_customers(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = who(&st, &headers)?;
+    let own = own_customer(&who);
+    let list: Vec<&Customer> = st
+        .customers
+        .iter()
+        .filter(|c| own.is_none_or(|o| o == c.id))
+        .collect();
+    Ok(Json(json!({ "customers": list })))
 }
 
 /// The caller, or 401. `None` means anonymous read access (no tokens file).
