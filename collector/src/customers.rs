@@ -152,10 +152,10 @@ pub type Finding = (&'static str, String, bool);
 /// every finding.
 pub fn check(entry: &CustomerEntry, channels: &[String]) -> (Option<Customer>, Vec<Finding>) {
     let mut findings: Vec<Finding> = Vec::new();
-    let mut point = |field: &'static str,
-                     p: &Option<ContactPoint>,
-                     functional: bool,
-                     findings: &mut Vec<Finding>| {
+    let point = |field: &'static str,
+                 p: &Option<ContactPoint>,
+                 functional: bool,
+                 findings: &mut Vec<Finding>| {
         match p {
             None => {
                 findings.push((
