@@ -170,15 +170,38 @@ fn flush_events(
     if events.is_empty() {
         return;
     }
+    let batch: Vec<&Event> = events
+        .iter()
+        .filter_map(|env| match &env.input {
+            Input::Event { event, .. } => Some(event),
+            _ => None,
+        })
+        .collect();
+    store_events(store, inventory, correlator, metrics, &batch);
+    for env in events.drain(..) {
+        if let Input::Event { received, .. } = &env.input {
+            metrics.processing.observe(received.elapsed().as_secs_f64());
+        }
+        if let Some(p) = env.ack {
+            acker.ack(&p);
+        }
+    }
+}
+
+/// Stores events and correlates them, all in one transaction (retried whole on failure).
+fn store_events(
+    store: &dyn Store,
+    inventory: &Inventory,
+    correlator: &mut Correlator,
+    metrics: &CollectorMetrics,
+    events: &[&Event],
+) {
     let now = Utc::now();
     let (mut stored, mut duplicate) = (0u64, 0u64);
     with_retry(metrics, "events", || {
         (stored, duplicate) = (0, 0);
         store.transaction(&mut |tx| {
-            for env in events.iter() {
-                let Input::Event { event, .. } = &env.input else {
-                    continue;
-                };
+            for event in events {
                 let role = correlate::resolve_role(event, inventory);
                 if tx.insert_event(event, role, now)? {
                     stored += 1;
@@ -193,14 +216,6 @@ fn flush_events(
     });
     metrics.events_stored.inc_by(stored);
     metrics.events_duplicate.inc_by(duplicate);
-    for env in events.drain(..) {
-        if let Input::Event { received, .. } = &env.input {
-            metrics.processing.observe(received.elapsed().as_secs_f64());
-        }
-        if let Some(p) = env.ack {
-            acker.ack(&p);
-        }
-    }
 }
 
 /// Retries a store operation until it works: ingestion waits rather than loses a message.
@@ -348,23 +363,10 @@ fn process(
     input: Input,
 ) {
     match input {
+        // The main loop stores events in runs (flush_events); a single one goes the same way.
         Input::Event { event, received } => {
-            let role = correlate::resolve_role(&event, inventory);
-            let now = Utc::now();
-            // A failed transaction is retried whole; the engine's memory of that attempt may be
-            // ahead of the store then, which the next restart's restore() repairs.
-            let stored = with_retry(metrics, "event", || {
-                store.process(Some((&event, role, now)), &mut |tx| {
-                    correlator.on_event(&event, role, now, &mut Observed { inner: tx, metrics })
-                })
-            });
+            store_events(store, inventory, correlator, metrics, &[&event]);
             metrics.processing.observe(received.elapsed().as_secs_f64());
-            if stored {
-                metrics.events_stored.inc();
-            } else {
-                metrics.events_duplicate.inc();
-                tracing::debug!(event = %event.id, "Duplicate event ignored.");
-            }
         }
         Input::Command {
             incident,
