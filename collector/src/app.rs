@@ -71,6 +71,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
     };
     let router = api::router(
         store.clone(),
+        Arc::new(cfg.inventory.clone()),
         Arc::new(cfg.customers.clone()),
         tokens,
         tx.downgrade(),

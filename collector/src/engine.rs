@@ -112,7 +112,8 @@ pub fn spawn(
         }
     });
     let handle = std::thread::Builder::new().name("engine".into()).spawn(move || {
-        let mut correlator = Correlator::new(rules, inventory.clone());
+        let mut correlator = Correlator::new(rules, inventory.clone())
+            .with_maintenance(Box::new(crate::changes::StoredWindows { store: store.clone() }));
         match store.open_members() {
             Ok(members) => correlator.restore(&members, Utc::now()),
             Err(e) => tracing::error!(error = %e, "Cannot read the open incidents; starting without them."),

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod app;
 pub mod calendar;
+pub mod changes;
 pub mod config;
 pub mod correlate;
 pub mod customers;

@@ -164,3 +164,68 @@ fn roles_and_the_incident_life_cycle() -> Result<()> {
     assert_eq!(who_did, expect, "{v:#}");
     Ok(())
 }
+
+#[test]
+fn changes_the_eight_day_rule_and_maintenance() -> Result<()> {
+    let rig = Rig::start(&RigOptions {
+        dead_device: false,
+        api_tokens: true,
+        ..RigOptions::default()
+    })?;
+    let api = rig.api.clone();
+    let url = format!("{api}/api/v1/changes");
+    let now = chrono::Utc::now();
+    let window = |start: chrono::DateTime<chrono::Utc>, kind: &str| {
+        format!(
+            r#"{{"title":"Software upgrade","kind":"{kind}","starts_at":"{}","ends_at":"{}","sites":["b12"]}}"#,
+            start.to_rfc3339(),
+            (start + chrono::TimeDelta::hours(2)).to_rfc3339()
+        )
+    };
+    // Tomorrow is too early for a planned change: 422 with the earliest allowed date.
+    let (s, v) = http_call(
+        "POST",
+        &url,
+        Some(token("ssc")),
+        Some(&window(now + chrono::TimeDelta::days(1), "planned")),
+    )?;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["earliest_start"].as_str().is_some_and(|d| d.len() == 10),
+        "{v}"
+    );
+    assert_eq!(
+        http_call(
+            "POST",
+            &url,
+            Some(token("readonly")),
+            Some(&window(now, "emergency"))
+        )?
+        .0,
+        403
+    );
+    // An emergency change is accepted at once; its window covers the switch from now on.
+    let (s, v) = http_call(
+        "POST",
+        &url,
+        Some(token("ssc")),
+        Some(&window(now - chrono::TimeDelta::minutes(1), "emergency")),
+    )?;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["devices"], serde_json::json!(["a-b12-01"]));
+    assert_eq!(v["customers"], serde_json::json!(["uni-b"]));
+    let (_, v) = http_call("GET", &url, Some(token("customer:uni-b")), None)?;
+    assert_eq!(v["changes"].as_array().map(Vec::len), Some(1));
+    let (_, v) = http_call("GET", &url, Some(token("customer:other")), None)?;
+    assert_eq!(v["changes"].as_array().map(Vec::len), Some(0));
+    // An uplink down inside the window: the incident is flagged.
+    rig.set_oper(49, 2)?;
+    let list = format!("{api}/api/v1/incidents?state=open");
+    let incident = wait_until("the incident", Duration::from_secs(15), || {
+        let (_, v) = http_call("GET", &list, Some(token("ssc")), None).ok()?;
+        v["incidents"].as_array()?.first().cloned()
+    })
+    .with_context(|| rig.logs())?;
+    assert_eq!(incident["in_maintenance"], true, "{incident:#}");
+    Ok(())
+}

@@ -24,6 +24,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::changes::{self, Change, ChangeError, ChangeRequest};
+use crate::config::Inventory;
 use crate::correlate::{Action, CommandError};
 use crate::customers::Customer;
 use crate::engine::{Envelope, Input};
@@ -69,6 +71,7 @@ impl From<QueryRejection> for ApiError {
 
 #[derive(Clone)]
 struct ApiState {
+    inventory: Arc<Inventory>,
     customers: Arc<Vec<Customer>>,
     store: Arc<dyn Store>,
     tokens: Option<Arc<Tokens>>,
@@ -79,6 +82,7 @@ struct ApiState {
 /// shutdown.
 pub fn router(
     store: Arc<dyn Store>,
+    inventory: Arc<Inventory>,
     customers: Arc<Vec<Customer>>,
     tokens: Option<Arc<Tokens>>,
     engine: tokio::sync::mpsc::WeakSender<Envelope>,
@@ -89,13 +93,93 @@ pub fn router(
         .route("/api/v1/incidents/{id}/{action}", post(act))
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/customers", get(list_customers))
+        .route("/api/v1/changes", get(list_changes).post(create_change))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(ApiState {
+            inventory,
             customers,
             store,
             tokens,
             engine,
         })
+}
+
+/// Changes, newest window first (a customer token sees the ones that affect it).
+async fn list_changes(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = who(&st, &headers)?;
+    let store = st.store.clone();
+    let all = blocking(move || store.changes()).await?;
+    let own = own_customer(&who);
+    let list: Vec<_> = all
+        .into_iter()
+        .filter(|c| own.is_none_or(|o| c.customers.iter().any(|x| x == o)))
+        .collect();
+    Ok(Json(json!({ "changes": list })))
+}
+
+/// Announces a change (roles ssc and secondline). A planned change that starts too early is
+/// refused with 422 and the earliest allowed start date.
+async fn create_change(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let Some(principal) = who(&st, &headers)? else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this collector has no tokens file; the API is read-only",
+        ));
+    };
+    if !principal.role.operates() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "only SSC and 2nd line announce changes; customers order them",
+        ));
+    }
+    let req: ChangeRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    let now = chrono::Utc::now();
+    let (devices, customers) = match changes::check(&req, now, &st.inventory) {
+        Ok(x) => x,
+        Err(ChangeError::TooEarly { earliest }) => {
+            let msg = ChangeError::TooEarly { earliest }.to_string();
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": msg, "earliest_start": earliest.to_string() })),
+            )
+                .into_response());
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                e.to_string(),
+            ));
+        }
+    };
+    let mut change = Change {
+        id: 0,
+        title: req.title,
+        description: req.description,
+        kind: req.kind,
+        starts_at: req.starts_at,
+        ends_at: req.ends_at,
+        devices,
+        customers,
+        notice_at: now,
+        created_by: principal.name,
+    };
+    let store = st.store.clone();
+    let stored = change.clone();
+    change.id = blocking(move || store.insert_change(&stored)).await?;
+    tracing::info!(change = change.id, kind = ?change.kind, devices = change.devices.len(), "Change announced.");
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(&change).unwrap_or_default()),
+    )
+        .into_response())
 }
 
 /// The customers with their contact points and the warnings about them (a customer token

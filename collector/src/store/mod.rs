@@ -403,6 +403,10 @@ pub trait Store: Send + Sync {
     fn open_members(&self) -> Result<Vec<OpenMember>, StoreError>;
     /// Alarms in quarantine: key and since when.
     fn pending_alarms(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+    /// Stores an accepted change (its `id` is ignored); returns its id.
+    fn insert_change(&self, change: &crate::changes::Change) -> Result<i64, StoreError>;
+    /// Every change, newest window first.
+    fn changes(&self) -> Result<Vec<crate::changes::Change>, StoreError>;
     /// Keeps a message that could not be ingested.
     fn dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError>;
     /// Records an agent's status message.

@@ -109,6 +109,22 @@ const MIGRATIONS: &[&str] = &[
     r"
     CREATE TABLE pending_alarms (alarm_key TEXT PRIMARY KEY, since TEXT NOT NULL);
     ",
+    // 6: planned and emergency changes.
+    r"
+    CREATE TABLE changes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        title TEXT NOT NULL,
+        description TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('planned', 'emergency')),
+        starts_at TEXT NOT NULL,
+        ends_at TEXT NOT NULL,
+        devices TEXT NOT NULL,
+        customers TEXT NOT NULL,
+        notice_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE INDEX changes_window ON changes(starts_at, ends_at);
+    ",
 ];
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -507,6 +523,87 @@ impl Store for SqliteStore {
         f(&mut SqliteTx { tx: &tx })?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn insert_change(&self, c: &crate::changes::Change) -> Result<i64, StoreError> {
+        let conn = self.writer();
+        let kind = match c.kind {
+            crate::changes::ChangeKind::Planned => "planned",
+            crate::changes::ChangeKind::Emergency => "emergency",
+        };
+        conn.prepare_cached(
+            "INSERT INTO changes (title, description, kind, starts_at, ends_at, devices, customers, notice_at, created_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            c.title,
+            c.description,
+            kind,
+            ts(c.starts_at),
+            ts(c.ends_at),
+            serde_json::to_string(&c.devices).unwrap_or_default(),
+            serde_json::to_string(&c.customers).unwrap_or_default(),
+            ts(c.notice_at),
+            c.created_by,
+        ])?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn changes(&self) -> Result<Vec<crate::changes::Change>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, title, description, kind, starts_at, ends_at, devices, customers, notice_at, created_by
+             FROM changes ORDER BY starts_at DESC, id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                [
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(8)?,
+                ],
+                [r.get::<_, String>(6)?, r.get::<_, String>(7)?],
+                r.get::<_, String>(9)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (
+                id,
+                title,
+                description,
+                kind,
+                [starts, ends, notice],
+                [devices, customers],
+                created_by,
+            ) = r?;
+            let list = |s: &str| -> Result<Vec<String>, StoreError> {
+                serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+                    table: "changes",
+                    reason: e.to_string(),
+                })
+            };
+            Ok(crate::changes::Change {
+                id,
+                title,
+                description,
+                kind: if kind == "planned" {
+                    crate::changes::ChangeKind::Planned
+                } else {
+                    crate::changes::ChangeKind::Emergency
+                },
+                starts_at: parse_ts("changes", &starts)?,
+                ends_at: parse_ts("changes", &ends)?,
+                devices: list(&devices)?,
+                customers: list(&customers)?,
+                notice_at: parse_ts("changes", &notice)?,
+                created_by,
+            })
+        })
+        .collect()
     }
 
     fn pending_alarms(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {

@@ -1,0 +1,300 @@
+//! Planned and emergency changes (DESIGN.md section 3, the customer operating instruction).
+//!
+//! A `planned` change is accepted only if its start date is at least the notice date plus 8
+//! Norwegian working days, both dates taken in Europe/Oslo; otherwise the earliest allowed start
+//! date is given back. An `emergency` change is accepted at once. While a change window is
+//! active, incidents on its devices are flagged `in_maintenance` (the correlator's
+//! [`Maintenance`] hook).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Europe::Oslo;
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::add_working_days;
+use crate::config::Inventory;
+use crate::correlate::Maintenance;
+use crate::store::Store;
+
+/// Working days between the notice and a planned change's start.
+pub const NOTICE_WORKING_DAYS: u32 = 8;
+
+/// Planned or emergency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// Announced at least 8 working days ahead.
+    Planned,
+    /// Announced as early as possible.
+    Emergency,
+}
+
+/// A change as requested through the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRequest {
+    /// What.
+    pub title: String,
+    /// Details, expected impact.
+    #[serde(default)]
+    pub description: String,
+    /// Planned or emergency.
+    pub kind: ChangeKind,
+    /// Window start.
+    pub starts_at: DateTime<Utc>,
+    /// Window end.
+    pub ends_at: DateTime<Utc>,
+    /// Affected devices.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Affected sites (all their devices).
+    #[serde(default)]
+    pub sites: Vec<String>,
+}
+
+/// A stored change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Id.
+    pub id: i64,
+    /// What.
+    pub title: String,
+    /// Details.
+    pub description: String,
+    /// Planned or emergency.
+    pub kind: ChangeKind,
+    /// Window start.
+    pub starts_at: DateTime<Utc>,
+    /// Window end.
+    pub ends_at: DateTime<Utc>,
+    /// Affected devices (sites expanded).
+    pub devices: Vec<String>,
+    /// Affected customers (from the devices).
+    pub customers: Vec<String>,
+    /// When it was announced.
+    pub notice_at: DateTime<Utc>,
+    /// Who announced it.
+    pub created_by: String,
+}
+
+/// Why a change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    /// Too late for a planned change.
+    #[error(
+        "a planned change must start at least {NOTICE_WORKING_DAYS} working days after the notice; the earliest allowed start date is {earliest}"
+    )]
+    TooEarly {
+        /// The earliest allowed start date (Europe/Oslo).
+        earliest: NaiveDate,
+    },
+    /// Anything else wrong with it.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The earliest start date of a planned change announced at `notice` (dates in Europe/Oslo).
+pub fn earliest_start(notice: DateTime<Utc>) -> NaiveDate {
+    add_working_days(
+        notice.with_timezone(&Oslo).date_naive(),
+        NOTICE_WORKING_DAYS,
+    )
+}
+
+/// Checks a request announced at `notice` and expands its sites to devices.
+pub fn check(
+    req: &ChangeRequest,
+    notice: DateTime<Utc>,
+    inventory: &Inventory,
+) -> Result<(Vec<String>, Vec<String>), ChangeError> {
+    if req.title.trim().is_empty() {
+        return Err(ChangeError::Invalid("a change needs a title".into()));
+    }
+    if req.ends_at <= req.starts_at {
+        return Err(ChangeError::Invalid(
+            "the window must end after it starts".into(),
+        ));
+    }
+    let mut devices: Vec<String> = Vec::new();
+    for d in &req.devices {
+        if !inventory.devices.contains_key(d) {
+            return Err(ChangeError::Invalid(format!(
+                "device `{d}` is not in the inventory"
+            )));
+        }
+        devices.push(d.clone());
+    }
+    for site in &req.sites {
+        let mut found = false;
+        for (name, d) in &inventory.devices {
+            if d.site.as_deref() == Some(site.as_str()) {
+                found = true;
+                if !devices.contains(name) {
+                    devices.push(name.clone());
+                }
+            }
+        }
+        if !found {
+            return Err(ChangeError::Invalid(format!(
+                "site `{site}` has no devices in the inventory"
+            )));
+        }
+    }
+    if devices.is_empty() {
+        return Err(ChangeError::Invalid(
+            "a change needs affected devices or sites".into(),
+        ));
+    }
+    devices.sort();
+    if req.kind == ChangeKind::Planned {
+        let earliest = earliest_start(notice);
+        if req.starts_at.with_timezone(&Oslo).date_naive() < earliest {
+            return Err(ChangeError::TooEarly { earliest });
+        }
+    }
+    let customers: HashSet<String> = devices
+        .iter()
+        .filter_map(|d| inventory.devices.get(d).and_then(|x| x.customer.clone()))
+        .collect();
+    let mut customers: Vec<String> = customers.into_iter().collect();
+    customers.sort();
+    Ok((devices, customers))
+}
+
+/// Maintenance windows read from the stored changes.
+pub struct StoredWindows {
+    /// The store.
+    pub store: Arc<dyn Store>,
+}
+
+impl Maintenance for StoredWindows {
+    fn in_window(&self, device: &str, now: DateTime<Utc>) -> bool {
+        match self.store.changes() {
+            Ok(list) => list.iter().any(|c| {
+                c.starts_at <= now && now < c.ends_at && c.devices.iter().any(|d| d == device)
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read the change windows.");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::InventoryDevice;
+
+    fn inv() -> Inventory {
+        let mut i = Inventory::default();
+        i.devices.insert(
+            "a1".into(),
+            InventoryDevice {
+                site: Some("b12".into()),
+                customer: Some("uni-b".into()),
+                ..Default::default()
+            },
+        );
+        i.devices.insert(
+            "a2".into(),
+            InventoryDevice {
+                site: Some("b12".into()),
+                customer: Some("uni-b".into()),
+                ..Default::default()
+            },
+        );
+        i
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn req(kind: ChangeKind, start: &str) -> ChangeRequest {
+        ChangeRequest {
+            title: "Software upgrade".into(),
+            description: String::new(),
+            kind,
+            starts_at: at(start),
+            ends_at: at(start) + chrono::TimeDelta::hours(2),
+            devices: vec![],
+            sites: vec!["b12".into()],
+        }
+    }
+
+    #[test]
+    fn the_eight_working_day_rule() {
+        // Notice Tuesday 23 March 2027 (Easter week): earliest start Wednesday 7 April.
+        let notice = at("2027-03-23T10:00:00Z");
+        assert_eq!(
+            earliest_start(notice),
+            NaiveDate::from_ymd_opt(2027, 4, 7).unwrap()
+        );
+        let ok = check(
+            &req(ChangeKind::Planned, "2027-04-07T18:00:00Z"),
+            notice,
+            &inv(),
+        )
+        .unwrap();
+        assert_eq!(ok.0, ["a1", "a2"]);
+        assert_eq!(ok.1, ["uni-b"]);
+        // The day before is refused, with the earliest date.
+        let e = check(
+            &req(ChangeKind::Planned, "2027-04-06T18:00:00Z"),
+            notice,
+            &inv(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ChangeError::TooEarly {
+                earliest: NaiveDate::from_ymd_opt(2027, 4, 7).unwrap()
+            }
+        );
+        // An emergency change is accepted at once.
+        assert!(
+            check(
+                &req(ChangeKind::Emergency, "2027-03-23T12:00:00Z"),
+                notice,
+                &inv()
+            )
+            .is_ok()
+        );
+        // 22:30 UTC on 6 April is already 7 April in Oslo (CEST): accepted.
+        assert!(
+            check(
+                &req(ChangeKind::Planned, "2027-04-06T22:30:00Z"),
+                notice,
+                &inv()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_requests() {
+        let notice = at("2026-11-24T10:00:00Z");
+        let mut r = req(ChangeKind::Emergency, "2026-11-24T12:00:00Z");
+        r.sites = vec!["nowhere".into()];
+        assert!(matches!(
+            check(&r, notice, &inv()),
+            Err(ChangeError::Invalid(_))
+        ));
+        let mut r = req(ChangeKind::Emergency, "2026-11-24T12:00:00Z");
+        r.ends_at = r.starts_at;
+        assert!(matches!(
+            check(&r, notice, &inv()),
+            Err(ChangeError::Invalid(_))
+        ));
+        let mut r = req(ChangeKind::Emergency, "2026-11-24T12:00:00Z");
+        r.sites.clear();
+        assert!(matches!(
+            check(&r, notice, &inv()),
+            Err(ChangeError::Invalid(_))
+        ));
+    }
+}
