@@ -148,6 +148,25 @@ pub fn looks_personal(to: &str) -> bool {
 /// Problems of one customer: (field, message, is_error).
 pub type Finding = (&'static str, String, bool);
 
+/// An error when a contact point refers to a channel that is not defined.
+fn check_channel(
+    field: &'static str,
+    p: &ContactPoint,
+    channels: &[String],
+    findings: &mut Vec<Finding>,
+) {
+    if !channels.contains(&p.channel) {
+        findings.push((
+            field,
+            format!(
+                "`{field}` uses channel `{}`, which is not defined",
+                p.channel
+            ),
+            true,
+        ));
+    }
+}
+
 /// Checks a customer entry against the channel names; returns the customer (if usable) and
 /// every finding.
 pub fn check(entry: &CustomerEntry, channels: &[String]) -> (Option<Customer>, Vec<Finding>) {
@@ -166,16 +185,7 @@ pub fn check(entry: &CustomerEntry, channels: &[String]) -> (Option<Customer>, V
                 None
             }
             Some(p) => {
-                if !channels.contains(&p.channel) {
-                    findings.push((
-                        field,
-                        format!(
-                            "`{field}` uses channel `{}`, which is not defined",
-                            p.channel
-                        ),
-                        true,
-                    ));
-                }
+                check_channel(field, p, channels, findings);
                 if functional && looks_personal(&p.to) {
                     findings.push((
                         field,
@@ -205,16 +215,7 @@ pub fn check(entry: &CustomerEntry, channels: &[String]) -> (Option<Customer>, V
             ));
         }
         for p in list {
-            if !channels.contains(&p.channel) {
-                findings.push((
-                    field,
-                    format!(
-                        "`{field}` uses channel `{}`, which is not defined",
-                        p.channel
-                    ),
-                    true,
-                ));
-            }
+            check_channel(field, p, channels, &mut findings);
         }
     }
     if !["nb", "en"].contains(&entry.language.as_str()) {

@@ -175,3 +175,23 @@ impl Snmpd {
         })
     }
 }
+
+/// An agent config polling the namespace's snmpd as `sw-ns` (traps on `traps` when given).
+pub fn agent_config(
+    id: &str,
+    mqtt: u16,
+    metrics: u16,
+    snmpd: u16,
+    interval: &str,
+    traps: Option<u16>,
+) -> String {
+    let traps = traps.map_or_else(String::new, |p| {
+        format!("[traps]\nlisten = \"127.0.0.1:{p}\"\nquiet_after_reboot = \"0s\"\n")
+    });
+    format!(
+        "[agent]\nid = \"{id}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{mqtt}\"\n\
+         [spool]\ndir = \"spool-{id}\"\n{traps}\
+         [[device]]\nname = \"sw-ns\"\naddress = \"127.0.0.1:{snmpd}\"\nsnmp = {{ version = \"2c\", community = \"public\" }}\n\
+         link_interval = \"{interval}\"\ntimeout = \"500ms\"\n"
+    )
+}

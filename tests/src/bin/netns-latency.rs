@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use cnaas_tests::netns::{Netns, Snmpd};
+use cnaas_tests::netns::{Netns, Snmpd, agent_config};
 use cnaas_tests::{Mosquitto, Process, binary, find_program, free_port, open_tempdir, wait_until};
 use serde_json::Value;
 
@@ -90,18 +90,10 @@ fn main() -> Result<()> {
         ("poll-agent", "1s", None),
         ("trap-agent", "60s", Some(trap_port)),
     ] {
-        let traps = traps.map_or_else(String::new, |p| {
-            format!("[traps]\nlisten = \"127.0.0.1:{p}\"\nquiet_after_reboot = \"0s\"\n")
-        });
         let cfg = dir.path().join(format!("{id}.toml"));
         std::fs::write(
             &cfg,
-            format!(
-                "[agent]\nid = \"{id}\"\n[metrics]\nlisten = \"127.0.0.1:{}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\n[spool]\ndir = \"spool-{id}\"\n{traps}\
-                 [[device]]\nname = \"sw-ns\"\naddress = \"127.0.0.1:{snmp_port}\"\nsnmp = {{ version = \"2c\", community = \"public\" }}\nlink_interval = \"{interval}\"\ntimeout = \"500ms\"\n",
-                free_port(),
-                mqtt.port
-            ),
+            agent_config(id, mqtt.port, free_port(), snmp_port, interval, traps),
         )?;
         let mut cmd = ns.command(&agent_bin);
         cmd.arg("--config").arg(&cfg).arg("--log-json");
