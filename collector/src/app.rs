@@ -15,6 +15,9 @@ use cnaas_shared::runtime::{self, HealthFn};
 
 use crate::config::{CollectorConfig, StoreUrl};
 use crate::metrics::CollectorMetrics;
+use crate::notify::Routing;
+use crate::notify::channels::Channels;
+use crate::notify::dispatch::{Dispatcher, RetryPolicy};
 use crate::store::{SqliteStore, Store};
 use crate::{api, engine, ingest};
 
@@ -37,10 +40,32 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
     opts.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(opts, 1024);
 
+    let inventory = Arc::new(cfg.inventory.clone());
+    let routing = Arc::new(Routing::new(
+        &cfg.customers,
+        cfg.notify.ssc.clone(),
+        cfg.notify.secondline.clone(),
+        cfg.notify.language.clone(),
+        cfg.rules,
+    ));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let dispatch_token = CancellationToken::new();
+    let channels = Channels::build(
+        &cfg.notify.channels,
+        &cfg.mqtt,
+        &cfg.base_dir,
+        &cfg.id,
+        &dispatch_token,
+    )
+    .context("cannot set up the notification channels")?;
     let (tx, engine_thread) = engine::spawn(
         store.clone(),
-        Arc::new(cfg.inventory.clone()),
+        inventory.clone(),
         cfg.rules,
+        engine::Notices {
+            routing: routing.clone(),
+            wake: wake.clone(),
+        },
         metrics.clone(),
         Box::new(client.clone()),
         10_000,
@@ -77,6 +102,24 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         tx.downgrade(),
     )
     .merge(runtime::observability_router(Arc::new(registry), health));
+    let dispatcher = tokio::spawn(
+        Dispatcher {
+            store: store.clone(),
+            channels,
+            routing,
+            inventory,
+            base_url: cfg.notify.base_url.clone(),
+            policy: RetryPolicy {
+                attempts: cfg.notify.attempts,
+                backoff: cfg.notify.backoff,
+                max_backoff: cfg.notify.max_backoff,
+            },
+            metrics: metrics.clone(),
+            wake,
+            engine: tx.downgrade(),
+        }
+        .run(dispatch_token.clone()),
+    );
     let http_token = CancellationToken::new();
     let http = tokio::spawn(runtime::serve(listener, router, http_token.clone()));
     tracing::info!(collector = %cfg.id, api = %cfg.api_listen, "Collector started.");
@@ -102,6 +145,11 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         engine_done.cancel();
     });
     token.cancelled().await;
+    // Deliveries under way finish; what is left stays in the outbox for the next start.
+    dispatch_token.cancel();
+    if let Err(e) = dispatcher.await {
+        tracing::error!(error = %e, "The notification dispatcher failed.");
+    }
     if let Err(e) = ingest_task.await {
         tracing::error!(error = %e, "The ingest task failed.");
     }

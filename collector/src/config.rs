@@ -35,6 +35,9 @@ pub struct CollectorFile {
     /// `[[device]]`: the inventory.
     #[serde(default)]
     pub device: Vec<DeviceEntry>,
+    /// `[notify]`: the internal queues and delivery policy.
+    #[serde(default)]
+    pub notify: NotifySection,
     /// `[[channel]]`: how notifications are delivered.
     #[serde(default)]
     pub channel: Vec<ChannelEntry>,
@@ -44,7 +47,7 @@ pub struct CollectorFile {
 }
 
 /// `[[channel]]`: one way of delivering notifications, referred to by name.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelEntry {
     /// Name the contact points and queues refer to.
@@ -55,16 +58,31 @@ pub struct ChannelEntry {
     pub server: Option<String>,
     /// smtp: sender address.
     pub from: Option<String>,
+    /// smtp: upgrade the connection with STARTTLS (required when set).
+    #[serde(default)]
+    pub starttls: bool,
+    /// smtp: user name for authentication.
+    pub username: Option<String>,
+    /// smtp: file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// smtp: environment variable holding the password.
+    pub password_env: Option<String>,
     /// webhook: URL to POST to.
     pub url: Option<String>,
-    /// mqtt: topic to publish on.
+    /// webhook: file holding a bearer token.
+    pub token_file: Option<PathBuf>,
+    /// webhook: environment variable holding a bearer token.
+    pub token_env: Option<String>,
+    /// mqtt: topic to publish on; `{customer}`, `{audience}` and `{to}` are filled in.
     pub topic: Option<String>,
     /// file: JSON-lines file.
     pub path: Option<PathBuf>,
+    /// How long one delivery may take (default 10s).
+    pub timeout: Option<HumanDuration>,
 }
 
 /// Channel kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelKind {
     /// E-mail over SMTP.
@@ -74,7 +92,83 @@ pub enum ChannelKind {
     /// A topic on the MQTT broker.
     Mqtt,
     /// JSON lines in a file.
+    #[default]
     File,
+}
+
+/// `[notify]`: where SSC and 2nd line are reached, and how hard delivery tries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    /// Language of SSC's and 2nd line's messages: `nb` or `en`.
+    #[serde(default = "default_notify_language")]
+    pub language: String,
+    /// Base URL of this collector in links (default: `http://` + `[api] listen`).
+    pub base_url: Option<String>,
+    /// The SSC queue: every opening and resolution. Give two channels, so a failure on one
+    /// can be reported on the other.
+    #[serde(default)]
+    pub ssc: Vec<crate::customers::ContactPoint>,
+    /// The 2nd-line queue: escalations.
+    #[serde(default)]
+    pub secondline: Vec<crate::customers::ContactPoint>,
+    /// Delivery attempts per recipient before it counts as failed.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Wait before the first retry; doubles after each failure.
+    #[serde(default = "default_backoff")]
+    pub backoff: HumanDuration,
+    /// Longest wait between retries.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: HumanDuration,
+}
+
+impl Default for NotifySection {
+    fn default() -> Self {
+        NotifySection {
+            language: default_notify_language(),
+            base_url: None,
+            ssc: Vec::new(),
+            secondline: Vec::new(),
+            attempts: default_attempts(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+fn default_notify_language() -> String {
+    "nb".into()
+}
+fn default_attempts() -> u32 {
+    8
+}
+fn default_backoff() -> HumanDuration {
+    HumanDuration::secs(2)
+}
+fn default_max_backoff() -> HumanDuration {
+    HumanDuration::secs(300)
+}
+
+/// Delivery policy and the internal queues, resolved.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Language of SSC's and 2nd line's messages.
+    pub language: String,
+    /// Base URL in links.
+    pub base_url: String,
+    /// SSC queue points.
+    pub ssc: Vec<crate::customers::ContactPoint>,
+    /// 2nd-line queue points.
+    pub secondline: Vec<crate::customers::ContactPoint>,
+    /// Attempts per recipient.
+    pub attempts: u32,
+    /// First retry wait.
+    pub backoff: std::time::Duration,
+    /// Longest retry wait.
+    pub max_backoff: std::time::Duration,
+    /// The channels.
+    pub channels: Vec<ChannelEntry>,
 }
 
 /// `[collector]`.
@@ -179,6 +273,8 @@ pub struct DeviceEntry {
     pub customer: Option<String>,
     /// Site (building) of the device.
     pub site: Option<String>,
+    /// Where it stands, for people sent there (building, floor, room, rack).
+    pub location: Option<String>,
     /// The device's parent towards the core (another `[[device]]`).
     pub uplink: Option<String>,
     /// Its place in the network, as cnaas-nms types devices.
@@ -215,6 +311,8 @@ pub struct InventoryDevice {
     pub customer: Option<String>,
     /// Site.
     pub site: Option<String>,
+    /// Building, floor, room, rack.
+    pub location: Option<String>,
     /// Parent device.
     pub uplink: Option<String>,
     /// Core, distribution or access.
@@ -255,6 +353,77 @@ pub struct CollectorConfig {
     pub rules: crate::correlate::Rules,
     /// Customers with their contact points.
     pub customers: Vec<crate::customers::Customer>,
+    /// Notification queues, channels and delivery policy.
+    pub notify: NotifyConfig,
+}
+
+type Finding = (Vec<PathSeg<'static>>, String, Option<String>);
+
+/// Checks `[notify]`: known channels, a language, a usable retry policy, and SSC reachable on
+/// two channels (so a failing one can be reported on the other).
+fn check_notify(
+    n: &NotifySection,
+    channels: &[String],
+    errors: &mut Vec<Finding>,
+    warnings: &mut Vec<Finding>,
+) {
+    use PathSeg::{Index, Key};
+    for (key, points) in [("ssc", &n.ssc), ("secondline", &n.secondline)] {
+        for (i, p) in points.iter().enumerate() {
+            if !channels.contains(&p.channel) {
+                errors.push((
+                    vec![Key("notify"), Key(key), Index(i), Key("channel")],
+                    format!("`{key}` uses channel `{}`, which is not defined", p.channel),
+                    Some("add a [[channel]] with this name".into()),
+                ));
+            }
+        }
+    }
+    if !["nb", "en"].contains(&n.language.as_str()) {
+        errors.push((
+            vec![Key("notify"), Key("language")],
+            format!("language `{}`: use nb or en", n.language),
+            None,
+        ));
+    }
+    if n.attempts == 0 {
+        errors.push((
+            vec![Key("notify"), Key("attempts")],
+            "at least one attempt is needed".into(),
+            None,
+        ));
+    }
+    if n.backoff.get().is_zero() || n.max_backoff < n.backoff {
+        errors.push((
+            vec![Key("notify"), Key("backoff")],
+            "backoff must be above zero and at most max_backoff".into(),
+            None,
+        ));
+    }
+    if channels.is_empty() {
+        return;
+    }
+    let distinct: HashSet<&str> = n.ssc.iter().map(|p| p.channel.as_str()).collect();
+    if n.ssc.is_empty() {
+        warnings.push((
+            vec![Key("notify")],
+            "no `ssc` queue: SSC is told of nothing".into(),
+            Some("add ssc = [{ channel = \"...\", to = \"...\" }]".into()),
+        ));
+    } else if distinct.len() < 2 {
+        warnings.push((
+            vec![Key("notify"), Key("ssc")],
+            "SSC is reached on one channel only: if it fails, the failure cannot be reported elsewhere".into(),
+            Some("add a second point on another channel".into()),
+        ));
+    }
+    if n.secondline.is_empty() {
+        warnings.push((
+            vec![Key("notify")],
+            "no `secondline` queue: escalations reach nobody".into(),
+            None,
+        ));
+    }
 }
 
 impl CollectorConfig {
@@ -360,6 +529,7 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
             InventoryDevice {
                 customer: d.customer.clone(),
                 site: d.site.clone(),
+                location: d.location.clone(),
                 uplink: d.uplink.clone(),
                 role: d.role,
                 ports: d.ports.clone(),
@@ -413,13 +583,7 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
             }
         }
     }
-    if !f.channel.is_empty() {
-        warnings.push((
-            vec![Key("channel"), Index(0), Key("name")],
-            "notification delivery is not in this build yet: channels and contact points are checked, nothing is sent".into(),
-            None,
-        ));
-    }
+    check_notify(&f.notify, &channel_names, &mut errors, &mut warnings);
     let mut customers = Vec::new();
     let mut customer_ids = HashSet::new();
     for (i, entry) in f.customer.iter().enumerate() {
@@ -478,6 +642,20 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
         inventory: Inventory { devices, roles },
         rules: f.rules.rules(),
         customers,
+        notify: NotifyConfig {
+            language: f.notify.language.clone(),
+            base_url: f
+                .notify
+                .base_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", f.api.listen)),
+            ssc: f.notify.ssc.clone(),
+            secondline: f.notify.secondline.clone(),
+            attempts: f.notify.attempts,
+            backoff: f.notify.backoff.get(),
+            max_backoff: f.notify.max_backoff.get(),
+            channels: f.channel.clone(),
+        },
     });
     let ok = errors.is_empty();
     for (p, m, h) in warnings {

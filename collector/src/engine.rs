@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use cnaas_shared::Event;
 use rumqttc::{AsyncClient, Publish};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::config::Inventory;
 use crate::correlate::{self, Action, CommandError, Correlator, Rules};
 use crate::metrics::{CollectorMetrics, IncidentLabel, ReasonLabel};
-use crate::store::{DeadLetter, IncidentTx, NewIncident, Relation, Store, StoreError};
+use crate::notify::{Routing, Transition, TransitionKind, outbox};
+use crate::store::{AlarmKind, DeadLetter, IncidentTx, NewIncident, Relation, Store, StoreError};
 
 /// One message for the engine.
 #[derive(Debug)]
@@ -46,6 +47,13 @@ pub enum Input {
         comment: Option<String>,
         /// Where the outcome goes.
         reply: tokio::sync::oneshot::Sender<Result<(), CommandError>>,
+    },
+    /// The dispatcher gave up on a notification: mark it failed and tell SSC.
+    NotificationFailed {
+        /// The notification.
+        notification: i64,
+        /// The last error.
+        error: String,
     },
     /// An agent status message.
     Status {
@@ -87,6 +95,7 @@ pub fn spawn(
     store: Arc<dyn Store>,
     inventory: Arc<Inventory>,
     rules: Rules,
+    notices: Notices,
     metrics: CollectorMetrics,
     acker: Box<dyn Acker>,
     capacity: usize,
@@ -123,6 +132,7 @@ pub fn spawn(
             Err(e) => tracing::error!(error = %e, "Cannot read the quarantined alarms; starting without them."),
         }
         metrics.incidents_open.set(i64::try_from(correlator.open_incidents()).unwrap_or(i64::MAX));
+        let cx = Cx { store: store.as_ref(), inventory: &inventory, metrics: &metrics, notices: &notices };
         while let Some(first) = rx.blocking_recv() {
             // Take what is queued (bounded), so a burst shares one transaction per run of events.
             let mut batch = vec![first];
@@ -141,14 +151,14 @@ pub fn spawn(
                     events.push(env);
                     continue;
                 }
-                flush_events(store.as_ref(), &inventory, &mut correlator, &metrics, acker.as_ref(), &mut events);
+                flush_events(&cx, &mut correlator, acker.as_ref(), &mut events);
                 let ack = env.ack;
-                process(store.as_ref(), &inventory, &mut correlator, &metrics, env.input);
+                process(&cx, &mut correlator, env.input);
                 if let Some(p) = ack {
                     acker.ack(&p);
                 }
             }
-            flush_events(store.as_ref(), &inventory, &mut correlator, &metrics, acker.as_ref(), &mut events);
+            flush_events(&cx, &mut correlator, acker.as_ref(), &mut events);
             metrics.incidents_open.set(i64::try_from(correlator.open_incidents()).unwrap_or(i64::MAX));
         }
         tracing::info!("Engine stopped.");
@@ -156,15 +166,30 @@ pub fn spawn(
     Ok((tx, handle))
 }
 
+/// What the engine needs to queue notifications.
+#[derive(Debug, Clone)]
+pub struct Notices {
+    /// Who is told what.
+    pub routing: Arc<Routing>,
+    /// Poked after a commit that queued notifications.
+    pub wake: Arc<Notify>,
+}
+
+/// The engine thread's parts, passed down to each step.
+struct Cx<'a> {
+    store: &'a dyn Store,
+    inventory: &'a Inventory,
+    metrics: &'a CollectorMetrics,
+    notices: &'a Notices,
+}
+
 /// Inputs taken from the queue at once, at most.
 const BATCH: usize = 512;
 
 /// Stores and correlates a run of events in one transaction, then acknowledges them.
 fn flush_events(
-    store: &dyn Store,
-    inventory: &Inventory,
+    cx: &Cx<'_>,
     correlator: &mut Correlator,
-    metrics: &CollectorMetrics,
     acker: &dyn Acker,
     events: &mut Vec<Envelope>,
 ) {
@@ -178,10 +203,12 @@ fn flush_events(
             _ => None,
         })
         .collect();
-    store_events(store, inventory, correlator, metrics, &batch);
+    store_events(cx, correlator, &batch);
     for env in events.drain(..) {
         if let Input::Event { received, .. } = &env.input {
-            metrics.processing.observe(received.elapsed().as_secs_f64());
+            cx.metrics
+                .processing
+                .observe(received.elapsed().as_secs_f64());
         }
         if let Some(p) = env.ack {
             acker.ack(&p);
@@ -190,33 +217,63 @@ fn flush_events(
 }
 
 /// Stores events and correlates them, all in one transaction (retried whole on failure).
-fn store_events(
-    store: &dyn Store,
-    inventory: &Inventory,
-    correlator: &mut Correlator,
-    metrics: &CollectorMetrics,
-    events: &[&Event],
-) {
+fn store_events(cx: &Cx<'_>, correlator: &mut Correlator, events: &[&Event]) {
     let now = Utc::now();
     let (mut stored, mut duplicate) = (0u64, 0u64);
-    with_retry(metrics, "events", || {
+    let queued = with_retry(cx.metrics, "events", || {
         (stored, duplicate) = (0, 0);
-        store.transaction(&mut |tx| {
-            for event in events {
-                let role = correlate::resolve_role(event, inventory);
-                if tx.insert_event(event, role, now)? {
-                    stored += 1;
-                    correlator.on_event(event, role, now, &mut Observed { inner: tx, metrics })?;
-                } else {
-                    duplicate += 1;
-                    tracing::debug!(event = %event.id, "Duplicate event ignored.");
+        let mut queued = 0;
+        cx.store.transaction(&mut |tx| {
+            queued = observed(tx, cx, now, |o| {
+                for event in events {
+                    let role = correlate::resolve_role(event, cx.inventory);
+                    if o.insert_event(event, role, now)? {
+                        stored += 1;
+                        correlator.on_event(event, role, now, o)?;
+                    } else {
+                        duplicate += 1;
+                        tracing::debug!(event = %event.id, "Duplicate event ignored.");
+                    }
                 }
-            }
+                Ok(())
+            })?;
             Ok(())
-        })
+        })?;
+        Ok(queued)
     });
-    metrics.events_stored.inc_by(stored);
-    metrics.events_duplicate.inc_by(duplicate);
+    cx.metrics.events_stored.inc_by(stored);
+    cx.metrics.events_duplicate.inc_by(duplicate);
+    cx.queued(queued);
+}
+
+impl Cx<'_> {
+    /// Counts what a commit queued and wakes the dispatcher.
+    fn queued(&self, n: usize) {
+        if n > 0 {
+            self.metrics
+                .notifications_queued
+                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+            self.notices.wake.notify_one();
+        }
+    }
+}
+
+/// Runs `f` on the transaction through [`Observed`], then, in the same transaction, queues the
+/// notifications of the transitions it made. Returns how many were queued.
+fn observed(
+    tx: &mut dyn IncidentTx,
+    cx: &Cx<'_>,
+    now: DateTime<Utc>,
+    f: impl FnOnce(&mut Observed<'_>) -> Result<(), StoreError>,
+) -> Result<usize, StoreError> {
+    let mut o = Observed {
+        inner: tx,
+        metrics: cx.metrics,
+        transitions: Vec::new(),
+    };
+    f(&mut o)?;
+    let transitions = std::mem::take(&mut o.transitions);
+    outbox::enqueue(tx, &cx.notices.routing, &transitions, now)
 }
 
 /// Retries a store operation until it works: ingestion waits rather than loses a message.
@@ -239,10 +296,22 @@ fn with_retry<T>(
     }
 }
 
-/// Forwards to the store and counts and logs incident openings and resolutions.
+/// Forwards to the store, counts and logs incident openings and resolutions, and records the
+/// transitions that notify someone.
 struct Observed<'a> {
     inner: &'a mut dyn IncidentTx,
     metrics: &'a CollectorMetrics,
+    transitions: Vec<Transition>,
+}
+
+impl Observed<'_> {
+    fn record(&mut self, incident: i64, kind: TransitionKind, detail: Option<&str>) {
+        self.transitions.push(Transition {
+            incident,
+            kind,
+            detail: detail.map(str::to_owned),
+        });
+    }
 }
 
 impl IncidentTx for Observed<'_> {
@@ -264,6 +333,7 @@ impl IncidentTx for Observed<'_> {
             })
             .inc();
         tracing::info!(incident = id, device = %new.device, if_name = ?new.if_name, kind = new.kind.as_str(), "Incident opened.");
+        self.record(id, TransitionKind::Opened, None);
         Ok(id)
     }
     fn add_member(
@@ -295,6 +365,7 @@ impl IncidentTx for Observed<'_> {
     }
     fn resolve(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.resolve(incident, at)?;
+        self.record(incident, TransitionKind::Resolved, None);
         self.metrics
             .incidents
             .get_or_create(&IncidentLabel {
@@ -307,6 +378,7 @@ impl IncidentTx for Observed<'_> {
     }
     fn reopen(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.reopen(incident, at)?;
+        self.record(incident, TransitionKind::Reopened, None);
         self.metrics
             .incidents
             .get_or_create(&IncidentLabel {
@@ -352,21 +424,26 @@ impl IncidentTx for Observed<'_> {
         detail: &str,
     ) -> Result<(), StoreError> {
         tracing::info!(incident, action, actor, "Incident changed by a person.");
-        self.inner.note_by(incident, at, action, actor, detail)
+        self.inner.note_by(incident, at, action, actor, detail)?;
+        let detail = Some(detail).filter(|d| !d.trim().is_empty());
+        match action {
+            "escalated" => self.record(incident, TransitionKind::Escalated, detail),
+            "local_work" => self.record(incident, TransitionKind::LocalWork, detail),
+            _ => {}
+        }
+        Ok(())
+    }
+    fn outbox(&mut self) -> Option<&mut dyn crate::store::OutboxTx> {
+        self.inner.outbox()
     }
 }
 
-fn process(
-    store: &dyn Store,
-    inventory: &Inventory,
-    correlator: &mut Correlator,
-    metrics: &CollectorMetrics,
-    input: Input,
-) {
+fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
+    let metrics = cx.metrics;
     match input {
         // The main loop stores events in runs (flush_events); a single one goes the same way.
         Input::Event { event, received } => {
-            store_events(store, inventory, correlator, metrics, &[&event]);
+            store_events(cx, correlator, &[&event]);
             metrics.processing.observe(received.elapsed().as_secs_f64());
         }
         Input::Command {
@@ -378,18 +455,22 @@ fn process(
         } => {
             let now = Utc::now();
             let mut outcome = Ok(());
-            let stored = store.process(None, &mut |tx| {
-                outcome = match correlator.command(
-                    incident,
-                    action,
-                    &actor,
-                    comment.as_deref(),
-                    now,
-                    &mut Observed { inner: tx, metrics },
-                ) {
-                    Err(CommandError::Store(e)) => return Err(e),
-                    other => other,
-                };
+            let mut queued = 0;
+            let stored = cx.store.process(None, &mut |tx| {
+                queued = observed(tx, cx, now, |o| {
+                    outcome = match correlator.command(
+                        incident,
+                        action,
+                        &actor,
+                        comment.as_deref(),
+                        now,
+                        o,
+                    ) {
+                        Err(CommandError::Store(e)) => return Err(e),
+                        other => other,
+                    };
+                    Ok(())
+                })?;
                 Ok(())
             });
             let result = match stored {
@@ -397,17 +478,27 @@ fn process(
                     metrics.store_errors.inc();
                     Err(CommandError::Store(e))
                 }
-                Ok(_) => outcome,
+                Ok(_) => {
+                    cx.queued(queued);
+                    outcome
+                }
             };
             let _ = reply.send(result);
         }
         Input::Tick => {
             let now = Utc::now();
-            with_retry(metrics, "tick", || {
-                store.process(None, &mut |tx| {
-                    correlator.tick(now, &mut Observed { inner: tx, metrics })
-                })
+            let queued = in_transaction(cx, "tick", now, |o| correlator.tick(now, o));
+            cx.queued(queued);
+        }
+        Input::NotificationFailed {
+            notification,
+            error,
+        } => {
+            let now = Utc::now();
+            let queued = in_transaction(cx, "notification failure", now, |o| {
+                report_failure(o, notification, &error, now)
             });
+            cx.queued(queued);
         }
         Input::DeadLetter { letter, reason } => {
             tracing::warn!(topic = %letter.topic, agent = ?letter.agent, reason = %letter.reason, "Message refused; kept as a dead letter.");
@@ -415,7 +506,7 @@ fn process(
                 .dead_letters
                 .get_or_create(&ReasonLabel { reason })
                 .inc();
-            with_retry(metrics, "dead letter", || store.dead_letter(&letter));
+            with_retry(metrics, "dead letter", || cx.store.dead_letter(&letter));
         }
         Input::Status {
             agent,
@@ -426,18 +517,90 @@ fn process(
             tracing::info!(agent = %agent, status = %status, "Agent status.");
             let now = Utc::now();
             with_retry(metrics, "agent status", || {
-                store.set_agent_status(&agent, &status, &payload, now)
+                cx.store.set_agent_status(&agent, &status, &payload, now)
             });
-            with_retry(metrics, "agent status", || {
-                store.process(None, &mut |tx| {
-                    correlator.agent_status(
-                        &agent,
-                        &status,
-                        now,
-                        &mut Observed { inner: tx, metrics },
-                    )
-                })
+            let queued = in_transaction(cx, "agent status", now, |o| {
+                correlator.agent_status(&agent, &status, now, o)
             });
+            cx.queued(queued);
         }
     }
+}
+
+/// Runs `f` through [`observed`] in one transaction, retried until it commits; returns how
+/// many notifications it queued.
+fn in_transaction(
+    cx: &Cx<'_>,
+    what: &str,
+    now: DateTime<Utc>,
+    mut f: impl FnMut(&mut Observed<'_>) -> Result<(), StoreError>,
+) -> usize {
+    with_retry(cx.metrics, what, || {
+        let mut queued = 0;
+        cx.store.process(None, &mut |tx| {
+            queued = observed(tx, cx, now, &mut f)?;
+            Ok(())
+        })?;
+        Ok(queued)
+    })
+}
+
+/// Marks a notification failed and opens a `notification_failed` incident about it, which
+/// routing sends to SSC on the other channels. A failed report of a failure is not reported
+/// again (two broken channels would feed each other); it stays in the API and the metrics.
+fn report_failure(
+    o: &mut Observed<'_>,
+    id: i64,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(outbox) = o.outbox() else {
+        return Ok(());
+    };
+    let Some(n) = outbox.fail(id, error)? else {
+        return Ok(());
+    };
+    let about = outbox.incident(n.incident_id)?;
+    let what = format!(
+        "notification {} ({} to {} {} via channel {}) failed after {} attempts: {error}",
+        n.id, n.transition, n.audience, n.recipient, n.channel, n.attempts
+    );
+    if about
+        .as_ref()
+        .is_some_and(|i| i.kind == crate::notify::route::NOTIFICATION_FAILED)
+    {
+        tracing::error!(notification = n.id, incident = n.incident_id, channel = %n.channel, "The report of a failed notification failed too; it stays in the API.");
+        return o.note(n.incident_id, now, "notification_failed", None, &what);
+    }
+    let new = NewIncident {
+        kind: AlarmKind::NotificationFailed,
+        key: format!(
+            "{}{}|{}|notification_failed",
+            crate::notify::route::FAILED_CHANNEL_PREFIX,
+            n.channel,
+            n.id
+        ),
+        severity: 2,
+        device: format!(
+            "{}{}",
+            crate::notify::route::FAILED_CHANNEL_PREFIX,
+            n.channel
+        ),
+        if_index: None,
+        if_name: None,
+        if_alias: None,
+        role: None,
+        site: about.as_ref().and_then(|i| i.site.clone()),
+        customer: None,
+        summary: format!("Incident {}: {what}", n.incident_id),
+    };
+    let opened = o.open(&new, now)?;
+    o.note(opened, now, "opened", None, &new.summary)?;
+    o.note(
+        n.incident_id,
+        now,
+        "notification_failed",
+        None,
+        &format!("{what}; incident {opened} tells SSC"),
+    )
 }

@@ -6,6 +6,7 @@
 //! - [`engine`]: the single writer: correlate, store in one transaction, then acknowledge.
 //! - [`correlate`]: port roles and the rules that turn events into incident decisions.
 //! - [`store`]: the `Store` trait and its SQLite implementation with migrations.
+//! - [`notify`]: routing, templates, the outbox dispatcher and the delivery channels.
 //! - [`api`]: `/api/v1` JSON endpoints.
 //! - [`config`], [`metrics`], [`app`]: configuration, `cnaas_collector_*` metrics, wiring.
 #![forbid(unsafe_code)]
@@ -20,4 +21,5 @@ pub mod customers;
 pub mod engine;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod store;

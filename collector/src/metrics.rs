@@ -23,6 +23,15 @@ pub struct IncidentLabel {
     pub transition: &'static str,
 }
 
+/// `channel` and `result` labels.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabel {
+    /// Channel name.
+    pub channel: String,
+    /// `delivered`, `retry` or `failed`.
+    pub result: &'static str,
+}
+
 /// Collector health and throughput.
 #[derive(Debug, Clone)]
 pub struct CollectorMetrics {
@@ -46,6 +55,10 @@ pub struct CollectorMetrics {
     pub store_errors: Counter,
     /// 1 while connected to the broker.
     pub mqtt_connected: Gauge,
+    /// Delivery attempts by channel and result.
+    pub notifications: Family<NotificationLabel, Counter>,
+    /// Notifications queued in the outbox.
+    pub notifications_queued: Counter,
 }
 
 impl CollectorMetrics {
@@ -64,6 +77,8 @@ impl CollectorMetrics {
             ]),
             store_errors: Counter::default(),
             mqtt_connected: Gauge::default(),
+            notifications: Family::default(),
+            notifications_queued: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("cnaas_collector");
         r.register(
@@ -115,6 +130,16 @@ impl CollectorMetrics {
             "mqtt_connected",
             "1 while the collector is connected to the MQTT broker",
             m.mqtt_connected.clone(),
+        );
+        r.register(
+            "notifications",
+            "Notification delivery attempts, by channel and result (delivered, retry, failed)",
+            m.notifications.clone(),
+        );
+        r.register(
+            "notifications_queued",
+            "Notifications written to the outbox (one per incident transition and recipient)",
+            m.notifications_queued.clone(),
         );
         m
     }

@@ -89,17 +89,36 @@ pub fn add_working_days(date: NaiveDate, n: u32) -> NaiveDate {
     d
 }
 
-/// One weekly opening interval, e.g. Monday-Friday 08:00-16:00.
+/// One opening line: weekly (`mon-fri 08:00-16:00`) or for a date every year, which replaces
+/// the weekly hours of that day (`12-24 08:00-12:00`, `12-31 closed`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opening {
     days: Vec<Weekday>,
-    from: NaiveTime,
-    to: NaiveTime,
+    /// (month, day) for a date line.
+    date: Option<(u32, u32)>,
+    /// None: closed all day (date lines only).
+    hours: Option<(NaiveTime, NaiveTime)>,
+}
+
+impl Opening {
+    fn covers(&self, date: NaiveDate) -> bool {
+        match self.date {
+            Some(md) => md == (date.month(), date.day()),
+            None => self.days.contains(&date.weekday()),
+        }
+    }
+
+    fn open_at(&self, time: NaiveTime) -> bool {
+        self.hours
+            .is_some_and(|(from, to)| from <= time && time < to)
+    }
 }
 
 /// Why an opening-hours line is not understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{line}`: {reason} (write e.g. \"mon-fri 08:00-16:00\" or \"sat 10:00-14:00\")")]
+#[error(
+    "`{line}`: {reason} (write e.g. \"mon-fri 08:00-16:00\", \"sat 10:00-14:00\", \"12-24 08:00-12:00\" or \"12-31 closed\")"
+)]
 pub struct OpeningError {
     /// The line.
     pub line: String,
@@ -131,8 +150,20 @@ impl std::str::FromStr for Opening {
             .trim()
             .split_once(' ')
             .ok_or_else(|| bad("days and hours are needed"))?;
-        let days = match days.split_once('-') {
-            Some((a, b)) => {
+        let date = match days.split_once('-') {
+            Some((m, d))
+                if m.len() == 2 && m.chars().chain(d.chars()).all(|c| c.is_ascii_digit()) =>
+            {
+                let (m, d) = (m.parse::<u32>().unwrap_or(0), d.parse::<u32>().unwrap_or(0));
+                // 2024 is a leap year, so 02-29 is a valid line.
+                NaiveDate::from_ymd_opt(2024, m, d).ok_or_else(|| bad("no such date (MM-DD)"))?;
+                Some((m, d))
+            }
+            _ => None,
+        };
+        let days = match (date, days.split_once('-')) {
+            (Some(_), _) => Vec::new(),
+            (None, Some((a, b))) => {
                 let (a, b) = (
                     weekday(a).ok_or_else(|| bad("unknown day"))?,
                     weekday(b).ok_or_else(|| bad("unknown day"))?,
@@ -145,8 +176,20 @@ impl std::str::FromStr for Opening {
                 }
                 out
             }
-            None => vec![weekday(days).ok_or_else(|| bad("unknown day"))?],
+            (None, None) => vec![weekday(days).ok_or_else(|| bad("unknown day"))?],
         };
+        if hours.trim() == "closed" {
+            if date.is_none() {
+                return Err(bad(
+                    "only a date line (MM-DD) can be `closed`; leave the day out",
+                ));
+            }
+            return Ok(Opening {
+                days,
+                date,
+                hours: None,
+            });
+        }
         let (from, to) = hours
             .trim()
             .split_once('-')
@@ -158,7 +201,11 @@ impl std::str::FromStr for Opening {
         if from >= to {
             return Err(bad("the opening must end after it starts"));
         }
-        Ok(Opening { days, from, to })
+        Ok(Opening {
+            days,
+            date,
+            hours: Some((from, to)),
+        })
     }
 }
 
@@ -189,9 +236,18 @@ impl OpeningHours {
         if holiday(date).is_some() {
             return false;
         }
+        // Date lines replace the weekly hours of their day.
+        let dated: Vec<&Opening> = self
+            .openings
+            .iter()
+            .filter(|o| o.date.is_some() && o.covers(date))
+            .collect();
+        if !dated.is_empty() {
+            return dated.iter().any(|o| o.open_at(time));
+        }
         self.openings
             .iter()
-            .any(|o| o.days.contains(&date.weekday()) && o.from <= time && time < o.to)
+            .any(|o| o.covers(date) && o.open_at(time))
     }
 }
 
@@ -306,6 +362,32 @@ mod tests {
         for (at, want) in table {
             assert_eq!(h.is_open(utc(at)), want, "{at}");
         }
+    }
+
+    #[test]
+    fn date_lines_replace_the_weekly_hours_of_their_day() {
+        let h = OpeningHours::parse(
+            "Europe/Oslo",
+            &[
+                "mon-fri 08:00-16:00".into(),
+                "12-24 08:00-12:00".into(),
+                "12-31 closed".into(),
+            ],
+        )
+        .unwrap();
+        for (at, want) in [
+            ("2026-12-24T09:00:00Z", true),  // Christmas Eve (Thursday) 10:00
+            ("2026-12-24T13:00:00Z", false), // Christmas Eve 14:00: closed from noon
+            ("2026-12-23T13:00:00Z", true),  // the day before: the weekly hours
+            ("2026-12-31T09:00:00Z", false), // New Year's Eve (Thursday): closed
+            ("2027-12-24T09:00:00Z", true),  // every year
+        ] {
+            assert_eq!(h.is_open(utc(at)), want, "{at}");
+        }
+        for line in ["mon closed", "13-01 08:00-10:00", "02-30 closed"] {
+            assert!(line.parse::<Opening>().is_err(), "{line}");
+        }
+        assert!("02-29 closed".parse::<Opening>().is_ok());
     }
 
     #[test]

@@ -573,6 +573,7 @@ impl Correlator {
             ),
             AlarmKind::DeviceRebooted => (4, format!("Device {device} restarted")),
             AlarmKind::AgentOffline => (2, format!("Site probe {device} is offline")),
+            AlarmKind::NotificationFailed => (2, format!("Notifications on {device} fail")),
         };
         NewIncident {
             kind,

@@ -63,6 +63,8 @@ pub enum AlarmKind {
     DeviceRebooted,
     /// The VLAN of a watched port changed.
     VlanChanged,
+    /// A notification could not be delivered (its device is `channel:NAME`).
+    NotificationFailed,
 }
 
 impl AlarmKind {
@@ -75,6 +77,7 @@ impl AlarmKind {
             AlarmKind::AgentOffline => "agent_offline",
             AlarmKind::DeviceRebooted => "device_rebooted",
             AlarmKind::VlanChanged => "vlan_changed",
+            AlarmKind::NotificationFailed => "notification_failed",
         }
     }
 }
@@ -170,6 +173,120 @@ pub trait IncidentTx {
         actor: &str,
         detail: &str,
     ) -> Result<(), StoreError>;
+    /// The notification outbox of this transaction, where the store has one.
+    fn outbox(&mut self) -> Option<&mut dyn OutboxTx>;
+}
+
+/// The notification outbox inside an incident transaction: notifications are written in the
+/// same commit as the incident change that causes them.
+pub trait OutboxTx {
+    /// The incident as it stands inside this transaction.
+    fn incident(&mut self, id: i64) -> Result<Option<Incident>, StoreError>;
+    /// How many history lines of this action the incident has (numbers repeated transitions).
+    fn history_count(&mut self, incident: i64, action: &str) -> Result<u32, StoreError>;
+    /// Queues a notification; false when its idempotency key is queued already.
+    fn enqueue(&mut self, n: &NewNotification) -> Result<bool, StoreError>;
+    /// Marks the not yet attempted notifications of the incident's opening superseded (it
+    /// resolved or was taken into another incident before anyone was told); returns how many.
+    fn supersede_unsent(&mut self, incident: i64, at: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Marks a notification failed for good; returns it (None if it is not pending).
+    fn fail(&mut self, id: i64, error: &str) -> Result<Option<Notification>, StoreError>;
+}
+
+/// A notification to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    /// Idempotency key: incident, transition and recipient.
+    pub key: String,
+    /// The incident.
+    pub incident: i64,
+    /// `opened`, `resolved-2`, `escalated`, ...
+    pub transition: String,
+    /// `ssc`, `secondline`, `incident`, `technical`, `local_support`.
+    pub audience: String,
+    /// Channel name.
+    pub channel: String,
+    /// Address on the channel.
+    pub recipient: String,
+    /// `nb` or `en`.
+    pub language: String,
+    /// Free text that goes with it (the work asked for, an escalation comment).
+    pub detail: Option<String>,
+    /// Not before this time (the grouping window).
+    pub due_at: DateTime<Utc>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A notification as stored, with its delivery state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    /// Id.
+    pub id: i64,
+    /// Idempotency key.
+    pub key: String,
+    /// Incident.
+    pub incident_id: i64,
+    /// Transition.
+    pub transition: String,
+    /// Audience.
+    pub audience: String,
+    /// Channel name.
+    pub channel: String,
+    /// Address.
+    pub recipient: String,
+    /// Language.
+    pub language: String,
+    /// Free text.
+    pub detail: Option<String>,
+    /// `pending`, `delivered`, `failed` or `superseded`.
+    pub state: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Queued at.
+    pub created_at: DateTime<Utc>,
+    /// Next attempt not before.
+    pub due_at: DateTime<Utc>,
+    /// Delivered at.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Last delivery error.
+    pub last_error: Option<String>,
+    /// Subject, once rendered (rendered once, so every retry sends the same message).
+    pub subject: Option<String>,
+    /// Plain-text body, once rendered.
+    pub body: Option<String>,
+    /// JSON document, once rendered.
+    pub payload: Option<serde_json::Value>,
+}
+
+/// What a delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The channel took it.
+    Delivered,
+    /// It failed; try again at `next` (a failure for good is marked by the engine, see
+    /// [`OutboxTx::fail`]).
+    Retry {
+        /// Why.
+        error: String,
+        /// Next attempt.
+        next: DateTime<Utc>,
+    },
+}
+
+/// Filters for listing notifications.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationFilter {
+    /// Only this incident.
+    pub incident: Option<i64>,
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only this channel.
+    pub channel: Option<String>,
+    /// Only incidents of this customer.
+    pub customer: Option<String>,
+    /// At most this many (newest first).
+    pub limit: u32,
 }
 
 /// An alarm of an open incident, as stored (to rebuild the engine after a restart).
@@ -427,4 +544,32 @@ pub trait Store: Send + Sync {
     fn count_open(&self) -> Result<u64, StoreError>;
     /// Number of dead letters.
     fn count_dead_letters(&self) -> Result<u64, StoreError>;
+    /// Pending notifications due at `now`, oldest first.
+    fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// When the next pending notification falls due.
+    fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Keeps the rendered message, so retries send the same one.
+    fn save_rendered(
+        &self,
+        id: i64,
+        subject: &str,
+        body: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), StoreError>;
+    /// Records a delivery attempt.
+    fn record_delivery(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        outcome: &Delivery,
+    ) -> Result<(), StoreError>;
+    /// Lists notifications, newest first.
+    fn list_notifications(
+        &self,
+        filter: &NotificationFilter,
+    ) -> Result<Vec<Notification>, StoreError>;
 }

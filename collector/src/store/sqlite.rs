@@ -10,8 +10,9 @@ use cnaas_shared::role::PortRole;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    DeadLetter, EventFilter, HistoryEntry, Incident, IncidentAlarm, IncidentDetail, IncidentFilter,
-    IncidentTx, NewIncident, OpenMember, Relation, Store, StoreError, StoredEvent,
+    DeadLetter, Delivery, EventFilter, HistoryEntry, Incident, IncidentAlarm, IncidentDetail,
+    IncidentFilter, IncidentTx, NewIncident, NewNotification, Notification, NotificationFilter,
+    OpenMember, OutboxTx, Relation, Store, StoreError, StoredEvent,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` says how many have run.
@@ -124,6 +125,31 @@ const MIGRATIONS: &[&str] = &[
         created_by TEXT NOT NULL
     );
     CREATE INDEX changes_window ON changes(starts_at, ends_at);
+    ",
+    // 7: the notification outbox (written with the incident change that causes it).
+    r"
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        transition TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        language TEXT NOT NULL,
+        detail TEXT,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'superseded')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        delivered_at TEXT,
+        last_error TEXT,
+        subject TEXT,
+        body TEXT,
+        payload TEXT
+    );
+    CREATE INDEX notifications_due ON notifications(state, due_at);
+    CREATE INDEX notifications_incident ON notifications(incident_id, id);
     ",
 ];
 
@@ -494,9 +520,211 @@ impl IncidentTx for SqliteTx<'_, '_> {
             .execute(params![incident, ts(at)])?;
         Ok(())
     }
+
+    fn outbox(&mut self) -> Option<&mut dyn OutboxTx> {
+        Some(self)
+    }
+}
+
+impl OutboxTx for SqliteTx<'_, '_> {
+    fn incident(&mut self, id: i64) -> Result<Option<Incident>, StoreError> {
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1");
+        self.tx
+            .prepare_cached(&sql)?
+            .query_row([id], incident_from_row)
+            .optional()?
+            .map(finish_incident)
+            .transpose()
+    }
+
+    fn history_count(&mut self, incident: i64, action: &str) -> Result<u32, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM incident_history WHERE incident_id = ?1 AND action = ?2",
+            )?
+            .query_row(params![incident, action], |r| r.get(0))?)
+    }
+
+    fn enqueue(&mut self, n: &NewNotification) -> Result<bool, StoreError> {
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO notifications (key, incident_id, transition, audience, channel, recipient, language, detail, state, created_at, due_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?10) ON CONFLICT(key) DO NOTHING",
+            )?
+            .execute(params![
+                n.key,
+                n.incident,
+                n.transition,
+                n.audience,
+                n.channel,
+                n.recipient,
+                n.language,
+                n.detail,
+                ts(n.created_at),
+                ts(n.due_at),
+            ])?;
+        Ok(inserted > 0)
+    }
+
+    fn supersede_unsent(&mut self, incident: i64, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n = self
+            .tx
+            .prepare_cached(
+                "UPDATE notifications SET state = 'superseded', last_error = 'resolved before it was due', delivered_at = ?2
+                 WHERE incident_id = ?1 AND state = 'pending' AND attempts = 0
+                   AND (transition LIKE 'opened-%' OR transition LIKE 'reopened-%')",
+            )?
+            .execute(params![incident, ts(at)])?;
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
+    fn fail(&mut self, id: i64, error: &str) -> Result<Option<Notification>, StoreError> {
+        let changed = self
+            .tx
+            .prepare_cached(
+                "UPDATE notifications SET state = 'failed', last_error = ?2 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![id, error])?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        let sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?1");
+        self.tx
+            .prepare_cached(&sql)?
+            .query_row([id], notification_from_row)
+            .optional()?
+            .map(finish_notification)
+            .transpose()
+    }
+}
+
+const NOTIFICATION_COLUMNS: &str = "id, key, incident_id, transition, audience, channel, recipient, language, detail, state, attempts, created_at, due_at, delivered_at, last_error, subject, body, payload";
+
+type NotificationRow = (Notification, [String; 2], [Option<String>; 2]);
+
+fn notification_from_row(r: &Row<'_>) -> rusqlite::Result<NotificationRow> {
+    Ok((
+        Notification {
+            id: r.get(0)?,
+            key: r.get(1)?,
+            incident_id: r.get(2)?,
+            transition: r.get(3)?,
+            audience: r.get(4)?,
+            channel: r.get(5)?,
+            recipient: r.get(6)?,
+            language: r.get(7)?,
+            detail: r.get(8)?,
+            state: r.get(9)?,
+            attempts: r.get(10)?,
+            created_at: DateTime::<Utc>::MIN_UTC,
+            due_at: DateTime::<Utc>::MIN_UTC,
+            delivered_at: None,
+            last_error: r.get(14)?,
+            subject: r.get(15)?,
+            body: r.get(16)?,
+            payload: None,
+        },
+        [r.get(11)?, r.get(12)?],
+        [r.get(13)?, r.get(17)?],
+    ))
+}
+
+fn finish_notification(
+    (mut n, [created, due], [delivered, payload]): NotificationRow,
+) -> Result<Notification, StoreError> {
+    n.created_at = parse_ts("notifications", &created)?;
+    n.due_at = parse_ts("notifications", &due)?;
+    n.delivered_at = delivered
+        .map(|d| parse_ts("notifications", &d))
+        .transpose()?;
+    n.payload = payload
+        .map(|p| serde_json::from_str(&p))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt {
+            table: "notifications",
+            reason: format!("payload of {}: {e}", n.id),
+        })?;
+    Ok(n)
 }
 
 impl Store for SqliteStore {
+    fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let conn = self.reader();
+        let sql = format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![ts(now), limit], notification_from_row)?;
+        rows.map(|r| finish_notification(r?)).collect()
+    }
+
+    fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let conn = self.reader();
+        let next: Option<String> = conn
+            .prepare_cached("SELECT MIN(due_at) FROM notifications WHERE state = 'pending'")?
+            .query_row([], |r| r.get(0))?;
+        next.map(|s| parse_ts("notifications", &s)).transpose()
+    }
+
+    fn save_rendered(
+        &self,
+        id: i64,
+        subject: &str,
+        body: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.writer()
+            .prepare_cached(
+                "UPDATE notifications SET subject = ?2, body = ?3, payload = ?4 WHERE id = ?1 AND subject IS NULL",
+            )?
+            .execute(params![id, subject, body, payload.to_string()])?;
+        Ok(())
+    }
+
+    fn record_delivery(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        outcome: &Delivery,
+    ) -> Result<(), StoreError> {
+        let conn = self.writer();
+        match outcome {
+            Delivery::Delivered => conn
+                .prepare_cached(
+                    "UPDATE notifications SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = NULL WHERE id = ?1",
+                )?
+                .execute(params![id, ts(at)])?,
+            Delivery::Retry { error, next } => conn
+                .prepare_cached(
+                    "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, due_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, error, ts(*next)])?,
+        };
+        Ok(())
+    }
+
+    fn list_notifications(&self, f: &NotificationFilter) -> Result<Vec<Notification>, StoreError> {
+        let conn = self.reader();
+        let sql = format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications
+             WHERE (?1 IS NULL OR incident_id = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR channel = ?3)
+               AND (?4 IS NULL OR incident_id IN (SELECT id FROM incidents WHERE customer = ?4))
+             ORDER BY id DESC LIMIT ?5"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![f.incident, f.state, f.channel, f.customer, f.limit],
+            notification_from_row,
+        )?;
+        rows.map(|r| finish_notification(r?)).collect()
+    }
+
     fn process(
         &self,
         event: Option<(&Event, Option<PortRole>, DateTime<Utc>)>,

@@ -137,6 +137,10 @@ impl IncidentTx for Fake {
         self.incidents.get_mut(&incident).unwrap().escalated = true;
         Ok(())
     }
+    fn outbox(&mut self) -> Option<&mut dyn crate::store::OutboxTx> {
+        // The correlator never writes notifications itself; the engine does, after it.
+        None
+    }
     fn note_by(
         &mut self,
         incident: i64,
