@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod netns;
 pub mod rig;
+pub mod sinks;
 
 /// Lowest port tests may use.
 pub const PORT_MIN: u16 = 16000;

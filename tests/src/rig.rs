@@ -77,6 +77,12 @@ pub struct RigOptions {
     pub inventory: String,
     /// Give the collector a tokens file with [`TOKENS`] (then every API call needs one).
     pub api_tokens: bool,
+    /// More of the collector's config after the inventory (`[notify]`, `[[channel]]`,
+    /// `[[customer]]`).
+    pub collector_extra: String,
+    /// Files (name, text) written into the rig's folder before anything starts (secrets the
+    /// configs refer to).
+    pub files: Vec<(String, String)>,
     /// Run the broker with TLS and a password; both binaries connect with `mqtts://`, the
     /// test CA and a password file.
     pub tls: bool,
@@ -96,6 +102,8 @@ impl Default for RigOptions {
             collector_rules: "link_hold = \"0s\"\ngroup_window = \"0s\"\n".into(),
             inventory: String::new(),
             api_tokens: false,
+            collector_extra: String::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -137,6 +145,9 @@ impl Rig {
             Mosquitto::start()?
         };
         let dir = open_tempdir()?;
+        for (name, text) in &opts.files {
+            std::fs::write(dir.path().join(name), text)?;
+        }
         let tokens_line = if opts.api_tokens {
             let mut file = String::new();
             for (token, name, role) in TOKENS {
@@ -205,7 +216,9 @@ customer = "uni-b"
 site = "b12"
 ports = {{ "Te1/1/1" = "uplink" }}
 {inventory}
+{extra}
 "#,
+                extra = opts.collector_extra,
                 mqtt = mqtt_section,
                 rules = opts.collector_rules,
                 tokens = tokens_line,
@@ -324,6 +337,12 @@ address = "{switch}"
     /// it is connected to the broker.
     pub fn restart_collector(&mut self) -> Result<()> {
         self.collector.terminate()?;
+        self.start_collector()
+    }
+
+    /// Starts the collector again (after it stopped or was killed) on the same store, and
+    /// waits until it is connected to the broker.
+    pub fn start_collector(&mut self) -> Result<()> {
         let log = self.dir.path().join("collector-restarted.log");
         let mut collector = start_binary("cnaas-collector", &self.collector_config, &log)?;
         let api = self.api.clone();

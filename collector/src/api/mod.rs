@@ -29,7 +29,7 @@ use crate::config::Inventory;
 use crate::correlate::{Action, CommandError};
 use crate::customers::Customer;
 use crate::engine::{Envelope, Input};
-use crate::store::{EventFilter, IncidentFilter, Store, StoreError};
+use crate::store::{EventFilter, IncidentFilter, NotificationFilter, Store, StoreError};
 
 /// A JSON error response.
 #[derive(Debug)]
@@ -92,6 +92,7 @@ pub fn router(
         .route("/api/v1/incidents/{id}", get(get_incident))
         .route("/api/v1/incidents/{id}/{action}", post(act))
         .route("/api/v1/events", get(list_events))
+        .route("/api/v1/notifications", get(list_notifications))
         .route("/api/v1/customers", get(list_customers))
         .route("/api/v1/changes", get(list_changes).post(create_change))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -261,10 +262,13 @@ async fn act(
         "resolve" => Action::Resolve,
         "close" => Action::Close,
         "comment" => Action::Comment,
+        "local-work" => Action::LocalWork,
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("no action `{other}`; use ack, escalate, resolve, close or comment"),
+                format!(
+                    "no action `{other}`; use ack, escalate, resolve, close, comment or local-work"
+                ),
             ));
         }
     };
@@ -291,6 +295,20 @@ async fn act(
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!("role of `{}` may not {}", principal.name, action.as_str()),
+            ));
+        }
+    }
+    if action == Action::LocalWork {
+        // Local work goes to the customer's local support point: there must be one.
+        let store = st.store.clone();
+        let incident = blocking(move || store.get_incident(id)).await?;
+        let customer = incident.as_ref().and_then(|d| d.incident.customer.clone());
+        if incident.is_some() && !customer.is_some_and(|c| st.customers.iter().any(|k| k.id == c)) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "incident {id} belongs to no registered customer: there is no local support point to ask"
+                ),
             ));
         }
     }
@@ -439,7 +457,22 @@ async fn get_incident(
                 format!("incident {id} not found"),
             ))
         }
-        Some(detail) => Ok(Json(serde_json::to_value(detail).unwrap_or_default())),
+        Some(detail) => {
+            let store = st.store.clone();
+            let filter = NotificationFilter {
+                incident: Some(id),
+                limit: MAX_LIMIT,
+                ..NotificationFilter::default()
+            };
+            let mut notifications = blocking(move || store.list_notifications(&filter)).await?;
+            if own_customer(&who).is_some() {
+                notifications.retain(|n| is_customer_audience(&n.audience));
+            }
+            notifications.reverse();
+            let mut v = serde_json::to_value(detail).unwrap_or_default();
+            v["notifications"] = serde_json::to_value(notifications).unwrap_or_default();
+            Ok(Json(v))
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("incident {id} not found"),
@@ -475,4 +508,55 @@ async fn list_events(
     let store = st.store.clone();
     let events = blocking(move || store.list_events(&filter)).await?;
     Ok(Json(json!({ "events": events })))
+}
+
+fn is_customer_audience(a: &str) -> bool {
+    matches!(a, "incident" | "technical" | "local_support")
+}
+
+const NOTIFICATION_STATES: [&str; 4] = ["pending", "delivered", "failed", "superseded"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationQuery {
+    incident: Option<i64>,
+    state: Option<String>,
+    channel: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Every delivery and its state, newest first. A customer token sees what was sent to its own
+/// people about its own incidents.
+async fn list_notifications(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    q: Result<Query<NotificationQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = who(&st, &headers)?;
+    let Query(q) = q?;
+    if let Some(s) = &q.state
+        && !NOTIFICATION_STATES.contains(&s.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown state `{s}`; use one of {}",
+                NOTIFICATION_STATES.join(", ")
+            ),
+        ));
+    }
+    let own = own_customer(&who).map(str::to_owned);
+    let filter = NotificationFilter {
+        incident: q.incident,
+        state: q.state,
+        channel: q.channel,
+        customer: own.clone(),
+        limit: q.limit.unwrap_or(100).min(MAX_LIMIT),
+    };
+    let store = st.store.clone();
+    let mut notifications = blocking(move || store.list_notifications(&filter)).await?;
+    if own.is_some() {
+        notifications.retain(|n| is_customer_audience(&n.audience));
+    }
+    Ok(Json(json!({ "notifications": notifications })))
 }

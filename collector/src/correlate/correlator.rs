@@ -91,6 +91,8 @@ pub enum Action {
     Close,
     /// A line of history.
     Comment,
+    /// Ask the customer's local support for hands-on work (the text says what and where).
+    LocalWork,
 }
 
 impl Action {
@@ -102,6 +104,7 @@ impl Action {
             Action::Resolve => "resolved",
             Action::Close => "closed",
             Action::Comment => "comment",
+            Action::LocalWork => "local_work",
         }
     }
 }
@@ -359,6 +362,17 @@ impl Correlator {
                 return Err(CommandError::Invalid("a comment needs text".into()));
             }
             Action::Comment => {}
+            Action::LocalWork if !active => {
+                return Err(CommandError::Conflict(format!(
+                    "incident {incident} is {state}; local work is asked for active incidents"
+                )));
+            }
+            Action::LocalWork if detail.trim().is_empty() => {
+                return Err(CommandError::Invalid(
+                    "say in `comment` what local work is needed, and where".into(),
+                ));
+            }
+            Action::LocalWork => {}
         }
         tx.note_by(incident, now, action.as_str(), actor, detail)?;
         Ok(())

@@ -28,7 +28,7 @@ pub fn enqueue(
         let Some(incident) = outbox.incident(t.incident)? else {
             continue;
         };
-        if t.kind == TransitionKind::Resolved && outbox.supersede_unsent(t.incident, now)? > 0 {
+        if t.kind == TransitionKind::Resolved && outbox.opening_untold(t.incident, now)? {
             tracing::info!(
                 incident = t.incident,
                 "Resolved before its opening was due: nobody is told of either."
@@ -63,4 +63,123 @@ pub fn enqueue(
         }
     }
     Ok(queued)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::correlate::Rules;
+    use crate::customers::ContactPoint;
+    use crate::store::{
+        AlarmKind, Delivery, NewIncident, NotificationFilter, SqliteStore, Store, alarm_key,
+    };
+
+    fn routing() -> Routing {
+        let ssc = vec![ContactPoint {
+            channel: "q".into(),
+            to: "ssc".into(),
+            name: None,
+        }];
+        Routing::new(&[], ssc, vec![], "nb".into(), Rules::default())
+    }
+
+    fn new(kind: AlarmKind, device: &str) -> NewIncident {
+        NewIncident {
+            kind,
+            key: alarm_key(device, None, kind),
+            severity: 2,
+            device: device.into(),
+            if_index: None,
+            if_name: None,
+            if_alias: None,
+            role: None,
+            site: None,
+            customer: None,
+            summary: format!("{device} down"),
+        }
+    }
+
+    /// Runs one transition in one transaction, the way the engine does.
+    fn step(
+        store: &SqliteStore,
+        now: DateTime<Utc>,
+        f: impl Fn(&mut dyn IncidentTx) -> (i64, TransitionKind),
+    ) -> (i64, usize) {
+        let r = routing();
+        let mut out = (0, 0);
+        store
+            .transaction(&mut |tx| {
+                let (id, kind) = f(tx);
+                tx.note(id, now, kind.action(), None, "")?;
+                let t = Transition {
+                    incident: id,
+                    kind,
+                    detail: None,
+                };
+                out = (id, enqueue(tx, &r, &[t.clone(), t], now)?);
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    fn states(store: &SqliteStore) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = store
+            .list_notifications(&NotificationFilter {
+                limit: 100,
+                ..NotificationFilter::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.key, n.state))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn one_row_per_transition_and_recipient_and_silence_for_what_resolved_unseen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("c.db")).unwrap();
+        let t0 = Utc::now();
+        // A device down waits the grouping window; the same transition twice queues once.
+        let (dev, queued) = step(&store, t0, |tx| {
+            let id = tx.open(&new(AlarmKind::DeviceDown, "a1"), t0).unwrap();
+            (id, TransitionKind::Opened)
+        });
+        assert_eq!(queued, 1);
+        assert!(store.due_notifications(t0, 10).unwrap().is_empty());
+        let later = t0 + chrono::TimeDelta::seconds(10);
+        assert_eq!(store.due_notifications(later, 10).unwrap().len(), 1);
+        // It resolves inside the window (taken into another incident): neither is told.
+        let (_, queued) = step(&store, t0, |tx| {
+            tx.resolve(dev, t0).unwrap();
+            (dev, TransitionKind::Resolved)
+        });
+        assert_eq!(queued, 0);
+        // A link was held already: due at once; once delivered, its resolution is told.
+        let (link, _) = step(&store, t0, |tx| {
+            let id = tx.open(&new(AlarmKind::LinkDown, "d1"), t0).unwrap();
+            (id, TransitionKind::Opened)
+        });
+        let due = store.due_notifications(t0, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        store
+            .record_delivery(due[0].id, t0, &Delivery::Delivered)
+            .unwrap();
+        let (_, queued) = step(&store, t0, |tx| {
+            tx.resolve(link, t0).unwrap();
+            (link, TransitionKind::Resolved)
+        });
+        assert_eq!(queued, 1);
+        assert_eq!(
+            states(&store),
+            [
+                (format!("inc-{dev}/opened-1/ssc/q/ssc"), "superseded".into()),
+                (format!("inc-{link}/opened-1/ssc/q/ssc"), "delivered".into()),
+                (format!("inc-{link}/resolved-1/ssc/q/ssc"), "pending".into()),
+            ]
+        );
+    }
 }

@@ -187,8 +187,9 @@ pub trait OutboxTx {
     /// Queues a notification; false when its idempotency key is queued already.
     fn enqueue(&mut self, n: &NewNotification) -> Result<bool, StoreError>;
     /// Marks the not yet attempted notifications of the incident's opening superseded (it
-    /// resolved or was taken into another incident before anyone was told); returns how many.
-    fn supersede_unsent(&mut self, incident: i64, at: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// resolved or was taken into another incident before anyone was told); returns whether
+    /// its latest opening went untold that way.
+    fn opening_untold(&mut self, incident: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Marks a notification failed for good; returns it (None if it is not pending).
     fn fail(&mut self, id: i64, error: &str) -> Result<Option<Notification>, StoreError>;
 }

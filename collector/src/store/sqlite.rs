@@ -568,16 +568,22 @@ impl OutboxTx for SqliteTx<'_, '_> {
         Ok(inserted > 0)
     }
 
-    fn supersede_unsent(&mut self, incident: i64, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n = self
-            .tx
-            .prepare_cached(
+    fn opening_untold(&mut self, incident: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        const OPENING: &str = "(transition LIKE 'opened-%' OR transition LIKE 'reopened-%')";
+        self.tx
+            .prepare_cached(&format!(
                 "UPDATE notifications SET state = 'superseded', last_error = 'resolved before it was due', delivered_at = ?2
-                 WHERE incident_id = ?1 AND state = 'pending' AND attempts = 0
-                   AND (transition LIKE 'opened-%' OR transition LIKE 'reopened-%')",
-            )?
+                 WHERE incident_id = ?1 AND state = 'pending' AND attempts = 0 AND {OPENING}"
+            ))?
             .execute(params![incident, ts(at)])?;
-        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        let latest: Option<String> = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT state FROM notifications WHERE incident_id = ?1 AND {OPENING} ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row([incident], |r| r.get(0))
+            .optional()?;
+        Ok(latest.as_deref() == Some("superseded"))
     }
 
     fn fail(&mut self, id: i64, error: &str) -> Result<Option<Notification>, StoreError> {

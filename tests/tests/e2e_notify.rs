@@ -1,0 +1,388 @@
+//! Notifications end to end with real peers: snmpsim uplink down at customer uni-b ("A") ->
+//! agent -> Mosquitto -> collector -> an e-mail at a real SMTP server (aiosmtpd) for A's
+//! `incident` point, a JSON message on A's SSC queue topic (Mosquitto), the SMS-gateway webhook
+//! of A's technical contact (A is closed: no opening hours), nothing for customer uni-c ("B").
+//! Then a crash between commit and delivery, and a recipient that keeps failing.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cnaas_collector::notify::channels::message_id;
+use cnaas_tests::rig::{Rig, RigOptions};
+use cnaas_tests::sinks::{SmtpSink, WebhookReceiver};
+use cnaas_tests::{Process, find_program, http_get, http_json, wait_until};
+use serde_json::Value;
+
+const SMS_TOKEN: &str = "sms-gateway-token-0815";
+
+fn collector_extra(smtp: u16, webhook: &str, attempts: u32) -> String {
+    format!(
+        r#"
+[notify]
+language = "nb"
+base_url = "http://collector.example"
+ssc = [{{ channel = "ssc-queue", to = "ssc" }}, {{ channel = "ssc-log", to = "ssc" }}]
+secondline = [{{ channel = "ssc-queue", to = "campus" }}]
+attempts = {attempts}
+backoff = "200ms"
+max_backoff = "1s"
+
+[[channel]]
+name = "mail"
+kind = "smtp"
+server = "127.0.0.1:{smtp}"
+from = "noc@sikt.example"
+timeout = "3s"
+
+[[channel]]
+name = "sms-gw"
+kind = "webhook"
+url = "{webhook}"
+token_file = "sms.token"
+timeout = "3s"
+
+[[channel]]
+name = "ssc-queue"
+kind = "mqtt"
+topic = "cnaas/v1/queue/{{audience}}/{{customer}}"
+
+[[channel]]
+name = "ssc-log"
+kind = "file"
+path = "ssc.jsonl"
+
+# Customer A: no opening hours, so it is always closed and severity 1-2 wakes its
+# technical contacts.
+[[customer]]
+id = "uni-b"
+name = "Universitetet i B"
+language = "nb"
+incident = {{ channel = "mail", to = "servicedesk@uni-b.no" }}
+change = {{ channel = "mail", to = "change@uni-b.no" }}
+local_support = {{ channel = "mail", to = "helpdesk@uni-b.no" }}
+technical = [{{ channel = "sms-gw", to = "+4791234567" }}, {{ channel = "mail", to = "ola.nordmann@uni-b.no" }}]
+administrative = [{{ channel = "mail", to = "kontrakt@uni-b.no" }}]
+
+# Customer B: has nothing in this fault.
+[[customer]]
+id = "uni-c"
+name = "University College C"
+language = "en"
+opening_hours = ["mon-fri 08:00-16:00"]
+incident = {{ channel = "mail", to = "servicedesk@uni-c.no" }}
+change = {{ channel = "mail", to = "change@uni-c.no" }}
+local_support = {{ channel = "mail", to = "helpdesk@uni-c.no" }}
+technical = [{{ channel = "sms-gw", to = "+4799999999" }}]
+administrative = [{{ channel = "mail", to = "kontrakt@uni-c.no" }}]
+"#
+    )
+}
+
+fn rig(smtp: u16, webhook: &str, attempts: u32) -> Result<Rig> {
+    Rig::start(&RigOptions {
+        dead_device: false,
+        collector_extra: collector_extra(smtp, webhook, attempts),
+        files: vec![("sms.token".into(), format!("{SMS_TOKEN}\n"))],
+        ..RigOptions::default()
+    })
+}
+
+fn notifications(rig: &Rig, query: &str) -> Vec<Value> {
+    http_json(&format!(
+        "{}/api/v1/notifications?limit=1000{query}",
+        rig.api
+    ))
+    .ok()
+    .and_then(|v| v["notifications"].as_array().cloned())
+    .unwrap_or_default()
+}
+
+fn queue_messages(file: &Path) -> Vec<(String, Value)> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(t, p)| Some((t.to_owned(), serde_json::from_str(p).ok()?)))
+        .collect()
+}
+
+fn mails_to(smtp: &SmtpSink, to: &str) -> Vec<cnaas_tests::sinks::Mail> {
+    smtp.mails()
+        .into_iter()
+        .filter(|m| m.to.contains(to))
+        .collect()
+}
+
+fn subscribe(rig: &Rig, file: &Path) -> Result<Process> {
+    let mut sub = std::process::Command::new(find_program("mosquitto_sub")?);
+    sub.args(["-h", "127.0.0.1", "-p", &rig.mqtt.port.to_string()])
+        .args(["-q", "1", "-v", "-t", "cnaas/v1/queue/#"]);
+    let p = Process::spawn("mosquitto_sub", sub, file)?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(p)
+}
+
+#[test]
+fn uplink_down_reaches_exactly_the_right_people_once_even_across_a_crash() -> Result<()> {
+    let mut smtp = SmtpSink::start()?;
+    let sms = WebhookReceiver::start(3)?;
+    let mut rig = rig(smtp.port, &sms.url(), 8)?;
+    let queue_file = rig.dir().join("queue.log");
+    let _sub = subscribe(&rig, &queue_file)?;
+    let limit = Duration::from_secs(20);
+
+    rig.set_oper(49, 2)?;
+    let inc = wait_until("an incident for Te1/1/1", limit, || {
+        rig.open_port_incident(49)
+    })
+    .with_context(|| rig.logs())?;
+    let id = inc["id"].as_i64().context("incident id")?;
+
+    // A's incident point and A's technical contacts (e-mail and the SMS webhook).
+    let mail = wait_until("the e-mail to A's incident point", limit, || {
+        mails_to(&smtp, "servicedesk@uni-b.no").into_iter().next()
+    })
+    .with_context(|| rig.logs())?;
+    assert!(
+        mail.subject.starts_with(
+            "[CNaaS S2] Ny hendelse: Universitetet i B / b12 / a-b12-01 Te1/1/1 - Opplink Te1/1/1"
+        ),
+        "{}",
+        mail.subject
+    );
+    for want in [
+        "Organisasjon: Universitetet i B\n",
+        "Enhet: a-b12-01\n",
+        "Port: Te1/1/1",
+        "Plassering: b12",
+        &format!("Detaljer: http://collector.example/api/v1/incidents/{id}\n"),
+    ] {
+        assert!(
+            mail.body.contains(want),
+            "missing {want:?} in\n{}",
+            mail.body
+        );
+    }
+    assert_eq!(
+        mail.key,
+        format!("inc-{id}/opened-1/incident/mail/servicedesk@uni-b.no")
+    );
+    assert_eq!(mail.message_id, message_id(&mail.key));
+    wait_until("the e-mail to A's technical contact", limit, || {
+        mails_to(&smtp, "ola.nordmann@uni-b.no").into_iter().next()
+    })?;
+
+    // The SMS gateway failed three times and then took it: one success, one key throughout.
+    let hits = wait_until("the SMS webhook to accept", limit, || {
+        let r = sms.requests();
+        r.iter().any(|q| q.status == 200).then_some(r)
+    })
+    .with_context(|| rig.logs())?;
+    assert_eq!(
+        hits.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 503, 503, 200]
+    );
+    assert!(hits.iter().all(|r| r.key == hits[0].key));
+    assert!(
+        hits.iter()
+            .all(|r| r.authorization == format!("Bearer {SMS_TOKEN}"))
+    );
+    assert_eq!(hits[0].body["to"], "+4791234567");
+    assert_eq!(hits[0].body["schema"], "cnaas.notification.v1");
+    assert_eq!(hits[0].body["incident"]["id"], id);
+
+    // SSC's queue on Mosquitto: A's topic, the stable JSON schema.
+    let queued = wait_until("the SSC queue message", limit, || {
+        queue_messages(&queue_file)
+            .into_iter()
+            .find(|(t, _)| t == "cnaas/v1/queue/ssc/uni-b")
+    })?;
+    assert_eq!(queued.1["transition"], "opened-1");
+    assert_eq!(queued.1["audience"], "ssc");
+    assert_eq!(queued.1["incident"]["kind"], "link_down");
+    assert_eq!(queued.1["escalation"]["organisation"], "Universitetet i B");
+    assert_eq!(queued.1["escalation"]["device"], "a-b12-01");
+
+    // Every delivery is in the API, delivered; nothing for B, nothing administrative.
+    let all = wait_until("all five deliveries", limit, || {
+        let n = notifications(&rig, &format!("&incident={id}"));
+        (n.len() == 5 && n.iter().all(|x| x["state"] == "delivered")).then_some(n)
+    })
+    .with_context(|| format!("{:#?}", notifications(&rig, "")))?;
+    let mut who: Vec<String> = all
+        .iter()
+        .map(|n| {
+            format!(
+                "{}:{}",
+                n["audience"].as_str().unwrap_or(""),
+                n["channel"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    who.sort();
+    assert_eq!(
+        who,
+        [
+            "incident:mail",
+            "ssc:ssc-log",
+            "ssc:ssc-queue",
+            "technical:mail",
+            "technical:sms-gw"
+        ]
+    );
+    let sms_row = all
+        .iter()
+        .find(|n| n["channel"] == "sms-gw")
+        .context("sms row")?;
+    assert_eq!(sms_row["attempts"], 4);
+    assert!(
+        smtp.mails()
+            .iter()
+            .all(|m| !m.to.contains("uni-c.no") && !m.to.contains("kontrakt"))
+    );
+    assert!(sms.requests().iter().all(|r| r.body["to"] != "+4799999999"));
+    let (_, metrics) = http_get(&format!("{}/metrics", rig.api))?;
+    assert!(
+        metrics
+            .contains("cnaas_collector_notifications_total{channel=\"sms-gw\",result=\"retry\"} 3"),
+        "{metrics}"
+    );
+
+    // Crash between commit and delivery: the mail server is down when the uplink comes
+    // back, the collector is killed with the resolution queued, the server returns, the
+    // collector restarts: each recipient gets the resolution exactly once.
+    smtp.stop()?;
+    rig.set_oper(49, 1)?;
+    wait_until("the resolution to be queued and tried", limit, || {
+        notifications(&rig, &format!("&incident={id}"))
+            .into_iter()
+            .find(|n| {
+                n["transition"] == "resolved-1"
+                    && n["recipient"] == "servicedesk@uni-b.no"
+                    && n["state"] == "pending"
+                    && n["attempts"].as_u64().unwrap_or(0) >= 1
+            })
+    })
+    .with_context(|| rig.logs())?;
+    rig.collector.kill_hard()?;
+    smtp.resume()?;
+    rig.start_collector()?;
+    wait_until(
+        "the resolution to be delivered after the restart",
+        limit,
+        || {
+            let n = notifications(&rig, &format!("&incident={id}"));
+            (n.len() == 10 && n.iter().all(|x| x["state"] == "delivered")).then_some(())
+        },
+    )
+    .with_context(|| format!("{:#?}\n{}", notifications(&rig, ""), rig.logs()))?;
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for m in smtp.mails() {
+        assert_eq!(m.message_id, message_id(&m.key), "{}", m.raw);
+        *per_key.entry(m.key).or_default() += 1;
+    }
+    assert_eq!(per_key.len(), 4, "{per_key:?}");
+    assert!(per_key.values().all(|n| *n == 1), "{per_key:?}");
+    assert!(per_key.contains_key(&format!(
+        "inc-{id}/resolved-1/incident/mail/servicedesk@uni-b.no"
+    )));
+    let resolved = mails_to(&smtp, "servicedesk@uni-b.no")
+        .into_iter()
+        .find(|m| m.key.contains("resolved-1"))
+        .context("the resolution e-mail")?;
+    assert!(
+        resolved.subject.contains("Hendelse løst"),
+        "{}",
+        resolved.subject
+    );
+    Ok(())
+}
+
+#[test]
+fn a_recipient_that_keeps_failing_becomes_an_incident_for_ssc_on_another_channel() -> Result<()> {
+    // Nothing listens on the mail server's port: every e-mail fails.
+    let smtp = SmtpSink::not_started()?;
+    let sms = WebhookReceiver::start(0)?;
+    let rig = rig(smtp.port, &sms.url(), 3)?;
+    let limit = Duration::from_secs(20);
+    rig.set_oper(49, 2)?;
+    let inc = wait_until("an incident for Te1/1/1", limit, || {
+        rig.open_port_incident(49)
+    })
+    .with_context(|| rig.logs())?;
+    let id = inc["id"].as_i64().context("incident id")?;
+    let failed = wait_until("the e-mails to fail for good", limit, || {
+        let f = notifications(&rig, "&state=failed");
+        (f.len() == 2).then_some(f)
+    })
+    .with_context(|| format!("{:#?}\n{}", notifications(&rig, ""), rig.logs()))?;
+    assert!(
+        failed
+            .iter()
+            .all(|n| n["channel"] == "mail" && n["attempts"] == 3)
+    );
+    assert!(
+        failed
+            .iter()
+            .all(|n| n["last_error"].as_str().is_some_and(|e| e.contains("SMTP")))
+    );
+    // One notification_failed incident per failed recipient, told to SSC on the queue and
+    // the file (not on the mail channel that failed).
+    let reports = wait_until("the notification_failed incidents", limit, || {
+        let r: Vec<Value> = rig
+            .open_incidents()
+            .into_iter()
+            .filter(|i| i["kind"] == "notification_failed")
+            .collect();
+        (r.len() == 2).then_some(r)
+    })?;
+    assert!(
+        reports
+            .iter()
+            .all(|r| r["device"] == "channel:mail" && r["severity"] == 2)
+    );
+    assert!(reports.iter().all(|r| {
+        r["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&format!("Incident {id}: notification ")))
+    }));
+    let file = rig.dir().join("ssc.jsonl");
+    let told = wait_until("SSC's file to tell of the failures", limit, || {
+        let lines: Vec<Value> = std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|v: &Value| v["incident"]["kind"] == "notification_failed")
+            .collect();
+        (lines.len() == 2).then_some(lines)
+    })?;
+    assert!(
+        told.iter()
+            .all(|v| v["audience"] == "ssc" && v["channel"] == "ssc-log")
+    );
+    // The original incident's history says so too.
+    let detail = http_json(&format!("{}/api/v1/incidents/{id}", rig.api))?;
+    let actions: Vec<&str> = detail["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "notification_failed")
+            .count(),
+        2,
+        "{actions:?}"
+    );
+    let (_, metrics) = http_get(&format!("{}/metrics", rig.api))?;
+    assert!(
+        metrics
+            .contains("cnaas_collector_notifications_total{channel=\"mail\",result=\"failed\"} 2"),
+        "{metrics}"
+    );
+    Ok(())
+}
