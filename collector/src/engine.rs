@@ -604,3 +604,145 @@ fn report_failure(
         &format!("{what}; incident {opened} tells SSC"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::{DeviceRole, InventoryDevice};
+    use crate::customers::{ContactPoint, CustomerEntry, check};
+    use crate::store::{NotificationFilter, SqliteStore};
+    use cnaas_shared::{EventKind, Source};
+
+    struct NoAck;
+    impl Acker for NoAck {
+        fn ack(&self, _publish: &Publish) {}
+    }
+
+    fn point(to: &str) -> ContactPoint {
+        ContactPoint {
+            channel: "mail".into(),
+            to: to.into(),
+            name: None,
+        }
+    }
+
+    /// A distribution switch with 50 access switches behind it, all of customer `a`.
+    fn campus() -> (Inventory, Routing, Rules) {
+        let mut inv = Inventory::default();
+        let dev = |role, uplink: Option<&str>| InventoryDevice {
+            customer: Some("a".into()),
+            site: Some("s1".into()),
+            role: Some(role),
+            uplink: uplink.map(str::to_owned),
+            ..InventoryDevice::default()
+        };
+        inv.devices
+            .insert("d1".into(), dev(DeviceRole::Distribution, None));
+        for n in 1..=50 {
+            inv.devices
+                .insert(format!("a{n:02}"), dev(DeviceRole::Access, Some("d1")));
+        }
+        let customer = check(
+            &CustomerEntry {
+                id: "a".into(),
+                name: "A".into(),
+                timezone: "Europe/Oslo".into(),
+                language: "nb".into(),
+                opening_hours: vec!["mon-sun 00:00-23:59".into()],
+                incident: Some(point("servicedesk@a.no")),
+                change: Some(point("change@a.no")),
+                local_support: Some(point("helpdesk@a.no")),
+                technical: vec![point("ola.nordmann@a.no")],
+                administrative: vec![point("kontrakt@a.no")],
+            },
+            &["mail".into()],
+        )
+        .0
+        .unwrap();
+        let rules = Rules {
+            group_window: chrono::TimeDelta::milliseconds(500),
+            ..Rules::default()
+        };
+        let routing = Routing::new(
+            &[customer],
+            vec![ContactPoint {
+                channel: "queue".into(),
+                to: "ssc".into(),
+                name: None,
+            }],
+            vec![],
+            "nb".into(),
+            rules,
+        );
+        (inv, routing, rules)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_storm_is_told_once_per_recipient_as_the_grouped_incident() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("c.db")).unwrap());
+        let (inv, routing, rules) = campus();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let (tx, thread) = spawn(
+            store.clone(),
+            Arc::new(inv),
+            rules,
+            Notices {
+                routing: Arc::new(routing),
+                wake: Arc::new(Notify::new()),
+            },
+            CollectorMetrics::register(&mut registry),
+            Box::new(NoAck),
+            1000,
+        )
+        .unwrap();
+        // Two access switches are reported before their distribution switch, the rest after.
+        let mut names = vec!["a07".to_owned(), "a31".to_owned(), "d1".to_owned()];
+        names.extend(
+            (1..=50)
+                .map(|n| format!("a{n:02}"))
+                .filter(|n| n != "a07" && n != "a31"),
+        );
+        for name in names {
+            let event = Event::new("site", &name, EventKind::DeviceUnreachable, Source::Poll);
+            tx.send(Envelope {
+                input: Input::Event {
+                    event,
+                    received: Instant::now(),
+                },
+                ack: None,
+            })
+            .await
+            .unwrap();
+        }
+        drop(tx);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        let rows = store
+            .list_notifications(&NotificationFilter {
+                limit: 1000,
+                ..NotificationFilter::default()
+            })
+            .unwrap();
+        let told: Vec<(i64, String, String)> = rows
+            .iter()
+            .filter(|n| n.state == "pending")
+            .map(|n| (n.incident_id, n.transition.clone(), n.recipient.clone()))
+            .collect();
+        // One incident (the distribution switch's), one opening per recipient; the access
+        // switches' own openings were superseded before they were due.
+        assert_eq!(told.len(), 2, "{rows:#?}");
+        assert!(told.iter().all(|t| t.0 == told[0].0 && t.1 == "opened-1"));
+        let detail = store.get_incident(told[0].0).unwrap().unwrap();
+        assert_eq!(detail.incident.device, "d1");
+        assert_eq!(detail.alarms.len(), 51);
+        // a07 and a31 shared one incident (same site, same moment) until d1 took them in.
+        assert_eq!(rows.iter().filter(|n| n.state == "superseded").count(), 2);
+        assert!(
+            rows.iter()
+                .all(|n| n.created_at + chrono::TimeDelta::milliseconds(500) == n.due_at)
+        );
+    }
+}

@@ -96,3 +96,31 @@ fn a_bad_duration_in_mqtt_keep_alive_has_a_position() {
         "{out}"
     );
 }
+
+#[test]
+fn notify_queues_and_policy_are_checked() {
+    let text = example()
+        .replace(
+            "    { channel = \"ssc-log\", to = \"ssc\" },\n",
+            "    { channel = \"ssc-pager\", to = \"ssc\" },\n",
+        )
+        .replace(
+            "language = \"nb\"                          #",
+            "language = \"de\" #",
+        )
+        .replace("attempts = 8 ", "attempts = 0 ");
+    let (code, out) = check(&text);
+    assert_eq!(code, 2, "{out}");
+    for want in [
+        "error: `ssc` uses channel `ssc-pager`, which is not defined",
+        "error: language `de`: use nb or en",
+        "error: at least one attempt is needed",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in\n{out}");
+    }
+    // SSC on one channel only: it works, with a warning.
+    let one = example().replace("    { channel = \"ssc-log\", to = \"ssc\" },\n", "");
+    let (code, out) = check(&one);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("SSC is reached on one channel only"), "{out}");
+}
