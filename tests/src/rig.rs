@@ -83,6 +83,9 @@ pub struct RigOptions {
     /// Files (name, text) written into the rig's folder before anything starts (secrets the
     /// configs refer to).
     pub files: Vec<(String, String)>,
+    /// More port roles of `a-b12-01` in the collector's inventory, e.g.
+    /// `, "Gi1/0/1" = "uplink"`.
+    pub port_roles: String,
     /// Run the broker with TLS and a password; both binaries connect with `mqtts://`, the
     /// test CA and a password file.
     pub tls: bool,
@@ -104,6 +107,7 @@ impl Default for RigOptions {
             api_tokens: false,
             collector_extra: String::new(),
             files: Vec::new(),
+            port_roles: String::new(),
         }
     }
 }
@@ -214,11 +218,12 @@ uplink = ['(?i)^uplink']
 name = "a-b12-01"
 customer = "uni-b"
 site = "b12"
-ports = {{ "Te1/1/1" = "uplink" }}
+ports = {{ "Te1/1/1" = "uplink"{port_roles} }}
 {inventory}
 {extra}
 "#,
                 extra = opts.collector_extra,
+                port_roles = opts.port_roles,
                 mqtt = mqtt_section,
                 rules = opts.collector_rules,
                 tokens = tokens_line,
@@ -417,4 +422,74 @@ address = "{switch}"
             self.collector.log()
         )
     }
+}
+
+/// The bearer token of the SMS gateway webhook in [`notify_config`] (file `sms.token`).
+pub const SMS_TOKEN: &str = "sms-gateway-token-0815";
+
+/// The collector's notification settings for the e2e rig: SMTP on `smtp`, the SMS-gateway
+/// webhook at `webhook` (token file `sms.token`), the SSC queue on Mosquitto
+/// (`cnaas/v1/queue/{audience}/{customer}`) and in `ssc.jsonl`; customer uni-b ("A", always
+/// closed) and uni-c ("B").
+pub fn notify_config(smtp: u16, webhook: &str, attempts: u32) -> String {
+    format!(
+        r#"
+[notify]
+language = "nb"
+base_url = "http://collector.example"
+ssc = [{{ channel = "ssc-queue", to = "ssc" }}, {{ channel = "ssc-log", to = "ssc" }}]
+secondline = [{{ channel = "ssc-queue", to = "campus" }}]
+attempts = {attempts}
+backoff = "200ms"
+max_backoff = "1s"
+
+[[channel]]
+name = "mail"
+kind = "smtp"
+server = "127.0.0.1:{smtp}"
+from = "noc@sikt.example"
+timeout = "3s"
+
+[[channel]]
+name = "sms-gw"
+kind = "webhook"
+url = "{webhook}"
+token_file = "sms.token"
+timeout = "3s"
+
+[[channel]]
+name = "ssc-queue"
+kind = "mqtt"
+topic = "cnaas/v1/queue/{{audience}}/{{customer}}"
+
+[[channel]]
+name = "ssc-log"
+kind = "file"
+path = "ssc.jsonl"
+
+# Customer A: no opening hours, so it is always closed and severity 1-2 wakes its
+# technical contacts.
+[[customer]]
+id = "uni-b"
+name = "Universitetet i B"
+language = "nb"
+incident = {{ channel = "mail", to = "servicedesk@uni-b.no" }}
+change = {{ channel = "mail", to = "change@uni-b.no" }}
+local_support = {{ channel = "mail", to = "helpdesk@uni-b.no" }}
+technical = [{{ channel = "sms-gw", to = "+4791234567" }}, {{ channel = "mail", to = "ola.nordmann@uni-b.no" }}]
+administrative = [{{ channel = "mail", to = "kontrakt@uni-b.no" }}]
+
+# Customer B: has nothing in this fault.
+[[customer]]
+id = "uni-c"
+name = "University College C"
+language = "en"
+opening_hours = ["mon-fri 08:00-16:00"]
+incident = {{ channel = "mail", to = "servicedesk@uni-c.no" }}
+change = {{ channel = "mail", to = "change@uni-c.no" }}
+local_support = {{ channel = "mail", to = "helpdesk@uni-c.no" }}
+technical = [{{ channel = "sms-gw", to = "+4799999999" }}]
+administrative = [{{ channel = "mail", to = "kontrakt@uni-c.no" }}]
+"#
+    )
 }

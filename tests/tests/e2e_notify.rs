@@ -10,80 +10,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cnaas_collector::notify::channels::message_id;
-use cnaas_tests::rig::{Rig, RigOptions};
+use cnaas_tests::rig::{Rig, RigOptions, SMS_TOKEN, notify_config};
 use cnaas_tests::sinks::{SmtpSink, WebhookReceiver};
 use cnaas_tests::{Process, find_program, http_get, http_json, wait_until};
 use serde_json::Value;
 
-const SMS_TOKEN: &str = "sms-gateway-token-0815";
-
-fn collector_extra(smtp: u16, webhook: &str, attempts: u32) -> String {
-    format!(
-        r#"
-[notify]
-language = "nb"
-base_url = "http://collector.example"
-ssc = [{{ channel = "ssc-queue", to = "ssc" }}, {{ channel = "ssc-log", to = "ssc" }}]
-secondline = [{{ channel = "ssc-queue", to = "campus" }}]
-attempts = {attempts}
-backoff = "200ms"
-max_backoff = "1s"
-
-[[channel]]
-name = "mail"
-kind = "smtp"
-server = "127.0.0.1:{smtp}"
-from = "noc@sikt.example"
-timeout = "3s"
-
-[[channel]]
-name = "sms-gw"
-kind = "webhook"
-url = "{webhook}"
-token_file = "sms.token"
-timeout = "3s"
-
-[[channel]]
-name = "ssc-queue"
-kind = "mqtt"
-topic = "cnaas/v1/queue/{{audience}}/{{customer}}"
-
-[[channel]]
-name = "ssc-log"
-kind = "file"
-path = "ssc.jsonl"
-
-# Customer A: no opening hours, so it is always closed and severity 1-2 wakes its
-# technical contacts.
-[[customer]]
-id = "uni-b"
-name = "Universitetet i B"
-language = "nb"
-incident = {{ channel = "mail", to = "servicedesk@uni-b.no" }}
-change = {{ channel = "mail", to = "change@uni-b.no" }}
-local_support = {{ channel = "mail", to = "helpdesk@uni-b.no" }}
-technical = [{{ channel = "sms-gw", to = "+4791234567" }}, {{ channel = "mail", to = "ola.nordmann@uni-b.no" }}]
-administrative = [{{ channel = "mail", to = "kontrakt@uni-b.no" }}]
-
-# Customer B: has nothing in this fault.
-[[customer]]
-id = "uni-c"
-name = "University College C"
-language = "en"
-opening_hours = ["mon-fri 08:00-16:00"]
-incident = {{ channel = "mail", to = "servicedesk@uni-c.no" }}
-change = {{ channel = "mail", to = "change@uni-c.no" }}
-local_support = {{ channel = "mail", to = "helpdesk@uni-c.no" }}
-technical = [{{ channel = "sms-gw", to = "+4799999999" }}]
-administrative = [{{ channel = "mail", to = "kontrakt@uni-c.no" }}]
-"#
-    )
-}
-
 fn rig(smtp: u16, webhook: &str, attempts: u32) -> Result<Rig> {
     Rig::start(&RigOptions {
         dead_device: false,
-        collector_extra: collector_extra(smtp, webhook, attempts),
+        collector_extra: notify_config(smtp, webhook, attempts),
         files: vec![("sms.token".into(), format!("{SMS_TOKEN}\n"))],
         ..RigOptions::default()
     })
