@@ -61,6 +61,8 @@ pub struct ChannelEntry {
     /// smtp: upgrade the connection with STARTTLS (required when set).
     #[serde(default)]
     pub starttls: bool,
+    /// smtp: a CA certificate (PEM) to trust for STARTTLS besides the public roots.
+    pub ca_file: Option<PathBuf>,
     /// smtp: user name for authentication.
     pub username: Option<String>,
     /// smtp: file holding the password.

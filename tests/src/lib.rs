@@ -340,8 +340,9 @@ impl Mosquitto {
     }
 }
 
-/// A CA and a server certificate for 127.0.0.1, made with the openssl command.
-fn make_pki(dir: &Path) -> Result<()> {
+/// A CA (`ca.crt`) and a server certificate for 127.0.0.1 (`server.crt`, `server.key`) in
+/// `dir`, made with the openssl command.
+pub fn make_pki(dir: &Path) -> Result<()> {
     let openssl = find_program("openssl")?;
     let run = |args: &[&str]| -> Result<()> {
         let out = Command::new(&openssl)

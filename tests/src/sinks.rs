@@ -107,6 +107,8 @@ pub struct SmtpSink {
     process: Option<Process>,
     dir: tempfile::TempDir,
     starts: u32,
+    /// STARTTLS and AUTH required: (user, password).
+    secure: Option<(String, String)>,
 }
 
 fn aiosmtpd() -> Result<PathBuf> {
@@ -126,14 +128,25 @@ fn aiosmtpd() -> Result<PathBuf> {
 impl SmtpSink {
     /// Starts the sink on a free port and waits until it greets.
     pub fn start() -> Result<SmtpSink> {
-        let mut sink = SmtpSink {
-            port: free_port(),
-            process: None,
-            dir: open_tempdir()?,
-            starts: 0,
-        };
+        let mut sink = SmtpSink::not_started()?;
         sink.resume()?;
         Ok(sink)
+    }
+
+    /// A server that demands STARTTLS (with a certificate from a test CA, see
+    /// [`SmtpSink::ca_file`]) and AUTH as `user`/`password` before it takes mail
+    /// (`tests/peers/smtp_auth.py`, on aiosmtpd).
+    pub fn start_secure(user: &str, password: &str) -> Result<SmtpSink> {
+        let mut sink = SmtpSink::not_started()?;
+        crate::make_pki(sink.dir.path())?;
+        sink.secure = Some((user.to_owned(), password.to_owned()));
+        sink.resume()?;
+        Ok(sink)
+    }
+
+    /// The CA certificate of a secure server.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.secure.as_ref().map(|_| self.dir.path().join("ca.crt"))
     }
 
     /// A sink on a port where nothing listens yet (start it later with [`SmtpSink::resume`]).
@@ -143,6 +156,7 @@ impl SmtpSink {
             process: None,
             dir: open_tempdir()?,
             starts: 0,
+            secure: None,
         })
     }
 
@@ -158,10 +172,27 @@ impl SmtpSink {
     pub fn resume(&mut self) -> Result<()> {
         let maildir = self.dir.path().join("maildir");
         self.starts += 1;
-        let mut cmd = Command::new(aiosmtpd()?);
-        cmd.args(["-n", "-l", &format!("127.0.0.1:{}", self.port)])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir);
+        let cmd = match &self.secure {
+            None => {
+                let mut cmd = Command::new(aiosmtpd()?);
+                cmd.args(["-n", "-l", &format!("127.0.0.1:{}", self.port)])
+                    .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                    .arg(&maildir);
+                cmd
+            }
+            Some((user, password)) => {
+                // The venv's python, beside its aiosmtpd script.
+                let mut cmd = Command::new(aiosmtpd()?.with_file_name("python3"));
+                let pki = self.dir.path();
+                cmd.arg(crate::repo_root().join("tests/peers/smtp_auth.py"))
+                    .arg(self.port.to_string())
+                    .arg(&maildir)
+                    .arg(pki.join("server.crt"))
+                    .arg(pki.join("server.key"))
+                    .args([user, password]);
+                cmd
+            }
+        };
         let log = self
             .dir
             .path()

@@ -16,6 +16,7 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
 use sha2::{Digest, Sha256};
@@ -113,6 +114,7 @@ enum Channel {
 pub struct Channels {
     map: HashMap<String, Arc<Channel>>,
     kinds: HashMap<String, ChannelKind>,
+    timeouts: HashMap<String, Duration>,
 }
 
 impl std::fmt::Debug for Channels {
@@ -203,6 +205,7 @@ impl Channels {
                 }),
             };
             out.kinds.insert(c.name.clone(), c.kind);
+            out.timeouts.insert(c.name.clone(), timeout);
             out.map.insert(c.name.clone(), Arc::new(channel));
         }
         Ok(out)
@@ -221,12 +224,28 @@ impl Channels {
                 n.channel
             )));
         };
-        match channel.as_ref() {
-            Channel::Smtp(s) => s.send(n, m).await,
-            Channel::Webhook(w) => w.post(n, m).await,
-            Channel::Mqtt(q) => q.publish(n, m).await,
-            Channel::File(f) => f.append(m).await,
-        }
+        let send = async {
+            match channel.as_ref() {
+                Channel::Smtp(s) => s.send(n, m).await,
+                Channel::Webhook(w) => w.post(n, m).await,
+                Channel::Mqtt(q) => q.publish(n, m).await,
+                Channel::File(f) => f.append(m).await,
+            }
+        };
+        // The clients have their own timeouts, but not for every step (an SMTP server that
+        // never answers AUTH); this bounds the whole delivery.
+        let limit = self
+            .timeouts
+            .get(&n.channel)
+            .copied()
+            .unwrap_or(Duration::from_secs(10))
+            + Duration::from_secs(1);
+        tokio::time::timeout(limit, send).await.unwrap_or_else(|_| {
+            Err(ChannelError::Transient(format!(
+                "no answer within {} ms",
+                limit.as_millis()
+            )))
+        })
     }
 }
 
@@ -263,13 +282,26 @@ fn smtp(c: &ChannelEntry, base_dir: &Path, timeout: Duration) -> Result<Smtp, Se
         .ok_or_else(|| invalid(c, "needs `from`"))?
         .parse()
         .map_err(|e| invalid(c, format!("from: {e}")))?;
-    let mut builder = if c.starttls {
-        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-            .map_err(|e| invalid(c, e.to_string()))?
-    } else {
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-    };
-    builder = builder.port(port).timeout(Some(timeout));
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port);
+    if c.starttls {
+        let mut tls = TlsParameters::builder(host.to_owned());
+        if let Some(ca) = &c.ca_file {
+            let path = base_dir.join(ca);
+            let pem = std::fs::read(&path)
+                .map_err(|e| invalid(c, format!("ca_file {}: {e}", path.display())))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| invalid(c, format!("ca_file {}: {e}", path.display())))?;
+            tls = tls.add_root_certificate(cert);
+        }
+        let params = tls.build().map_err(|e| invalid(c, e.to_string()))?;
+        builder = builder.tls(Tls::Required(params));
+    } else if c.username.is_some() {
+        return Err(invalid(
+            c,
+            "a password is never sent in the clear: set starttls = true with username",
+        ));
+    }
+    builder = builder.timeout(Some(timeout));
     if let Some(user) = &c.username {
         let password = secret(c, base_dir, &c.password_file, &c.password_env)?
             .ok_or_else(|| invalid(c, "`username` needs `password_file` or `password_env`"))?;
