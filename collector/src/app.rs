@@ -49,6 +49,10 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         cfg.rules,
     ));
     let wake = Arc::new(tokio::sync::Notify::new());
+    let notices = engine::Notices {
+        routing: routing.clone(),
+        wake: wake.clone(),
+    };
     let dispatch_token = CancellationToken::new();
     let channels = Channels::build(
         &cfg.notify.channels,
@@ -62,10 +66,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         store.clone(),
         inventory.clone(),
         cfg.rules,
-        engine::Notices {
-            routing: routing.clone(),
-            wake: wake.clone(),
-        },
+        notices.clone(),
         metrics.clone(),
         Box::new(client.clone()),
         10_000,
@@ -100,6 +101,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         Arc::new(cfg.customers.clone()),
         tokens,
         tx.downgrade(),
+        notices,
     )
     .merge(runtime::observability_router(Arc::new(registry), health));
     let dispatcher = tokio::spawn(
@@ -109,6 +111,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
             routing,
             inventory,
             base_url: cfg.notify.base_url.clone(),
+            contact: cfg.notify.contact.clone(),
             policy: RetryPolicy {
                 attempts: cfg.notify.attempts,
                 backoff: cfg.notify.backoff,

@@ -37,9 +37,12 @@ pub enum ChangeKind {
 pub struct ChangeRequest {
     /// What.
     pub title: String,
-    /// Details, expected impact.
+    /// Details.
     #[serde(default)]
     pub description: String,
+    /// Expected impact for users ("the network at B12 is down for up to 15 minutes").
+    #[serde(default)]
+    pub impact: String,
     /// Planned or emergency.
     pub kind: ChangeKind,
     /// Window start.
@@ -54,6 +57,16 @@ pub struct ChangeRequest {
     pub sites: Vec<String>,
 }
 
+/// Scheduled or cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeState {
+    /// Will happen (or is happening) in its window.
+    Scheduled,
+    /// Called off; its window no longer suppresses anything.
+    Cancelled,
+}
+
 /// A stored change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
@@ -63,8 +76,16 @@ pub struct Change {
     pub title: String,
     /// Details.
     pub description: String,
+    /// Expected impact.
+    pub impact: String,
     /// Planned or emergency.
     pub kind: ChangeKind,
+    /// Scheduled or cancelled.
+    pub state: ChangeState,
+    /// 1, then one more on every reschedule.
+    pub revision: u32,
+    /// Why it was rescheduled or cancelled (the latest).
+    pub reason: Option<String>,
     /// Window start.
     pub starts_at: DateTime<Utc>,
     /// Window end.
@@ -73,7 +94,7 @@ pub struct Change {
     pub devices: Vec<String>,
     /// Affected customers (from the devices).
     pub customers: Vec<String>,
-    /// When it was announced.
+    /// When it was announced (or last rescheduled).
     pub notice_at: DateTime<Utc>,
     /// Who announced it.
     pub created_by: String,
@@ -93,6 +114,128 @@ pub enum ChangeError {
     /// Anything else wrong with it.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// A new window for a change, as requested through the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleRequest {
+    /// New start.
+    pub starts_at: DateTime<Utc>,
+    /// New end.
+    pub ends_at: DateTime<Utc>,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A cancellation, as requested through the API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Checks a new window for a stored change, announced again at `notice`: a planned change
+/// needs the full notice for its new start too; a cancelled one cannot move.
+pub fn check_reschedule(
+    change: &Change,
+    req: &RescheduleRequest,
+    notice: DateTime<Utc>,
+) -> Result<(), ChangeError> {
+    if change.state == ChangeState::Cancelled {
+        return Err(ChangeError::Invalid(format!(
+            "change {} is cancelled; announce a new one",
+            change.id
+        )));
+    }
+    if req.ends_at <= req.starts_at {
+        return Err(ChangeError::Invalid(
+            "the window must end after it starts".into(),
+        ));
+    }
+    if change.kind == ChangeKind::Planned {
+        let earliest = earliest_start(notice);
+        if req.starts_at.with_timezone(&Oslo).date_naive() < earliest {
+            return Err(ChangeError::TooEarly { earliest });
+        }
+    }
+    Ok(())
+}
+
+/// A change ordered by a customer, as requested through the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    /// The customer (a customer token's own is taken when left out).
+    #[serde(default)]
+    pub customer: Option<String>,
+    /// What.
+    pub title: String,
+    /// Details: where, why.
+    #[serde(default)]
+    pub description: String,
+    /// Wanted window start, if any.
+    #[serde(default)]
+    pub wanted_from: Option<DateTime<Utc>>,
+    /// Wanted window end, if any.
+    #[serde(default)]
+    pub wanted_to: Option<DateTime<Utc>>,
+}
+
+/// A stored change order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeOrder {
+    /// Id.
+    pub id: i64,
+    /// The customer.
+    pub customer: String,
+    /// The token that ordered it.
+    pub requested_by: String,
+    /// The technical contact it was ordered as.
+    pub contact: String,
+    /// What.
+    pub title: String,
+    /// Details.
+    pub description: String,
+    /// Wanted window start.
+    pub wanted_from: Option<DateTime<Utc>>,
+    /// Wanted window end.
+    pub wanted_to: Option<DateTime<Utc>>,
+    /// `submitted` (queued for SSC).
+    pub state: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why a change order is refused: only a registered `technical` contact of the customer may
+/// order changes (the operating instruction); a third party goes through one of them.
+pub fn check_order_contact(
+    customer: &crate::customers::Customer,
+    contact: Option<&str>,
+) -> Result<String, String> {
+    let Some(contact) = contact.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Err(format!(
+            "this token names no contact person; only the technical contacts of `{}` may order changes",
+            customer.id
+        ));
+    };
+    let same = |p: &crate::customers::ContactPoint| p.to.eq_ignore_ascii_case(contact);
+    if customer.technical.iter().any(same) {
+        return Ok(contact.to_owned());
+    }
+    if customer.administrative.iter().any(same) {
+        return Err(format!(
+            "`{contact}` is an administrative contact of `{}`; only its technical contacts may order changes",
+            customer.id
+        ));
+    }
+    Err(format!(
+        "`{contact}` is not a registered technical contact of `{}`; only technical contacts may order changes, and third parties must order through one of them",
+        customer.id
+    ))
 }
 
 /// The earliest start date of a planned change announced at `notice` (dates in Europe/Oslo).
@@ -173,7 +316,10 @@ impl Maintenance for StoredWindows {
     fn in_window(&self, device: &str, now: DateTime<Utc>) -> bool {
         match self.store.changes() {
             Ok(list) => list.iter().any(|c| {
-                c.starts_at <= now && now < c.ends_at && c.devices.iter().any(|d| d == device)
+                c.state == ChangeState::Scheduled
+                    && c.starts_at <= now
+                    && now < c.ends_at
+                    && c.devices.iter().any(|d| d == device)
             }),
             Err(e) => {
                 tracing::error!(error = %e, "Cannot read the change windows.");
@@ -218,6 +364,7 @@ mod tests {
         ChangeRequest {
             title: "Software upgrade".into(),
             description: String::new(),
+            impact: String::new(),
             kind,
             starts_at: at(start),
             ends_at: at(start) + chrono::TimeDelta::hours(2),

@@ -114,6 +114,8 @@ pub struct NotifySection {
     /// The 2nd-line queue: escalations.
     #[serde(default)]
     pub secondline: Vec<crate::customers::ContactPoint>,
+    /// Whom customers ask about a change (named in every change notice).
+    pub contact: Option<String>,
     /// Delivery attempts per recipient before it counts as failed.
     #[serde(default = "default_attempts")]
     pub attempts: u32,
@@ -132,6 +134,7 @@ impl Default for NotifySection {
             base_url: None,
             ssc: Vec::new(),
             secondline: Vec::new(),
+            contact: None,
             attempts: default_attempts(),
             backoff: default_backoff(),
             max_backoff: default_max_backoff(),
@@ -163,6 +166,8 @@ pub struct NotifyConfig {
     pub ssc: Vec<crate::customers::ContactPoint>,
     /// 2nd-line queue points.
     pub secondline: Vec<crate::customers::ContactPoint>,
+    /// Whom customers ask about a change.
+    pub contact: Option<String>,
     /// Attempts per recipient.
     pub attempts: u32,
     /// First retry wait.
@@ -653,6 +658,7 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
                 .unwrap_or_else(|| format!("http://{}", f.api.listen)),
             ssc: f.notify.ssc.clone(),
             secondline: f.notify.secondline.clone(),
+            contact: f.notify.contact.clone(),
             attempts: f.notify.attempts,
             backoff: f.notify.backoff.get(),
             max_backoff: f.notify.max_backoff.get(),

@@ -14,6 +14,7 @@ use crate::config::Inventory;
 use crate::correlate::{self, Action, CommandError, Correlator, Rules};
 use crate::metrics::{CollectorMetrics, IncidentLabel, ReasonLabel};
 use crate::notify::{Routing, Transition, TransitionKind, outbox};
+use crate::store::About;
 use crate::store::{AlarmKind, DeadLetter, IncidentTx, NewIncident, Relation, Store, StoreError};
 
 /// One message for the engine.
@@ -361,7 +362,11 @@ impl IncidentTx for Observed<'_> {
         event: Option<&str>,
         detail: &str,
     ) -> Result<(), StoreError> {
-        self.inner.note(incident, at, action, event, detail)
+        self.inner.note(incident, at, action, event, detail)?;
+        if action == "maintenance_ended" {
+            self.record(incident, TransitionKind::MaintenanceEnded, None);
+        }
+        Ok(())
     }
     fn resolve(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.resolve(incident, at)?;
@@ -406,8 +411,8 @@ impl IncidentTx for Observed<'_> {
     fn set_escalated(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.set_escalated(incident, at)
     }
-    fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError> {
-        self.inner.set_in_maintenance(incident)
+    fn set_in_maintenance(&mut self, incident: i64, on: bool) -> Result<(), StoreError> {
+        self.inner.set_in_maintenance(incident, on)
     }
     fn set_pending(&mut self, alarm: &str, since: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.set_pending(alarm, since)
@@ -560,7 +565,10 @@ fn report_failure(
     let Some(n) = outbox.fail(id, error)? else {
         return Ok(());
     };
-    let about = outbox.incident(n.incident_id)?;
+    let about = match n.about {
+        About::Incident => outbox.incident(n.about_id)?,
+        About::Change | About::ChangeOrder => None,
+    };
     let what = format!(
         "notification {} ({} to {} {} via channel {}) failed after {} attempts: {error}",
         n.id, n.transition, n.audience, n.recipient, n.channel, n.attempts
@@ -569,9 +577,14 @@ fn report_failure(
         .as_ref()
         .is_some_and(|i| i.kind == crate::notify::route::NOTIFICATION_FAILED)
     {
-        tracing::error!(notification = n.id, incident = n.incident_id, channel = %n.channel, "The report of a failed notification failed too; it stays in the API.");
-        return o.note(n.incident_id, now, "notification_failed", None, &what);
+        tracing::error!(notification = n.id, incident = n.about_id, channel = %n.channel, "The report of a failed notification failed too; it stays in the API.");
+        return o.note(n.about_id, now, "notification_failed", None, &what);
     }
+    let subject = match n.about {
+        About::Incident => format!("Incident {}", n.about_id),
+        About::Change => format!("Change {}", n.about_id),
+        About::ChangeOrder => format!("Change order {}", n.about_id),
+    };
     let new = NewIncident {
         kind: AlarmKind::NotificationFailed,
         key: format!(
@@ -592,17 +605,20 @@ fn report_failure(
         role: None,
         site: about.as_ref().and_then(|i| i.site.clone()),
         customer: None,
-        summary: format!("Incident {}: {what}", n.incident_id),
+        summary: format!("{subject}: {what}"),
     };
     let opened = o.open(&new, now)?;
     o.note(opened, now, "opened", None, &new.summary)?;
-    o.note(
-        n.incident_id,
-        now,
-        "notification_failed",
-        None,
-        &format!("{what}; incident {opened} tells SSC"),
-    )
+    if about.is_some() {
+        o.note(
+            n.about_id,
+            now,
+            "notification_failed",
+            None,
+            &format!("{what}; incident {opened} tells SSC"),
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -729,7 +745,7 @@ mod tests {
         let told: Vec<(i64, String, String)> = rows
             .iter()
             .filter(|n| n.state == "pending")
-            .map(|n| (n.incident_id, n.transition.clone(), n.recipient.clone()))
+            .map(|n| (n.about_id, n.transition.clone(), n.recipient.clone()))
             .collect();
         // One incident (the distribution switch's), one opening per recipient; the access
         // switches' own openings were superseded before they were due.

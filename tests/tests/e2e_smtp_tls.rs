@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use cnaas_collector::config::{ChannelEntry, ChannelKind};
 use cnaas_collector::notify::channels::{ChannelError, Channels, message_id};
 use cnaas_collector::notify::render::Message;
-use cnaas_collector::store::Notification;
+use cnaas_collector::store::{About, Notification};
 use cnaas_shared::mqtt::MqttConfig;
 use cnaas_tests::open_tempdir;
 use cnaas_tests::sinks::SmtpSink;
@@ -17,7 +17,9 @@ fn notification(key: &str) -> Notification {
     Notification {
         id: 1,
         key: key.into(),
-        incident_id: 1,
+        about: About::Incident,
+        about_id: 1,
+        customer: None,
         transition: "opened-1".into(),
         audience: "incident".into(),
         channel: "mail".into(),

@@ -6,6 +6,8 @@
 //! name = "ssc-desk"        # shown in incident history as the actor
 //! role = "ssc"             # ssc | secondline | readonly | customer:<customer id>
 //! sha256 = "…"            # printf %s "$TOKEN" | sha256sum
+//! contact = "ola.nordmann@uni-b.no"   # optional: the person (as in the customer's contact
+//!                                     # points); change orders need a technical contact
 //! ```
 
 use std::collections::HashMap;
@@ -53,6 +55,8 @@ pub struct Principal {
     pub name: String,
     /// Its role.
     pub role: Role,
+    /// The person it belongs to, as written in the customer's contact points.
+    pub contact: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +72,8 @@ struct TokenEntry {
     name: String,
     role: String,
     sha256: String,
+    #[serde(default)]
+    contact: Option<String>,
 }
 
 /// Why the tokens file is unusable.
@@ -141,7 +147,14 @@ impl Tokens {
                     t.name
                 )));
             }
-            by_hash.insert(hash, Principal { name: t.name, role });
+            by_hash.insert(
+                hash,
+                Principal {
+                    name: t.name,
+                    role,
+                    contact: t.contact,
+                },
+            );
         }
         Ok(Tokens { by_hash })
     }

@@ -9,6 +9,7 @@
 //! is read-only and anonymous (a development set-up; `check-config` warns).
 
 mod auth;
+mod changes;
 
 pub use auth::{Principal, Role, TokenError, Tokens};
 
@@ -24,12 +25,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::changes::{self, Change, ChangeError, ChangeRequest};
 use crate::config::Inventory;
 use crate::correlate::{Action, CommandError};
 use crate::customers::Customer;
 use crate::engine::{Envelope, Input};
-use crate::store::{EventFilter, IncidentFilter, NotificationFilter, Store, StoreError};
+use crate::store::{About, EventFilter, IncidentFilter, NotificationFilter, Store, StoreError};
 
 /// A JSON error response.
 #[derive(Debug)]
@@ -76,6 +76,7 @@ struct ApiState {
     store: Arc<dyn Store>,
     tokens: Option<Arc<Tokens>>,
     engine: tokio::sync::mpsc::WeakSender<Envelope>,
+    notices: crate::engine::Notices,
 }
 
 /// The `/api/v1` routes. `engine` is weak so that the API never keeps the engine alive at
@@ -86,6 +87,7 @@ pub fn router(
     customers: Arc<Vec<Customer>>,
     tokens: Option<Arc<Tokens>>,
     engine: tokio::sync::mpsc::WeakSender<Envelope>,
+    notices: crate::engine::Notices,
 ) -> Router {
     Router::new()
         .route("/api/v1/incidents", get(list_incidents))
@@ -94,7 +96,18 @@ pub fn router(
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/notifications", get(list_notifications))
         .route("/api/v1/customers", get(list_customers))
-        .route("/api/v1/changes", get(list_changes).post(create_change))
+        .route(
+            "/api/v1/changes",
+            get(changes::list_changes).post(changes::create_change),
+        )
+        .route(
+            "/api/v1/changes/{id}/{action}",
+            post(changes::change_action),
+        )
+        .route(
+            "/api/v1/change-orders",
+            get(changes::list_orders).post(changes::create_order),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(ApiState {
             inventory,
@@ -102,85 +115,8 @@ pub fn router(
             store,
             tokens,
             engine,
+            notices,
         })
-}
-
-/// Changes, newest window first (a customer token sees the ones that affect it).
-async fn list_changes(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = who(&st, &headers)?;
-    let store = st.store.clone();
-    let all = blocking(move || store.changes()).await?;
-    let own = own_customer(&who);
-    let list: Vec<_> = all
-        .into_iter()
-        .filter(|c| own.is_none_or(|o| c.customers.iter().any(|x| x == o)))
-        .collect();
-    Ok(Json(json!({ "changes": list })))
-}
-
-/// Announces a change (roles ssc and secondline). A planned change that starts too early is
-/// refused with 422 and the earliest allowed start date.
-async fn create_change(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let Some(principal) = who(&st, &headers)? else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this collector has no tokens file; the API is read-only",
-        ));
-    };
-    if !principal.role.operates() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "only SSC and 2nd line announce changes; customers order them",
-        ));
-    }
-    let req: ChangeRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
-    let now = chrono::Utc::now();
-    let (devices, customers) = match changes::check(&req, now, &st.inventory) {
-        Ok(x) => x,
-        Err(ChangeError::TooEarly { earliest }) => {
-            let msg = ChangeError::TooEarly { earliest }.to_string();
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "error": msg, "earliest_start": earliest.to_string() })),
-            )
-                .into_response());
-        }
-        Err(e) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                e.to_string(),
-            ));
-        }
-    };
-    let mut change = Change {
-        id: 0,
-        title: req.title,
-        description: req.description,
-        kind: req.kind,
-        starts_at: req.starts_at,
-        ends_at: req.ends_at,
-        devices,
-        customers,
-        notice_at: now,
-        created_by: principal.name,
-    };
-    let store = st.store.clone();
-    let stored = change.clone();
-    change.id = blocking(move || store.insert_change(&stored)).await?;
-    tracing::info!(change = change.id, kind = ?change.kind, devices = change.devices.len(), "Change announced.");
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::to_value(&change).unwrap_or_default()),
-    )
-        .into_response())
 }
 
 /// The customers with their contact points and the warnings about them (a customer token
@@ -460,7 +396,7 @@ async fn get_incident(
         Some(detail) => {
             let store = st.store.clone();
             let filter = NotificationFilter {
-                incident: Some(id),
+                about: Some((About::Incident, id)),
                 limit: MAX_LIMIT,
                 ..NotificationFilter::default()
             };
@@ -520,6 +456,8 @@ const NOTIFICATION_STATES: [&str; 4] = ["pending", "delivered", "failed", "super
 #[serde(deny_unknown_fields)]
 struct NotificationQuery {
     incident: Option<i64>,
+    change: Option<i64>,
+    order: Option<i64>,
     state: Option<String>,
     channel: Option<String>,
     limit: Option<u32>,
@@ -546,8 +484,20 @@ async fn list_notifications(
         ));
     }
     let own = own_customer(&who).map(str::to_owned);
+    let about = match (q.incident, q.change, q.order) {
+        (Some(i), None, None) => Some((About::Incident, i)),
+        (None, Some(c), None) => Some((About::Change, c)),
+        (None, None, Some(o)) => Some((About::ChangeOrder, o)),
+        (None, None, None) => None,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "give at most one of incident, change and order",
+            ));
+        }
+    };
     let filter = NotificationFilter {
-        incident: q.incident,
+        about,
         state: q.state,
         channel: q.channel,
         customer: own.clone(),

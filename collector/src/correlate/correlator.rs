@@ -76,6 +76,8 @@ struct OpenIncident {
     opened_at: DateTime<Utc>,
     active: HashSet<String>,
     root: String,
+    /// Opened inside a maintenance window and not told to the customer yet.
+    in_maintenance: bool,
 }
 
 /// What a person asks of an incident.
@@ -251,6 +253,7 @@ impl Correlator {
                 opened_at: m.opened_at,
                 active: HashSet::new(),
                 root: String::new(),
+                in_maintenance: m.in_maintenance,
             });
             if !m.active {
                 continue;
@@ -500,6 +503,40 @@ impl Correlator {
         for name in pending {
             self.maybe_activate_device(&name, now, None, tx)?;
         }
+        self.end_maintenance(now, tx)
+    }
+
+    /// Incidents opened inside a maintenance window whose device is no longer inside any
+    /// (overlapping windows keep it in until the last one ends) become ordinary incidents:
+    /// the flag is cleared and the history says so, which tells the customer.
+    fn end_maintenance(
+        &mut self,
+        now: DateTime<Utc>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let mut flagged: Vec<(i64, String)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.in_maintenance)
+            .map(|(id, o)| (*id, o.device.clone()))
+            .collect();
+        flagged.sort();
+        for (id, device) in flagged {
+            if self.maintenance.in_window(&device, now) {
+                continue;
+            }
+            tx.set_in_maintenance(id, false)?;
+            tx.note(
+                id,
+                now,
+                "maintenance_ended",
+                None,
+                "the maintenance window ended with the fault still there",
+            )?;
+            if let Some(o) = self.open.get_mut(&id) {
+                o.in_maintenance = false;
+            }
+        }
         Ok(())
     }
 
@@ -624,8 +661,9 @@ impl Correlator {
         }
         let id = tx.open(new, now)?;
         tx.note(id, now, "opened", event, &new.summary)?;
-        if self.maintenance.in_window(&new.device, now) {
-            tx.set_in_maintenance(id)?;
+        let in_maintenance = self.maintenance.in_window(&new.device, now);
+        if in_maintenance {
+            tx.set_in_maintenance(id, true)?;
             tx.note(
                 id,
                 now,
@@ -635,6 +673,9 @@ impl Correlator {
             )?;
         }
         self.track(id, new, now);
+        if let Some(o) = self.open.get_mut(&id) {
+            o.in_maintenance = in_maintenance;
+        }
         Ok(id)
     }
 
@@ -645,6 +686,7 @@ impl Correlator {
             opened_at: now,
             active: HashSet::new(),
             root: new.key.clone(),
+            in_maintenance: false,
         });
         entry.active.insert(new.key.clone());
     }

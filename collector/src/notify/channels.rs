@@ -427,13 +427,16 @@ impl FileOut {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::store::About;
 
     fn notification() -> Notification {
         let at = chrono::Utc::now();
         Notification {
             id: 1,
             key: "inc-1/opened-1/ssc/q/ssc".into(),
-            incident_id: 1,
+            about: About::Incident,
+            about_id: 1,
+            customer: None,
             transition: "opened-1".into(),
             audience: "ssc".into(),
             channel: "q".into(),

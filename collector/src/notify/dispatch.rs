@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::Routing;
 use super::channels::{ChannelError, Channels};
-use super::render::{Context, Message, render};
+use super::render::{ChangeContext, Context, Message, render, render_change, render_order};
 use crate::config::Inventory;
 use crate::engine::{Envelope, Input};
 use crate::metrics::{CollectorMetrics, NotificationLabel};
-use crate::store::{Delivery, Notification, Store, StoreError};
+use crate::store::{About, Delivery, Notification, Store, StoreError};
 
 /// How hard delivery tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,8 @@ pub struct Dispatcher {
     pub inventory: Arc<Inventory>,
     /// Base URL for links.
     pub base_url: String,
+    /// Whom customers ask about a change.
+    pub contact: Option<String>,
     /// Retry policy.
     pub policy: RetryPolicy,
     /// Metrics.
@@ -144,23 +146,48 @@ impl Dispatcher {
             });
         }
         let store = self.store.clone();
-        let id = n.incident_id;
-        let detail = blocking(move || store.get_incident(id))
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("incident {id} does not exist"))?;
-        let customer = detail
-            .incident
-            .customer
-            .as_deref()
-            .and_then(|c| self.routing.customer(c));
-        let m = render(&Context {
-            notification: n,
-            incident: &detail,
-            customer,
-            device: self.inventory.devices.get(&detail.incident.device),
-            base_url: &self.base_url,
-        });
+        let id = n.about_id;
+        let m = match n.about {
+            About::Incident => {
+                let detail = blocking(move || store.get_incident(id))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("incident {id} does not exist"))?;
+                let customer = detail
+                    .incident
+                    .customer
+                    .as_deref()
+                    .and_then(|c| self.routing.customer(c));
+                render(&Context {
+                    notification: n,
+                    incident: &detail,
+                    customer,
+                    device: self.inventory.devices.get(&detail.incident.device),
+                    base_url: &self.base_url,
+                })
+            }
+            About::Change => {
+                let change = blocking(move || store.get_change(id))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("change {id} does not exist"))?;
+                render_change(&ChangeContext {
+                    notification: n,
+                    change: &change,
+                    customer: n.customer.as_deref().and_then(|c| self.routing.customer(c)),
+                    contact: self.contact.as_deref(),
+                    base_url: &self.base_url,
+                })
+            }
+            About::ChangeOrder => {
+                let order = blocking(move || store.get_change_order(id))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("change order {id} does not exist"))?;
+                let customer = self.routing.customer(&order.customer);
+                render_order(n, &order, customer, &self.base_url)
+            }
+        };
         let store = self.store.clone();
         let (nid, s, b, p) = (n.id, m.subject.clone(), m.body.clone(), m.payload.clone());
         blocking(move || store.save_rendered(nid, &s, &b, &p))
@@ -197,7 +224,7 @@ impl Dispatcher {
         match outcome {
             Ok(()) => {
                 self.count(&n.channel, "delivered");
-                tracing::info!(notification = n.id, incident = n.incident_id, channel = %n.channel, audience = %n.audience, transition = %n.transition, "Notification delivered.");
+                tracing::info!(notification = n.id, about = n.about.as_str(), id = n.about_id, channel = %n.channel, audience = %n.audience, transition = %n.transition, "Notification delivered.");
                 self.record(&n, Delivery::Delivered).await;
             }
             Err(ChannelError::Transient(error)) if failures < self.policy.attempts => {
@@ -209,7 +236,7 @@ impl Dispatcher {
             }
             Err(ChannelError::Transient(error) | ChannelError::Permanent(error)) => {
                 self.count(&n.channel, "failed");
-                tracing::error!(notification = n.id, incident = n.incident_id, channel = %n.channel, attempts = failures, error = %error, "Delivery failed for good; reporting it to SSC.");
+                tracing::error!(notification = n.id, about = n.about.as_str(), id = n.about_id, channel = %n.channel, attempts = failures, error = %error, "Delivery failed for good; reporting it to SSC.");
                 // Parked until the engine marks it failed (in the same transaction as the
                 // incident about it); if the engine is gone, it is reported after a restart.
                 let next = Utc::now()

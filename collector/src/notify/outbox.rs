@@ -8,7 +8,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{Routing, Transition, TransitionKind};
-use crate::store::{IncidentTx, NewNotification, StoreError};
+use crate::changes::{Change, ChangeOrder};
+use crate::store::{About, IncidentTx, NewNotification, OutboxTx, StoreError};
 
 /// Routes the transitions and queues one notification per recipient. Returns how many were
 /// queued. A resolution of an incident whose opening was never told (it resolved or was taken
@@ -46,9 +47,15 @@ pub fn enqueue(
                 r.point.channel,
                 r.point.to
             );
+            let customer = incident
+                .customer
+                .clone()
+                .filter(|_| r.audience.is_customer());
             if outbox.enqueue(&NewNotification {
                 key,
-                incident: incident.id,
+                about: About::Incident,
+                about_id: incident.id,
+                customer,
                 transition: transition.clone(),
                 audience: r.audience.as_str().to_owned(),
                 channel: r.point.channel.clone(),
@@ -60,6 +67,82 @@ pub fn enqueue(
             })? {
                 queued += 1;
             }
+        }
+    }
+    Ok(queued)
+}
+
+/// Queues the notices of a change: `announced-1`, `rescheduled-N` (N is the new revision) or
+/// `cancelled-1`, one per recipient (see [`Routing::change_recipients`]), in the transaction
+/// that stores the change. Returns how many were queued.
+pub fn enqueue_change(
+    outbox: &mut dyn OutboxTx,
+    routing: &Routing,
+    change: &Change,
+    transition: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut queued = 0;
+    for (r, customer) in routing.change_recipients(change) {
+        let key = format!(
+            "chg-{}/{transition}/{}/{}/{}/{}",
+            change.id,
+            r.audience.as_str(),
+            customer.as_deref().unwrap_or("-"),
+            r.point.channel,
+            r.point.to
+        );
+        if outbox.enqueue(&NewNotification {
+            key,
+            about: About::Change,
+            about_id: change.id,
+            customer,
+            transition: transition.to_owned(),
+            audience: r.audience.as_str().to_owned(),
+            channel: r.point.channel.clone(),
+            recipient: r.point.to.clone(),
+            language: r.language.clone(),
+            detail: change.reason.clone(),
+            due_at: now,
+            created_at: now,
+        })? {
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// Queues a customer's change order for SSC, in the transaction that stores it.
+pub fn enqueue_order(
+    outbox: &mut dyn OutboxTx,
+    routing: &Routing,
+    order: &ChangeOrder,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut queued = 0;
+    for r in routing.order_recipients() {
+        let key = format!(
+            "ord-{}/ordered-1/{}/{}/{}",
+            order.id,
+            r.audience.as_str(),
+            r.point.channel,
+            r.point.to
+        );
+        if outbox.enqueue(&NewNotification {
+            key,
+            about: About::ChangeOrder,
+            about_id: order.id,
+            customer: None,
+            transition: "ordered-1".into(),
+            audience: r.audience.as_str().to_owned(),
+            channel: r.point.channel.clone(),
+            recipient: r.point.to.clone(),
+            language: r.language.clone(),
+            detail: None,
+            due_at: now,
+            created_at: now,
+        })? {
+            queued += 1;
         }
     }
     Ok(queued)

@@ -70,6 +70,8 @@ fn transition_label(lang: Lang, transition: &str) -> &'static str {
         ("escalated", Lang::En) => "Escalated to 2nd line",
         ("local_work", Lang::Nb) => "Forespørsel om lokalt arbeid",
         ("local_work", Lang::En) => "Local work requested",
+        ("maintenance_ended", Lang::Nb) => "Fortsatt feil etter vedlikehold",
+        ("maintenance_ended", Lang::En) => "Still down after maintenance",
         (_, Lang::Nb) => "Hendelse oppdatert",
         (_, Lang::En) => "Incident updated",
     }
@@ -406,11 +408,238 @@ pub fn render(cx: &Context<'_>) -> Message {
     }
 }
 
+/// Appends `key: value` and a newline.
+fn kv(body: &mut String, k: &str, v: &str) {
+    body.push_str(k);
+    body.push_str(": ");
+    body.push_str(v);
+    body.push('\n');
+}
+
+/// What a change notice is built from.
+pub struct ChangeContext<'a> {
+    /// The queued notification.
+    pub notification: &'a Notification,
+    /// The change as it stands.
+    pub change: &'a crate::changes::Change,
+    /// The customer the notice speaks to (None: SSC's copy).
+    pub customer: Option<&'a Customer>,
+    /// Who to ask about it (`[notify] contact`).
+    pub contact: Option<&'a str>,
+    /// Base URL of the collector.
+    pub base_url: &'a str,
+}
+
+/// Renders a change notice: what, when (in the reader's time zone), expected impact, the
+/// devices, and whom to ask; an emergency change asks the technical contacts for input on
+/// timing.
+pub fn render_change(cx: &ChangeContext<'_>) -> Message {
+    use crate::changes::{ChangeKind, ChangeState};
+    let n = cx.notification;
+    let c = cx.change;
+    let lang = Lang::of(&n.language);
+    let tz: Tz = cx
+        .customer
+        .and_then(|c| c.timezone.parse().ok())
+        .unwrap_or(chrono_tz::Europe::Oslo);
+    let stem = n
+        .transition
+        .rsplit_once('-')
+        .map_or(n.transition.as_str(), |(s, _)| s);
+    let kind = match (c.kind, lang) {
+        (ChangeKind::Planned, Lang::Nb) => "Planlagt endring",
+        (ChangeKind::Planned, Lang::En) => "Planned change",
+        (ChangeKind::Emergency, Lang::Nb) => "Nødendring",
+        (ChangeKind::Emergency, Lang::En) => "Emergency change",
+    };
+    let what = match (stem, lang) {
+        ("rescheduled", Lang::Nb) => "nytt tidspunkt",
+        ("rescheduled", Lang::En) => "rescheduled",
+        ("cancelled", Lang::Nb) => "avlyst",
+        ("cancelled", Lang::En) => "cancelled",
+        (_, Lang::Nb) => "varsel",
+        (_, Lang::En) => "notice",
+    };
+    let window = format!("{} - {}", local(c.starts_at, tz), local(c.ends_at, tz));
+    let organisation = cx.customer.map(|k| k.name.clone());
+    let subject = format!(
+        "[CNaaS] {kind} ({what}): {}{} - {}",
+        c.title,
+        organisation
+            .as_deref()
+            .map(|o| format!(" - {o}"))
+            .unwrap_or_default(),
+        local(c.starts_at, tz)
+    );
+    let impact = if c.impact.trim().is_empty() {
+        lang.pick(
+            "Nettet på de berørte enhetene kan være utilgjengelig i vinduet.",
+            "The network on the affected devices may be unavailable during the window.",
+        )
+        .to_owned()
+    } else {
+        c.impact.clone()
+    };
+    let mut body = String::new();
+    kv(
+        &mut body,
+        lang.pick("Endring", "Change"),
+        &format!("#{} - {kind} ({what})", c.id),
+    );
+    if let Some(o) = &organisation {
+        kv(&mut body, lang.pick("Organisasjon", "Organisation"), o);
+    }
+    kv(&mut body, lang.pick("Hva", "What"), &c.title);
+    if !c.description.trim().is_empty() {
+        kv(
+            &mut body,
+            lang.pick("Beskrivelse", "Description"),
+            &c.description,
+        );
+    }
+    kv(&mut body, lang.pick("Når", "When"), &window);
+    kv(
+        &mut body,
+        lang.pick("Forventet påvirkning", "Expected impact"),
+        &impact,
+    );
+    kv(
+        &mut body,
+        lang.pick("Berørte enheter", "Affected devices"),
+        &c.devices.join(", "),
+    );
+    if c.state == ChangeState::Cancelled {
+        kv(
+            &mut body,
+            lang.pick("Status", "State"),
+            lang.pick(
+                "Avlyst: ingenting skjer i vinduet",
+                "Cancelled: nothing happens in the window",
+            ),
+        );
+    }
+    if let Some(reason) = n.detail.as_deref().filter(|r| !r.trim().is_empty()) {
+        kv(&mut body, lang.pick("Begrunnelse", "Reason"), reason);
+    }
+    if c.kind == ChangeKind::Emergency
+        && n.audience == "technical"
+        && c.state != ChangeState::Cancelled
+    {
+        body.push_str(lang.pick(
+            "\nDette er en nødendring. Har dere innspill til tidspunktet, svar oss så snart som mulig.\n",
+            "\nThis is an emergency change. If you have input on the timing, please answer as soon as possible.\n",
+        ));
+    }
+    if let Some(contact) = cx.contact {
+        kv(&mut body, lang.pick("Spørsmål", "Questions"), contact);
+    }
+    let url = format!("{}/api/v1/changes", cx.base_url.trim_end_matches('/'));
+    body.push_str(&format!(
+        "\n{}: {url}\n{}: {}\n",
+        lang.pick("Endringer", "Changes"),
+        lang.pick("Varsel-ID", "Notification id"),
+        n.key
+    ));
+    let payload = json!({
+        "schema": SCHEMA,
+        "key": n.key,
+        "transition": n.transition,
+        "audience": n.audience,
+        "channel": n.channel,
+        "to": n.recipient,
+        "language": n.language,
+        "subject": subject,
+        "text": body,
+        "url": url,
+        "detail": n.detail,
+        "customer": n.customer,
+        "change": c,
+    });
+    Message {
+        subject,
+        body,
+        payload,
+    }
+}
+
+/// Renders a customer's change order for SSC.
+pub fn render_order(
+    n: &Notification,
+    order: &crate::changes::ChangeOrder,
+    customer: Option<&Customer>,
+    base_url: &str,
+) -> Message {
+    let lang = Lang::of(&n.language);
+    let tz = chrono_tz::Europe::Oslo;
+    let organisation = customer.map_or_else(|| order.customer.clone(), |c| c.name.clone());
+    let subject = format!(
+        "[CNaaS] {}: {organisation} - {}",
+        lang.pick("Endringsbestilling", "Change order"),
+        order.title
+    );
+    let mut body = String::new();
+    kv(
+        &mut body,
+        lang.pick("Bestilling", "Order"),
+        &format!("#{}", order.id),
+    );
+    kv(
+        &mut body,
+        lang.pick("Organisasjon", "Organisation"),
+        &organisation,
+    );
+    kv(
+        &mut body,
+        lang.pick("Bestilt av", "Ordered by"),
+        &format!("{} ({})", order.contact, order.requested_by),
+    );
+    kv(&mut body, lang.pick("Hva", "What"), &order.title);
+    if !order.description.trim().is_empty() {
+        kv(
+            &mut body,
+            lang.pick("Beskrivelse", "Description"),
+            &order.description,
+        );
+    }
+    if let (Some(from), Some(to)) = (order.wanted_from, order.wanted_to) {
+        kv(
+            &mut body,
+            lang.pick("Ønsket tidspunkt", "Wanted window"),
+            &format!("{} - {}", local(from, tz), local(to, tz)),
+        );
+    }
+    let url = format!("{}/api/v1/change-orders", base_url.trim_end_matches('/'));
+    body.push_str(&format!(
+        "\n{}: {url}\n{}: {}\n",
+        lang.pick("Bestillinger", "Orders"),
+        lang.pick("Varsel-ID", "Notification id"),
+        n.key
+    ));
+    let payload = json!({
+        "schema": SCHEMA,
+        "key": n.key,
+        "transition": n.transition,
+        "audience": n.audience,
+        "channel": n.channel,
+        "to": n.recipient,
+        "language": n.language,
+        "subject": subject,
+        "text": body,
+        "url": url,
+        "change_order": order,
+    });
+    Message {
+        subject,
+        body,
+        payload,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::{Incident, IncidentAlarm};
+    use crate::store::{About, Incident, IncidentAlarm};
 
     fn detail() -> IncidentDetail {
         let at = DateTime::parse_from_rfc3339("2026-11-24T09:03:12Z")
@@ -460,7 +689,9 @@ mod tests {
         Notification {
             id: 1,
             key: format!("inc-42/{transition}/incident/mail/servicedesk@uni-a.no"),
-            incident_id: 42,
+            about: About::Incident,
+            about_id: 42,
+            customer: None,
             transition: transition.into(),
             audience: "incident".into(),
             channel: "mail".into(),

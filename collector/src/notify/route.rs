@@ -34,6 +34,8 @@ pub enum Audience {
     Technical,
     /// The customer's `local_support` point.
     LocalSupport,
+    /// The customer's `change` point.
+    Change,
 }
 
 impl Audience {
@@ -45,6 +47,7 @@ impl Audience {
             Audience::Incident => "incident",
             Audience::Technical => "technical",
             Audience::LocalSupport => "local_support",
+            Audience::Change => "change",
         }
     }
 
@@ -52,7 +55,7 @@ impl Audience {
     pub fn is_customer(self) -> bool {
         matches!(
             self,
-            Audience::Incident | Audience::Technical | Audience::LocalSupport
+            Audience::Incident | Audience::Technical | Audience::LocalSupport | Audience::Change
         )
     }
 }
@@ -70,6 +73,9 @@ pub enum TransitionKind {
     Escalated,
     /// A person asked the customer for hands-on work.
     LocalWork,
+    /// The maintenance window of an incident's device ended with the fault still there: the
+    /// customer hears of it now.
+    MaintenanceEnded,
 }
 
 impl TransitionKind {
@@ -81,6 +87,7 @@ impl TransitionKind {
             TransitionKind::Resolved => "resolved",
             TransitionKind::Escalated => "escalated",
             TransitionKind::LocalWork => "local_work",
+            TransitionKind::MaintenanceEnded => "maintenance_ended",
         }
     }
 }
@@ -190,6 +197,17 @@ impl Routing {
                     }
                 }
             }
+            TransitionKind::MaintenanceEnded => {
+                // SSC knew from the start; the customer hears of it as a new incident.
+                if let Some(c) = customer.filter(|_| !incident.in_maintenance) {
+                    external(Audience::Incident, &c.incident, c, &mut out);
+                    if incident.severity <= 2 && !c.is_open(incident.opened_at) {
+                        for t in &c.technical {
+                            external(Audience::Technical, t, c, &mut out);
+                        }
+                    }
+                }
+            }
             TransitionKind::Escalated => internal(Audience::Secondline, &self.secondline, &mut out),
             TransitionKind::LocalWork => {
                 if let Some(c) = customer {
@@ -200,6 +218,66 @@ impl Routing {
         let mut seen = std::collections::HashSet::new();
         out.retain(|r| seen.insert((r.point.channel.clone(), r.point.to.clone())));
         out
+    }
+
+    /// Who hears of a change being announced, rescheduled or cancelled: each affected
+    /// customer's `change` point; for an emergency change also its `technical` contacts (asked
+    /// for input on timing); SSC a copy. Each recipient with the customer it speaks for.
+    pub fn change_recipients(
+        &self,
+        change: &crate::changes::Change,
+    ) -> Vec<(Recipient, Option<String>)> {
+        let mut out: Vec<(Recipient, Option<String>)> = self
+            .ssc
+            .iter()
+            .map(|p| {
+                (
+                    Recipient {
+                        audience: Audience::Ssc,
+                        point: p.clone(),
+                        language: self.language.clone(),
+                    },
+                    None,
+                )
+            })
+            .collect();
+        for c in change
+            .customers
+            .iter()
+            .filter_map(|id| self.customers.get(id))
+        {
+            let mut add = |audience, p: &ContactPoint| {
+                out.push((
+                    Recipient {
+                        audience,
+                        point: p.clone(),
+                        language: c.language.clone(),
+                    },
+                    Some(c.id.clone()),
+                ));
+            };
+            add(Audience::Change, &c.change);
+            if change.kind == crate::changes::ChangeKind::Emergency {
+                for t in &c.technical {
+                    add(Audience::Technical, t);
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|(r, c)| seen.insert((c.clone(), r.point.channel.clone(), r.point.to.clone())));
+        out
+    }
+
+    /// Who hears of a customer's change order: SSC.
+    pub fn order_recipients(&self) -> Vec<Recipient> {
+        self.ssc
+            .iter()
+            .map(|p| Recipient {
+                audience: Audience::Ssc,
+                point: p.clone(),
+                language: self.language.clone(),
+            })
+            .collect()
     }
 
     /// When the opening of an incident may be told: not before its grouping window has run
@@ -420,6 +498,63 @@ mod tests {
             &incident("a", 1, "2026-11-24T22:00:00Z"),
         );
         assert_eq!(who(&got), ["incident:servicedesk@a.no"]);
+    }
+
+    fn change(kind: crate::changes::ChangeKind) -> crate::changes::Change {
+        let at = Utc::now();
+        crate::changes::Change {
+            id: 3,
+            title: "Software upgrade".into(),
+            description: String::new(),
+            impact: String::new(),
+            kind,
+            state: crate::changes::ChangeState::Scheduled,
+            revision: 1,
+            reason: None,
+            starts_at: at,
+            ends_at: at,
+            devices: vec!["d-b12".into()],
+            customers: vec!["a".into()],
+            notice_at: at,
+            created_by: "ssc".into(),
+        }
+    }
+
+    #[test]
+    fn changes_reach_the_change_point_and_for_emergencies_the_technical_contacts() {
+        let r = routing();
+        let who = |v: Vec<(Recipient, Option<String>)>| -> Vec<String> {
+            v.iter()
+                .map(|(r, c)| {
+                    format!(
+                        "{}:{}:{}",
+                        r.audience.as_str(),
+                        r.point.to,
+                        c.clone().unwrap_or_default()
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            who(r.change_recipients(&change(crate::changes::ChangeKind::Planned))),
+            ["ssc:ssc:", "ssc:ssc@sikt.no:", "change:change@a.no:a"]
+        );
+        assert_eq!(
+            who(r.change_recipients(&change(crate::changes::ChangeKind::Emergency))),
+            [
+                "ssc:ssc:",
+                "ssc:ssc@sikt.no:",
+                "change:change@a.no:a",
+                "technical:+4791000001:a",
+                "technical:ola.nordmann@a.no:a"
+            ]
+        );
+        // Never customer B, never administrative contacts.
+        let all = who(r.change_recipients(&change(crate::changes::ChangeKind::Emergency)));
+        assert!(
+            all.iter()
+                .all(|w| !w.contains("b.no") && !w.contains("kontrakt"))
+        );
     }
 
     #[test]

@@ -162,8 +162,8 @@ pub trait IncidentTx {
     fn set_pending(&mut self, alarm: &str, since: DateTime<Utc>) -> Result<(), StoreError>;
     /// Forgets a quarantined alarm (it cleared or became active).
     fn clear_pending(&mut self, alarm: &str) -> Result<(), StoreError>;
-    /// Flags the incident as opened inside a maintenance window.
-    fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError>;
+    /// Flags the incident as inside a maintenance window (or no longer).
+    fn set_in_maintenance(&mut self, incident: i64, on: bool) -> Result<(), StoreError>;
     /// A line of history by a person.
     fn note_by(
         &mut self,
@@ -192,15 +192,60 @@ pub trait OutboxTx {
     fn opening_untold(&mut self, incident: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Marks a notification failed for good; returns it (None if it is not pending).
     fn fail(&mut self, id: i64, error: &str) -> Result<Option<Notification>, StoreError>;
+    /// Stores an accepted change (its `id` is ignored); returns its id.
+    fn insert_change(&mut self, change: &crate::changes::Change) -> Result<i64, StoreError>;
+    /// Stores a change's new window, state, revision, notice time and reason.
+    fn update_change(&mut self, change: &crate::changes::Change) -> Result<(), StoreError>;
+    /// Stores an accepted change order (its `id` is ignored); returns its id.
+    fn insert_change_order(
+        &mut self,
+        order: &crate::changes::ChangeOrder,
+    ) -> Result<i64, StoreError>;
+}
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum About {
+    /// An incident.
+    Incident,
+    /// A planned or emergency change.
+    Change,
+    /// A customer's change order.
+    ChangeOrder,
+}
+
+impl About {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            About::Incident => "incident",
+            About::Change => "change",
+            About::ChangeOrder => "change_order",
+        }
+    }
+
+    /// From the stored name (the schema allows only these three).
+    pub fn parse(s: &str) -> About {
+        match s {
+            "change" => About::Change,
+            "change_order" => About::ChangeOrder,
+            _ => About::Incident,
+        }
+    }
 }
 
 /// A notification to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNotification {
-    /// Idempotency key: incident, transition and recipient.
+    /// Idempotency key: subject, transition and recipient.
     pub key: String,
-    /// The incident.
-    pub incident: i64,
+    /// What it is about.
+    pub about: About,
+    /// The incident, change or order id.
+    pub about_id: i64,
+    /// The customer whose people it is for (None for SSC and 2nd line).
+    pub customer: Option<String>,
     /// `opened`, `resolved-2`, `escalated`, ...
     pub transition: String,
     /// `ssc`, `secondline`, `incident`, `technical`, `local_support`.
@@ -226,8 +271,12 @@ pub struct Notification {
     pub id: i64,
     /// Idempotency key.
     pub key: String,
-    /// Incident.
-    pub incident_id: i64,
+    /// What it is about.
+    pub about: About,
+    /// The incident, change or order id.
+    pub about_id: i64,
+    /// The customer whose people it is for.
+    pub customer: Option<String>,
     /// Transition.
     pub transition: String,
     /// Audience.
@@ -278,13 +327,13 @@ pub enum Delivery {
 /// Filters for listing notifications.
 #[derive(Debug, Clone, Default)]
 pub struct NotificationFilter {
-    /// Only this incident.
-    pub incident: Option<i64>,
+    /// Only about this incident, change or order.
+    pub about: Option<(About, i64)>,
     /// Only this state.
     pub state: Option<String>,
     /// Only this channel.
     pub channel: Option<String>,
-    /// Only incidents of this customer.
+    /// Only for this customer's people.
     pub customer: Option<String>,
     /// At most this many (newest first).
     pub limit: u32,
@@ -307,6 +356,8 @@ pub struct OpenMember {
     pub opened_at: DateTime<Utc>,
     /// The incident's running transition count (flapping).
     pub transitions: Option<u32>,
+    /// Whether the incident is flagged as inside a maintenance window.
+    pub in_maintenance: bool,
 }
 
 /// The identity of an alarm: `device|subindex|type` (subindex is the ifIndex or empty).
@@ -521,10 +572,17 @@ pub trait Store: Send + Sync {
     fn open_members(&self) -> Result<Vec<OpenMember>, StoreError>;
     /// Alarms in quarantine: key and since when.
     fn pending_alarms(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
-    /// Stores an accepted change (its `id` is ignored); returns its id.
-    fn insert_change(&self, change: &crate::changes::Change) -> Result<i64, StoreError>;
     /// Every change, newest window first.
     fn changes(&self) -> Result<Vec<crate::changes::Change>, StoreError>;
+    /// One change.
+    fn get_change(&self, id: i64) -> Result<Option<crate::changes::Change>, StoreError>;
+    /// Change orders, newest first (of one customer, or all).
+    fn change_orders(
+        &self,
+        customer: Option<&str>,
+    ) -> Result<Vec<crate::changes::ChangeOrder>, StoreError>;
+    /// One change order.
+    fn get_change_order(&self, id: i64) -> Result<Option<crate::changes::ChangeOrder>, StoreError>;
     /// Keeps a message that could not be ingested.
     fn dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError>;
     /// Records an agent's status message.

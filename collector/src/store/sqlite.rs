@@ -10,9 +10,9 @@ use cnaas_shared::role::PortRole;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    DeadLetter, Delivery, EventFilter, HistoryEntry, Incident, IncidentAlarm, IncidentDetail,
-    IncidentFilter, IncidentTx, NewIncident, NewNotification, Notification, NotificationFilter,
-    OpenMember, OutboxTx, Relation, Store, StoreError, StoredEvent,
+    About, DeadLetter, Delivery, EventFilter, HistoryEntry, Incident, IncidentAlarm,
+    IncidentDetail, IncidentFilter, IncidentTx, NewIncident, NewNotification, Notification,
+    NotificationFilter, OpenMember, OutboxTx, Relation, Store, StoreError, StoredEvent,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` says how many have run.
@@ -131,7 +131,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE notifications (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         key TEXT NOT NULL UNIQUE,
-        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        about TEXT NOT NULL CHECK (about IN ('incident', 'change', 'change_order')),
+        about_id INTEGER NOT NULL,
+        customer TEXT,
         transition TEXT NOT NULL,
         audience TEXT NOT NULL,
         channel TEXT NOT NULL,
@@ -149,7 +151,27 @@ const MIGRATIONS: &[&str] = &[
         payload TEXT
     );
     CREATE INDEX notifications_due ON notifications(state, due_at);
-    CREATE INDEX notifications_incident ON notifications(incident_id, id);
+    CREATE INDEX notifications_about ON notifications(about, about_id, id);
+    ",
+    // 8: rescheduled and cancelled changes, expected impact; customers' change orders.
+    r"
+    ALTER TABLE changes ADD COLUMN state TEXT NOT NULL DEFAULT 'scheduled'
+        CHECK (state IN ('scheduled', 'cancelled'));
+    ALTER TABLE changes ADD COLUMN impact TEXT NOT NULL DEFAULT '';
+    ALTER TABLE changes ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE changes ADD COLUMN reason TEXT;
+    CREATE TABLE change_orders (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        customer TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        title TEXT NOT NULL,
+        description TEXT NOT NULL,
+        wanted_from TEXT,
+        wanted_to TEXT,
+        state TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
     ",
 ];
 
@@ -495,10 +517,10 @@ impl IncidentTx for SqliteTx<'_, '_> {
         Ok(())
     }
 
-    fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError> {
+    fn set_in_maintenance(&mut self, incident: i64, on: bool) -> Result<(), StoreError> {
         self.tx
-            .prepare_cached("UPDATE incidents SET in_maintenance = 1 WHERE id = ?1")?
-            .execute([incident])?;
+            .prepare_cached("UPDATE incidents SET in_maintenance = ?2 WHERE id = ?1")?
+            .execute(params![incident, on])?;
         Ok(())
     }
 
@@ -550,12 +572,12 @@ impl OutboxTx for SqliteTx<'_, '_> {
         let inserted = self
             .tx
             .prepare_cached(
-                "INSERT INTO notifications (key, incident_id, transition, audience, channel, recipient, language, detail, state, created_at, due_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?10) ON CONFLICT(key) DO NOTHING",
+                "INSERT INTO notifications (key, about, about_id, customer, transition, audience, channel, recipient, language, detail, state, created_at, due_at)
+                 VALUES (?1, ?11, ?2, ?12, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?10) ON CONFLICT(key) DO NOTHING",
             )?
             .execute(params![
                 n.key,
-                n.incident,
+                n.about_id,
                 n.transition,
                 n.audience,
                 n.channel,
@@ -564,6 +586,8 @@ impl OutboxTx for SqliteTx<'_, '_> {
                 n.detail,
                 ts(n.created_at),
                 ts(n.due_at),
+                n.about.as_str(),
+                n.customer,
             ])?;
         Ok(inserted > 0)
     }
@@ -573,13 +597,13 @@ impl OutboxTx for SqliteTx<'_, '_> {
         self.tx
             .prepare_cached(&format!(
                 "UPDATE notifications SET state = 'superseded', last_error = 'resolved before it was due', delivered_at = ?2
-                 WHERE incident_id = ?1 AND state = 'pending' AND attempts = 0 AND {OPENING}"
+                 WHERE about = 'incident' AND about_id = ?1 AND state = 'pending' AND attempts = 0 AND {OPENING}"
             ))?
             .execute(params![incident, ts(at)])?;
         let latest: Option<String> = self
             .tx
             .prepare_cached(&format!(
-                "SELECT state FROM notifications WHERE incident_id = ?1 AND {OPENING} ORDER BY id DESC LIMIT 1"
+                "SELECT state FROM notifications WHERE about = 'incident' AND about_id = ?1 AND {OPENING} ORDER BY id DESC LIMIT 1"
             ))?
             .query_row([incident], |r| r.get(0))
             .optional()?;
@@ -604,9 +628,70 @@ impl OutboxTx for SqliteTx<'_, '_> {
             .map(finish_notification)
             .transpose()
     }
+
+    fn insert_change(&mut self, c: &crate::changes::Change) -> Result<i64, StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO changes (title, description, kind, starts_at, ends_at, devices, customers, notice_at, created_by, state, impact, revision, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                c.title,
+                c.description,
+                change_kind(c),
+                ts(c.starts_at),
+                ts(c.ends_at),
+                serde_json::to_string(&c.devices).unwrap_or_default(),
+                serde_json::to_string(&c.customers).unwrap_or_default(),
+                ts(c.notice_at),
+                c.created_by,
+                change_state(c),
+                c.impact,
+                c.revision,
+                c.reason,
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn update_change(&mut self, c: &crate::changes::Change) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE changes SET starts_at = ?2, ends_at = ?3, notice_at = ?4, state = ?5, revision = ?6, reason = ?7 WHERE id = ?1",
+            )?
+            .execute(params![
+                c.id,
+                ts(c.starts_at),
+                ts(c.ends_at),
+                ts(c.notice_at),
+                change_state(c),
+                c.revision,
+                c.reason,
+            ])?;
+        Ok(())
+    }
+
+    fn insert_change_order(&mut self, o: &crate::changes::ChangeOrder) -> Result<i64, StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO change_orders (customer, requested_by, contact, title, description, wanted_from, wanted_to, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                o.customer,
+                o.requested_by,
+                o.contact,
+                o.title,
+                o.description,
+                o.wanted_from.map(ts),
+                o.wanted_to.map(ts),
+                o.state,
+                ts(o.created_at),
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
 }
 
-const NOTIFICATION_COLUMNS: &str = "id, key, incident_id, transition, audience, channel, recipient, language, detail, state, attempts, created_at, due_at, delivered_at, last_error, subject, body, payload";
+const NOTIFICATION_COLUMNS: &str = "id, key, about, about_id, transition, audience, channel, recipient, language, detail, state, attempts, created_at, due_at, delivered_at, last_error, subject, body, payload, customer";
 
 type NotificationRow = (Notification, [String; 2], [Option<String>; 2]);
 
@@ -615,25 +700,27 @@ fn notification_from_row(r: &Row<'_>) -> rusqlite::Result<NotificationRow> {
         Notification {
             id: r.get(0)?,
             key: r.get(1)?,
-            incident_id: r.get(2)?,
-            transition: r.get(3)?,
-            audience: r.get(4)?,
-            channel: r.get(5)?,
-            recipient: r.get(6)?,
-            language: r.get(7)?,
-            detail: r.get(8)?,
-            state: r.get(9)?,
-            attempts: r.get(10)?,
+            about: About::parse(&r.get::<_, String>(2)?),
+            about_id: r.get(3)?,
+            customer: r.get(19)?,
+            transition: r.get(4)?,
+            audience: r.get(5)?,
+            channel: r.get(6)?,
+            recipient: r.get(7)?,
+            language: r.get(8)?,
+            detail: r.get(9)?,
+            state: r.get(10)?,
+            attempts: r.get(11)?,
             created_at: DateTime::<Utc>::MIN_UTC,
             due_at: DateTime::<Utc>::MIN_UTC,
             delivered_at: None,
-            last_error: r.get(14)?,
-            subject: r.get(15)?,
-            body: r.get(16)?,
+            last_error: r.get(15)?,
+            subject: r.get(16)?,
+            body: r.get(17)?,
             payload: None,
         },
-        [r.get(11)?, r.get(12)?],
-        [r.get(13)?, r.get(17)?],
+        [r.get(12)?, r.get(13)?],
+        [r.get(14)?, r.get(18)?],
     ))
 }
 
@@ -653,6 +740,106 @@ fn finish_notification(
             reason: format!("payload of {}: {e}", n.id),
         })?;
     Ok(n)
+}
+
+const CHANGE_COLUMNS: &str = "id, title, description, kind, starts_at, ends_at, devices, customers, notice_at, created_by, state, impact, revision, reason";
+
+type ChangeRow = (crate::changes::Change, [String; 5]);
+
+fn change_from_row(r: &Row<'_>) -> rusqlite::Result<ChangeRow> {
+    use crate::changes::{Change, ChangeKind, ChangeState};
+    let kind: String = r.get(3)?;
+    let state: String = r.get(10)?;
+    Ok((
+        Change {
+            id: r.get(0)?,
+            title: r.get(1)?,
+            description: r.get(2)?,
+            impact: r.get(11)?,
+            kind: if kind == "planned" {
+                ChangeKind::Planned
+            } else {
+                ChangeKind::Emergency
+            },
+            state: if state == "cancelled" {
+                ChangeState::Cancelled
+            } else {
+                ChangeState::Scheduled
+            },
+            revision: r.get(12)?,
+            reason: r.get(13)?,
+            starts_at: DateTime::<Utc>::MIN_UTC,
+            ends_at: DateTime::<Utc>::MIN_UTC,
+            devices: Vec::new(),
+            customers: Vec::new(),
+            notice_at: DateTime::<Utc>::MIN_UTC,
+            created_by: r.get(9)?,
+        },
+        [r.get(4)?, r.get(5)?, r.get(8)?, r.get(6)?, r.get(7)?],
+    ))
+}
+
+fn finish_change(
+    (mut c, [starts, ends, notice, devices, customers]): ChangeRow,
+) -> Result<crate::changes::Change, StoreError> {
+    let list = |s: &str| -> Result<Vec<String>, StoreError> {
+        serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+            table: "changes",
+            reason: e.to_string(),
+        })
+    };
+    c.starts_at = parse_ts("changes", &starts)?;
+    c.ends_at = parse_ts("changes", &ends)?;
+    c.notice_at = parse_ts("changes", &notice)?;
+    c.devices = list(&devices)?;
+    c.customers = list(&customers)?;
+    Ok(c)
+}
+
+fn change_kind(c: &crate::changes::Change) -> &'static str {
+    match c.kind {
+        crate::changes::ChangeKind::Planned => "planned",
+        crate::changes::ChangeKind::Emergency => "emergency",
+    }
+}
+
+fn change_state(c: &crate::changes::Change) -> &'static str {
+    match c.state {
+        crate::changes::ChangeState::Scheduled => "scheduled",
+        crate::changes::ChangeState::Cancelled => "cancelled",
+    }
+}
+
+const ORDER_COLUMNS: &str = "id, customer, requested_by, contact, title, description, wanted_from, wanted_to, state, created_at";
+
+type OrderRow = (crate::changes::ChangeOrder, [Option<String>; 2], String);
+
+fn order_from_row(r: &Row<'_>) -> rusqlite::Result<OrderRow> {
+    Ok((
+        crate::changes::ChangeOrder {
+            id: r.get(0)?,
+            customer: r.get(1)?,
+            requested_by: r.get(2)?,
+            contact: r.get(3)?,
+            title: r.get(4)?,
+            description: r.get(5)?,
+            wanted_from: None,
+            wanted_to: None,
+            state: r.get(8)?,
+            created_at: DateTime::<Utc>::MIN_UTC,
+        },
+        [r.get(6)?, r.get(7)?],
+        r.get(9)?,
+    ))
+}
+
+fn finish_order(
+    (mut o, [from, to], created): OrderRow,
+) -> Result<crate::changes::ChangeOrder, StoreError> {
+    o.wanted_from = from.map(|s| parse_ts("change_orders", &s)).transpose()?;
+    o.wanted_to = to.map(|s| parse_ts("change_orders", &s)).transpose()?;
+    o.created_at = parse_ts("change_orders", &created)?;
+    Ok(o)
 }
 
 impl Store for SqliteStore {
@@ -719,13 +906,20 @@ impl Store for SqliteStore {
         let conn = self.reader();
         let sql = format!(
             "SELECT {NOTIFICATION_COLUMNS} FROM notifications
-             WHERE (?1 IS NULL OR incident_id = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR channel = ?3)
-               AND (?4 IS NULL OR incident_id IN (SELECT id FROM incidents WHERE customer = ?4))
+             WHERE (?1 IS NULL OR about_id = ?1) AND (?6 IS NULL OR about = ?6) AND (?2 IS NULL OR state = ?2)
+               AND (?3 IS NULL OR channel = ?3) AND (?4 IS NULL OR customer = ?4)
              ORDER BY id DESC LIMIT ?5"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
-            params![f.incident, f.state, f.channel, f.customer, f.limit],
+            params![
+                f.about.map(|a| a.1),
+                f.state,
+                f.channel,
+                f.customer,
+                f.limit,
+                f.about.map(|a| a.0.as_str())
+            ],
             notification_from_row,
         )?;
         rows.map(|r| finish_notification(r?)).collect()
@@ -759,85 +953,45 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn insert_change(&self, c: &crate::changes::Change) -> Result<i64, StoreError> {
-        let conn = self.writer();
-        let kind = match c.kind {
-            crate::changes::ChangeKind::Planned => "planned",
-            crate::changes::ChangeKind::Emergency => "emergency",
-        };
-        conn.prepare_cached(
-            "INSERT INTO changes (title, description, kind, starts_at, ends_at, devices, customers, notice_at, created_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?
-        .execute(params![
-            c.title,
-            c.description,
-            kind,
-            ts(c.starts_at),
-            ts(c.ends_at),
-            serde_json::to_string(&c.devices).unwrap_or_default(),
-            serde_json::to_string(&c.customers).unwrap_or_default(),
-            ts(c.notice_at),
-            c.created_by,
-        ])?;
-        Ok(conn.last_insert_rowid())
-    }
-
     fn changes(&self) -> Result<Vec<crate::changes::Change>, StoreError> {
         let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, title, description, kind, starts_at, ends_at, devices, customers, notice_at, created_by
-             FROM changes ORDER BY starts_at DESC, id DESC",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                [
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(8)?,
-                ],
-                [r.get::<_, String>(6)?, r.get::<_, String>(7)?],
-                r.get::<_, String>(9)?,
-            ))
-        })?;
-        rows.map(|r| {
-            let (
-                id,
-                title,
-                description,
-                kind,
-                [starts, ends, notice],
-                [devices, customers],
-                created_by,
-            ) = r?;
-            let list = |s: &str| -> Result<Vec<String>, StoreError> {
-                serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
-                    table: "changes",
-                    reason: e.to_string(),
-                })
-            };
-            Ok(crate::changes::Change {
-                id,
-                title,
-                description,
-                kind: if kind == "planned" {
-                    crate::changes::ChangeKind::Planned
-                } else {
-                    crate::changes::ChangeKind::Emergency
-                },
-                starts_at: parse_ts("changes", &starts)?,
-                ends_at: parse_ts("changes", &ends)?,
-                devices: list(&devices)?,
-                customers: list(&customers)?,
-                notice_at: parse_ts("changes", &notice)?,
-                created_by,
-            })
-        })
-        .collect()
+        let sql = format!("SELECT {CHANGE_COLUMNS} FROM changes ORDER BY starts_at DESC, id DESC");
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], change_from_row)?;
+        rows.map(|r| finish_change(r?)).collect()
+    }
+
+    fn get_change(&self, id: i64) -> Result<Option<crate::changes::Change>, StoreError> {
+        let conn = self.reader();
+        let sql = format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE id = ?1");
+        conn.prepare_cached(&sql)?
+            .query_row([id], change_from_row)
+            .optional()?
+            .map(finish_change)
+            .transpose()
+    }
+
+    fn change_orders(
+        &self,
+        customer: Option<&str>,
+    ) -> Result<Vec<crate::changes::ChangeOrder>, StoreError> {
+        let conn = self.reader();
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM change_orders WHERE (?1 IS NULL OR customer = ?1) ORDER BY id DESC"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([customer], order_from_row)?;
+        rows.map(|r| finish_order(r?)).collect()
+    }
+
+    fn get_change_order(&self, id: i64) -> Result<Option<crate::changes::ChangeOrder>, StoreError> {
+        let conn = self.reader();
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM change_orders WHERE id = ?1");
+        conn.prepare_cached(&sql)?
+            .query_row([id], order_from_row)
+            .optional()?
+            .map(finish_order)
+            .transpose()
     }
 
     fn pending_alarms(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
@@ -855,7 +1009,7 @@ impl Store for SqliteStore {
     fn open_members(&self) -> Result<Vec<OpenMember>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
-            "SELECT m.incident_id, m.alarm_key, m.active, i.device, i.site, i.opened_at, i.transitions
+            "SELECT m.incident_id, m.alarm_key, m.active, i.device, i.site, i.opened_at, i.transitions, i.in_maintenance
              FROM incident_alarms m JOIN incidents i ON i.id = m.incident_id
              WHERE i.state IN ('open', 'acknowledged') ORDER BY m.incident_id",
         )?;
@@ -868,10 +1022,11 @@ impl Store for SqliteStore {
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, String>(5)?,
                 r.get::<_, Option<u32>>(6)?,
+                r.get::<_, bool>(7)?,
             ))
         })?;
         rows.map(|r| {
-            let (incident, alarm, active, device, site, opened, transitions) = r?;
+            let (incident, alarm, active, device, site, opened, transitions, in_maintenance) = r?;
             Ok(OpenMember {
                 incident,
                 alarm,
@@ -880,6 +1035,7 @@ impl Store for SqliteStore {
                 site,
                 opened_at: parse_ts("incidents", &opened)?,
                 transitions,
+                in_maintenance,
             })
         })
         .collect()

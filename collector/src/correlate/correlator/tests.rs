@@ -129,8 +129,8 @@ impl IncidentTx for Fake {
         self.pending.remove(alarm);
         Ok(())
     }
-    fn set_in_maintenance(&mut self, incident: i64) -> Result<(), StoreError> {
-        self.incidents.get_mut(&incident).unwrap().in_maintenance = true;
+    fn set_in_maintenance(&mut self, incident: i64, on: bool) -> Result<(), StoreError> {
+        self.incidents.get_mut(&incident).unwrap().in_maintenance = on;
         Ok(())
     }
     fn set_escalated(&mut self, incident: i64, _at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -427,6 +427,7 @@ fn restart_continues_open_incidents() {
             site: Some("b99".into()),
             opened_at: t(0),
             transitions: None,
+            in_maintenance: inc.in_maintenance,
         })
         .collect();
     // A new engine after a restart learns the open incident from the store ...
@@ -621,4 +622,53 @@ proptest::proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_fault_outlasting_overlapping_windows_leaves_maintenance_when_the_last_one_ends() {
+    // Two changes on x9: [0, 100) and [50, 200). The first ending must not end the second.
+    struct Windows(Vec<(i64, i64)>);
+    impl Maintenance for Windows {
+        fn in_window(&self, device: &str, now: DateTime<Utc>) -> bool {
+            device == "x9" && self.0.iter().any(|(a, b)| t(*a) <= now && now < t(*b))
+        }
+    }
+    let mut c = Correlator::new(rules(0), inventory())
+        .with_maintenance(Box::new(Windows(vec![(0, 100), (50, 200)])));
+    let mut tx = Fake::default();
+    c.on_event(
+        &device(EventKind::DeviceUnreachable, "x9"),
+        None,
+        t(10),
+        &mut tx,
+    )
+    .unwrap();
+    let flagged = |tx: &Fake| tx.open().first().is_some_and(|i| i.in_maintenance);
+    assert!(flagged(&tx));
+    c.tick(t(120), &mut tx).unwrap();
+    assert!(flagged(&tx), "the second window is still active");
+    c.tick(t(200), &mut tx).unwrap();
+    assert!(!flagged(&tx), "both windows are over and the device is still down");
+    assert_eq!(tx.open().len(), 1, "still one incident, now an ordinary one");
+    // A fault that clears inside its window never leaves it.
+    let mut c = Correlator::new(rules(0), inventory())
+        .with_maintenance(Box::new(Windows(vec![(0, 100)])));
+    let mut tx = Fake::default();
+    c.on_event(
+        &device(EventKind::DeviceUnreachable, "x9"),
+        None,
+        t(10),
+        &mut tx,
+    )
+    .unwrap();
+    c.on_event(
+        &device(EventKind::DeviceReachable, "x9"),
+        None,
+        t(20),
+        &mut tx,
+    )
+    .unwrap();
+    c.tick(t(150), &mut tx).unwrap();
+    assert!(tx.open().is_empty());
+    assert!(tx.incidents.values().all(|i| i.in_maintenance));
 }
