@@ -609,12 +609,16 @@ pub fn snmp_get(port: u16, community: &str, oid: &str) -> Result<String> {
 
 /// `snmpset` (Net-SNMP) of one INTEGER.
 pub fn snmp_set_int(port: u16, community: &str, oid: &str, value: i64) -> Result<()> {
+    snmp_set(port, community, oid, "i", &value.to_string())
+}
+
+/// Sets one value with Net-SNMP's `snmpset` (`kind` is its type letter: `i`, `u`, `s`, ...).
+pub fn snmp_set(port: u16, community: &str, oid: &str, kind: &str, value: &str) -> Result<()> {
     let target = format!("127.0.0.1:{port}");
-    let v = value.to_string();
     net_snmp(
         "snmpset",
         &[
-            "-v2c", "-c", community, "-t", "1", "-r", "2", "-On", &target, oid, "i", &v,
+            "-v2c", "-c", community, "-t", "1", "-r", "2", "-On", &target, oid, kind, value,
         ],
     )
     .map(|_| ())

@@ -23,6 +23,19 @@ pub const TOKENS: [(&str, &str, &str); 4] = [
     ("tok-ro-0123456789", "dashboard", "readonly"),
 ];
 
+/// Tokens of people of customer uni-b (token, name, contact), all with role
+/// `customer:uni-b`: its technical contact, its administrative contact, and a consultant who
+/// is neither.
+pub const CONTACT_TOKENS: [(&str, &str, &str); 3] = [
+    ("tok-ola-0123456789", "ola", "ola.nordmann@uni-b.no"),
+    ("tok-kari-0123456789", "kari", "kontrakt@uni-b.no"),
+    (
+        "tok-konsulent-0123456789",
+        "konsulent",
+        "konsulent@example.com",
+    ),
+];
+
 /// The broker user of a TLS rig.
 pub const MQTT_USER: &str = "cnaas-e2e";
 /// Its password (written to a file the binaries read).
@@ -51,6 +64,8 @@ pub struct Rig {
     /// The agent's trap port, if it listens for traps.
     pub trap_port: Option<u16>,
     dir: tempfile::TempDir,
+    /// The SSC token the helpers read with, when the API needs one.
+    token: Option<&'static str>,
 }
 
 /// Knobs of the rig.
@@ -154,7 +169,14 @@ impl Rig {
         }
         let tokens_line = if opts.api_tokens {
             let mut file = String::new();
-            for (token, name, role) in TOKENS {
+            let people = CONTACT_TOKENS
+                .iter()
+                .map(|(t, n, c)| (*t, *n, "customer:uni-b", Some(*c)));
+            let all = TOKENS
+                .iter()
+                .map(|(t, n, r)| (*t, *n, *r, None))
+                .chain(people);
+            for (token, name, role, contact) in all {
                 let out = std::process::Command::new("sha256sum")
                     .stdin(std::process::Stdio::piped())
                     .stdout(std::process::Stdio::piped())
@@ -175,6 +197,9 @@ impl Rig {
                 file.push_str(&format!(
                     "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"\n"
                 ));
+                if let Some(c) = contact {
+                    file.push_str(&format!("contact = \"{c}\"\n"));
+                }
             }
             std::fs::write(dir.path().join("tokens.toml"), file)?;
             "tokens_file = \"tokens.toml\"".to_owned()
@@ -327,6 +352,7 @@ address = "{switch}"
             api,
             metrics,
             dir,
+            token: opts.api_tokens.then_some(TOKENS[0].0),
         })
     }
 
@@ -385,10 +411,20 @@ address = "{switch}"
         )
     }
 
+    /// Sets a bridge port's dot1qPvid (the port's VLAN) on the simulated switch.
+    pub fn set_pvid(&self, bridge_port: u32, vlan: u32) -> Result<()> {
+        crate::snmp_set(
+            self.snmpsim.port,
+            COMMUNITY,
+            &format!("1.3.6.1.2.1.17.7.1.4.5.1.1.{bridge_port}"),
+            "u",
+            &vlan.to_string(),
+        )
+    }
+
     /// Open incidents from the API.
     pub fn open_incidents(&self) -> Vec<Value> {
-        http_json(&format!("{}/api/v1/incidents?state=open", self.api))
-            .ok()
+        self.get(&format!("{}/api/v1/incidents?state=open", self.api))
             .and_then(|v| v["incidents"].as_array().cloned())
             .unwrap_or_default()
     }
@@ -402,16 +438,26 @@ address = "{switch}"
 
     /// How many stored events of `kind` the port of `a-b12-01` has.
     pub fn port_events(&self, kind: &str, if_index: u64) -> usize {
-        http_json(&format!(
+        self.get(&format!(
             "{}/api/v1/events?device=a-b12-01&kind={kind}&limit=1000",
             self.api
         ))
-        .ok()
         .and_then(|v| v["events"].as_array().cloned())
         .unwrap_or_default()
         .iter()
         .filter(|e| e["if_index"] == if_index)
         .count()
+    }
+
+    /// A GET of the collector API as JSON, with the SSC token when the API needs one.
+    pub fn get(&self, url: &str) -> Option<Value> {
+        match self.token {
+            Some(t) => crate::http_call("GET", url, Some(t), None)
+                .ok()
+                .filter(|(status, _)| *status == 200)
+                .map(|(_, v)| v),
+            None => http_json(url).ok(),
+        }
     }
 
     /// Both logs, for failure messages.

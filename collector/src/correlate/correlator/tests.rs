@@ -648,11 +648,18 @@ fn a_fault_outlasting_overlapping_windows_leaves_maintenance_when_the_last_one_e
     c.tick(t(120), &mut tx).unwrap();
     assert!(flagged(&tx), "the second window is still active");
     c.tick(t(200), &mut tx).unwrap();
-    assert!(!flagged(&tx), "both windows are over and the device is still down");
-    assert_eq!(tx.open().len(), 1, "still one incident, now an ordinary one");
+    assert!(
+        !flagged(&tx),
+        "both windows are over and the device is still down"
+    );
+    assert_eq!(
+        tx.open().len(),
+        1,
+        "still one incident, now an ordinary one"
+    );
     // A fault that clears inside its window never leaves it.
-    let mut c = Correlator::new(rules(0), inventory())
-        .with_maintenance(Box::new(Windows(vec![(0, 100)])));
+    let mut c =
+        Correlator::new(rules(0), inventory()).with_maintenance(Box::new(Windows(vec![(0, 100)])));
     let mut tx = Fake::default();
     c.on_event(
         &device(EventKind::DeviceUnreachable, "x9"),
