@@ -423,6 +423,126 @@ mod tests {
     }
 
     #[test]
+    fn working_day_table_with_the_boundary_day_accepted_and_the_day_before_refused() {
+        // (notice, earliest allowed start), worked out by hand from the holiday list.
+        let table = [
+            // Easter 2026: Maundy Thursday 2 Apr, Good Friday 3 Apr, Easter Monday 6 Apr.
+            ("2026-03-30T09:00:00Z", "2026-04-14"),
+            // Easter 2027 (28 Mar): 25, 26 and 29 Mar.
+            ("2027-03-23T10:00:00Z", "2027-04-07"),
+            // Easter 2028 (16 Apr): 13, 14 and 17 Apr.
+            ("2028-04-10T09:00:00Z", "2028-04-25"),
+            // Easter 2030 (21 Apr): 18, 19 and 22 Apr.
+            ("2030-04-15T09:00:00Z", "2030-04-30"),
+            // 17 May on a Wednesday (2028), then Ascension Day on 25 May.
+            ("2028-05-12T09:00:00Z", "2028-05-26"),
+            // 17 May on a Sunday (2026) costs nothing; Ascension 14 May does.
+            ("2026-05-11T09:00:00Z", "2026-05-22"),
+            // Whit Monday 25 May 2026.
+            ("2026-05-15T09:00:00Z", "2026-05-28"),
+            // 2027: Ascension 6 May; Whit Monday falls on 17 May.
+            ("2027-05-03T09:00:00Z", "2027-05-14"),
+            ("2027-05-10T09:00:00Z", "2027-05-21"),
+            // Christmas to New Year 2027/28: 25 and 26 Dec and 1 Jan fall on weekends.
+            ("2027-12-22T09:00:00Z", "2028-01-03"),
+            // Christmas to New Year 2030/31: 25, 26 Dec and 1 Jan are weekdays.
+            ("2030-12-20T09:00:00Z", "2031-01-06"),
+            // A notice on a Saturday or Sunday counts from the next Monday.
+            ("2026-11-28T09:00:00Z", "2026-12-09"),
+            ("2026-11-29T09:00:00Z", "2026-12-09"),
+            // 23:30 UTC on Thursday is already Friday in Oslo: counted from Friday.
+            ("2026-11-26T23:30:00Z", "2026-12-09"),
+        ];
+        for (notice, want) in table {
+            let notice = at(notice);
+            let want: NaiveDate = want.parse().unwrap();
+            assert_eq!(earliest_start(notice), want, "notice {notice}");
+            let noon = |d: NaiveDate| d.and_hms_opt(10, 0, 0).unwrap().and_utc();
+            let on_the_day = noon(want).to_rfc3339();
+            assert!(
+                check(&req(ChangeKind::Planned, &on_the_day), notice, &inv()).is_ok(),
+                "{want} itself must be accepted"
+            );
+            let before = noon(want.pred_opt().unwrap()).to_rfc3339();
+            assert_eq!(
+                check(&req(ChangeKind::Planned, &before), notice, &inv()),
+                Err(ChangeError::TooEarly { earliest: want }),
+                "the day before {want} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn reschedules_need_the_notice_again_and_orders_a_technical_contact() {
+        let notice = at("2027-03-23T10:00:00Z");
+        let mut c = Change {
+            id: 1,
+            title: "Upgrade".into(),
+            description: String::new(),
+            impact: String::new(),
+            kind: ChangeKind::Planned,
+            state: ChangeState::Scheduled,
+            revision: 1,
+            reason: None,
+            starts_at: at("2027-04-08T18:00:00Z"),
+            ends_at: at("2027-04-08T20:00:00Z"),
+            devices: vec!["a1".into()],
+            customers: vec!["uni-b".into()],
+            notice_at: notice,
+            created_by: "ssc".into(),
+        };
+        let to = |start: &str| RescheduleRequest {
+            starts_at: at(start),
+            ends_at: at(start) + chrono::TimeDelta::hours(2),
+            reason: None,
+        };
+        assert!(check_reschedule(&c, &to("2027-04-07T18:00:00Z"), notice).is_ok());
+        assert!(matches!(
+            check_reschedule(&c, &to("2027-04-06T18:00:00Z"), notice),
+            Err(ChangeError::TooEarly { .. })
+        ));
+        c.kind = ChangeKind::Emergency;
+        assert!(check_reschedule(&c, &to("2027-03-23T18:00:00Z"), notice).is_ok());
+        c.state = ChangeState::Cancelled;
+        assert!(check_reschedule(&c, &to("2027-04-20T18:00:00Z"), notice).is_err());
+
+        let point = |to: &str| crate::customers::ContactPoint {
+            channel: "mail".into(),
+            to: to.into(),
+            name: None,
+        };
+        let customer = crate::customers::check(
+            &crate::customers::CustomerEntry {
+                id: "uni-b".into(),
+                name: "Uni B".into(),
+                timezone: "Europe/Oslo".into(),
+                language: "nb".into(),
+                opening_hours: vec!["mon-fri 08:00-16:00".into()],
+                incident: Some(point("servicedesk@uni-b.no")),
+                change: Some(point("servicedesk@uni-b.no")),
+                local_support: Some(point("helpdesk@uni-b.no")),
+                technical: vec![point("Ola.Nordmann@uni-b.no")],
+                administrative: vec![point("kontrakt@uni-b.no")],
+            },
+            &["mail".into()],
+        )
+        .0
+        .unwrap();
+        assert_eq!(
+            check_order_contact(&customer, Some("ola.nordmann@uni-b.no")),
+            Ok("ola.nordmann@uni-b.no".into())
+        );
+        for (who, reason) in [
+            (Some("kontrakt@uni-b.no"), "administrative contact"),
+            (Some("someone@consulting.example"), "through one of them"),
+            (None, "names no contact"),
+        ] {
+            let e = check_order_contact(&customer, who).unwrap_err();
+            assert!(e.contains(reason), "{who:?}: {e}");
+        }
+    }
+
+    #[test]
     fn bad_requests() {
         let notice = at("2026-11-24T10:00:00Z");
         let mut r = req(ChangeKind::Emergency, "2026-11-24T12:00:00Z");
