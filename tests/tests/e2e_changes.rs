@@ -415,3 +415,100 @@ fn vlan_changes_on_access_ports_are_records_on_uplinks_incidents() -> Result<()>
     })?;
     Ok(())
 }
+
+#[test]
+fn the_change_cli_announces_lists_and_cancels_through_the_api() -> Result<()> {
+    let smtp = SmtpSink::start()?;
+    let sms = WebhookReceiver::start(0)?;
+    let rig = rig(&smtp, &sms, "")?;
+    let cli = |args: &[&str], token: &str| -> Result<(i32, String, String)> {
+        let out = std::process::Command::new(cnaas_tests::binary("cnaas-change")?)
+            .arg("--api")
+            .arg(&rig.api)
+            .args(args)
+            .env("CNAAS_TOKEN", token)
+            .output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let now = Utc::now();
+    let (start, end) = (
+        (now + TimeDelta::hours(1)).to_rfc3339(),
+        (now + TimeDelta::hours(2)).to_rfc3339(),
+    );
+    let (code, out, err) = cli(
+        &[
+            "announce",
+            "--kind",
+            "emergency",
+            "--title",
+            "Replace a PSU",
+            "--device",
+            "a-b12-01",
+            "--start",
+            &start,
+            "--end",
+            &end,
+        ],
+        SSC,
+    )?;
+    assert_eq!(code, 0, "{err}");
+    let created: Value = serde_json::from_str(&out)?;
+    let id = created["id"].as_i64().context("id")?;
+    // Too early for a planned change: refused, with the earliest date.
+    let (code, _, err) = cli(
+        &[
+            "announce", "--title", "Upgrade", "--site", "b12", "--start", &start, "--end", &end,
+        ],
+        SSC,
+    )?;
+    assert_eq!(code, 1);
+    assert!(err.contains("the earliest allowed start date is"), "{err}");
+    // A customer token may not announce.
+    let (code, _, err) = cli(
+        &[
+            "announce",
+            "--kind",
+            "emergency",
+            "--title",
+            "x",
+            "--device",
+            "a-b12-01",
+            "--start",
+            &start,
+            "--end",
+            &end,
+        ],
+        TOKENS[1].0,
+    )?;
+    assert_eq!(code, 1);
+    assert!(err.contains("403"), "{err}");
+    let (code, out, _) = cli(&["list"], SSC)?;
+    assert_eq!(code, 0);
+    let list: Value = serde_json::from_str(&out)?;
+    assert_eq!(list["changes"][0]["id"], id);
+    let (code, out, err) = cli(
+        &["cancel", &id.to_string(), "--reason", "PSU arrived broken"],
+        SSC,
+    )?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out)?["state"], "cancelled");
+    // A change order from the technical contact, through the same tool.
+    let (code, out, err) = cli(
+        &["order", "--title", "Move room 104 to VLAN 30"],
+        CONTACT_TOKENS[0].0,
+    )?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out)?["state"], "submitted");
+    // No token: a clear error, exit 2.
+    let out = std::process::Command::new(cnaas_tests::binary("cnaas-change")?)
+        .args(["--api", &rig.api, "list"])
+        .env_remove("CNAAS_TOKEN")
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CNAAS_TOKEN"));
+    Ok(())
+}
