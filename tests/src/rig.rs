@@ -485,6 +485,7 @@ language = "nb"
 base_url = "http://collector.example"
 ssc = [{{ channel = "ssc-queue", to = "ssc" }}, {{ channel = "ssc-log", to = "ssc" }}]
 secondline = [{{ channel = "ssc-queue", to = "campus" }}]
+contact = "Sikt kundesenter, kontakt@sikt.example"
 attempts = {attempts}
 backoff = "200ms"
 max_backoff = "1s"

@@ -90,6 +90,12 @@ fn a_maintenance_window_keeps_a_fault_from_the_customer_until_it_ends() -> Resul
             .body
             .contains("Forventet påvirkning: Building B12 is without network")
     );
+    assert!(
+        notice
+            .body
+            .contains("Spørsmål: Sikt kundesenter, kontakt@sikt.example")
+    );
+    assert!(notice.body.contains("Berørte enheter: a-b12-01"));
     let tech = wait_until("the technical contact's notice", limit, || {
         mails_to(&smtp, "ola.nordmann@uni-b.no").into_iter().next()
     })?;
@@ -139,6 +145,72 @@ fn a_maintenance_window_keeps_a_fault_from_the_customer_until_it_ends() -> Resul
             .flatten()
             .any(|h| h["action"] == "maintenance_ended")
     );
+    // SSC hands it to 2nd line with the escalation report (on the queue), and asks the
+    // customer's local support for hands-on work.
+    let (status, _) = call(
+        &rig,
+        "POST",
+        &format!("/api/v1/incidents/{id}/escalate"),
+        SSC,
+        Some(json!({ "comment": "Optics replaced, still dark: check the fibre" })),
+    );
+    assert_eq!(status, 200);
+    let second = wait_until("the 2nd-line report", limit, || {
+        let (_, rows) = call(
+            &rig,
+            "GET",
+            &format!("/api/v1/notifications?incident={id}"),
+            SSC,
+            None,
+        );
+        rows["notifications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["audience"] == "secondline" && n["state"] == "delivered")
+            .cloned()
+    })?;
+    assert_eq!(second["channel"], "ssc-queue");
+    assert_eq!(
+        second["detail"],
+        "Optics replaced, still dark: check the fibre"
+    );
+    assert_eq!(
+        second["payload"]["escalation"]["organisation"],
+        "Universitetet i B"
+    );
+    assert_eq!(second["payload"]["escalation"]["device"], "a-b12-01");
+    let (status, e) = call(
+        &rig,
+        "POST",
+        &format!("/api/v1/incidents/{id}/local-work"),
+        SSC,
+        None,
+    );
+    assert_eq!(status, 422, "local work needs to say what: {e}");
+    let (status, _) = call(
+        &rig,
+        "POST",
+        &format!("/api/v1/incidents/{id}/local-work"),
+        SSC,
+        Some(json!({ "comment": "Re-seat the fibre in patch panel 2, port 14, room 104" })),
+    );
+    assert_eq!(status, 200);
+    let work = wait_until("the local-work request", limit, || {
+        mails_to(&smtp, "helpdesk@uni-b.no").into_iter().next()
+    })?;
+    assert!(
+        work.subject.contains("Forespørsel om lokalt arbeid"),
+        "{}",
+        work.subject
+    );
+    assert!(
+        work.body
+            .contains("Arbeid som trengs: Re-seat the fibre in patch panel 2, port 14, room 104"),
+        "{}",
+        work.body
+    );
+    assert!(work.body.contains("Plassering: b12"), "{}", work.body);
     // ... and of its resolution.
     rig.set_oper(49, 1)?;
     wait_until("the resolution e-mail", limit, || {
