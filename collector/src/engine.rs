@@ -748,14 +748,24 @@ mod tests {
             .map(|n| (n.about_id, n.transition.clone(), n.recipient.clone()))
             .collect();
         // One incident (the distribution switch's), one opening per recipient; the access
-        // switches' own openings were superseded before they were due.
-        assert_eq!(told.len(), 2, "{rows:#?}");
+        // switches' own openings were superseded before they were due. (The technical contact
+        // is told too when the test runs in the closed minute 23:59 or on a public holiday.)
+        let mut recipients: Vec<&str> = told.iter().map(|t| t.2.as_str()).collect();
+        recipients.retain(|r| *r != "ola.nordmann@a.no");
+        recipients.sort_unstable();
+        assert_eq!(recipients, ["servicedesk@a.no", "ssc"], "{rows:#?}");
         assert!(told.iter().all(|t| t.0 == told[0].0 && t.1 == "opened-1"));
         let detail = store.get_incident(told[0].0).unwrap().unwrap();
         assert_eq!(detail.incident.device, "d1");
         assert_eq!(detail.alarms.len(), 51);
         // a07 and a31 shared one incident (same site, same moment) until d1 took them in.
-        assert_eq!(rows.iter().filter(|n| n.state == "superseded").count(), 2);
+        let superseded: Vec<&str> = rows
+            .iter()
+            .filter(|n| n.state == "superseded")
+            .map(|n| n.recipient.as_str())
+            .filter(|r| *r != "ola.nordmann@a.no")
+            .collect();
+        assert_eq!(superseded.len(), 2, "{rows:#?}");
         assert!(
             rows.iter()
                 .all(|n| n.created_at + chrono::TimeDelta::milliseconds(500) == n.due_at)
