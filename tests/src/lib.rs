@@ -581,7 +581,9 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn net_snmp(tool: &str, args: &[&str]) -> Result<String> {
+/// Runs a Net-SNMP tool (`snmpget`, `snmpbulkwalk`, ...) without MIB loading; returns stdout,
+/// or an error carrying stderr.
+pub fn net_snmp(tool: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(find_program(tool)?)
         .env("MIBS", "")
         .args(args)

@@ -1,0 +1,313 @@
+//! The SNMP side: a UDP socket answering v1/v2c GET, GETNEXT, GETBULK and SET for the
+//! simulated switches, either several per socket (chosen by community = switch name) or one
+//! switch per socket with a fixed community. A switch that is not `alive` does not answer, nor
+//! does a wrong community; a malformed datagram is counted and dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rasn::types::{Integer, ObjectIdentifier, OctetString};
+use rasn_smi::v1::{Counter, Gauge, TimeTicks};
+use rasn_smi::v2::{ApplicationSyntax, Counter64, ObjectSyntax, SimpleSyntax};
+use rasn_snmp::v2::{Pdu, Pdus, Response, VarBind, VarBindList, VarBindValue};
+use rasn_snmp::v2c::Message;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::mib::{Layout, Oid, SetVal, Val};
+use crate::model::Campus;
+
+/// Varbinds in one response, at most (keeps it well inside a UDP datagram).
+const MAX_VARBINDS: usize = 400;
+
+/// Which switch a datagram is for.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// The community names the switch.
+    ByCommunity,
+    /// One switch, one community.
+    Fixed {
+        /// The switch.
+        switch: String,
+        /// Its community.
+        community: String,
+    },
+}
+
+/// Counters of one socket.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests answered.
+    pub answered: AtomicU64,
+    /// Datagrams that were not SNMP we understand.
+    pub malformed: AtomicU64,
+    /// Requests for an unknown community or a dead switch.
+    pub unanswered: AtomicU64,
+}
+
+/// The campus shared by every socket, with the OID layouts by port count.
+pub struct Shared {
+    /// The state.
+    pub campus: Mutex<Campus>,
+    layouts: Mutex<HashMap<usize, Arc<Layout>>>,
+}
+
+impl Shared {
+    /// Wraps a campus.
+    pub fn new(campus: Campus) -> Arc<Shared> {
+        Arc::new(Shared {
+            campus: Mutex::new(campus),
+            layouts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn layout(&self, ports: usize) -> Arc<Layout> {
+        let mut l = self
+            .layouts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        l.entry(ports).or_insert_with(|| Layout::new(ports)).clone()
+    }
+
+    /// Runs `f` on the campus.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Campus) -> T) -> T {
+        let mut c = self
+            .campus
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut c)
+    }
+}
+
+fn arcs(oid: &ObjectIdentifier) -> Oid {
+    oid.iter().copied().collect()
+}
+
+fn to_value(v: &Val) -> VarBindValue {
+    let app = |a| VarBindValue::Value(ObjectSyntax::ApplicationWide(a));
+    let simple = |s| VarBindValue::Value(ObjectSyntax::Simple(s));
+    match v {
+        Val::Int(i) => simple(SimpleSyntax::Integer(Integer::from(*i))),
+        Val::Str(b) => simple(SimpleSyntax::String(OctetString::from(b.clone()))),
+        Val::Oid(o) => simple(SimpleSyntax::ObjectId(ObjectIdentifier::new_unchecked(
+            o.clone().into(),
+        ))),
+        Val::Gauge(g) => app(ApplicationSyntax::Unsigned(Gauge(*g))),
+        Val::Counter32(c) => app(ApplicationSyntax::Counter(Counter(*c))),
+        Val::Counter64(c) => app(ApplicationSyntax::BigCounter(Counter64(*c))),
+        Val::Ticks(t) => app(ApplicationSyntax::Ticks(TimeTicks(*t))),
+    }
+}
+
+fn set_val(v: &VarBindValue) -> SetVal {
+    match v {
+        VarBindValue::Value(ObjectSyntax::Simple(SimpleSyntax::Integer(i))) => {
+            i64::try_from(i).map_or(SetVal::Other, SetVal::Int)
+        }
+        VarBindValue::Value(ObjectSyntax::Simple(SimpleSyntax::String(s))) => {
+            SetVal::Str(s.to_vec())
+        }
+        VarBindValue::Value(ObjectSyntax::ApplicationWide(ApplicationSyntax::Unsigned(g))) => {
+            SetVal::Unsigned(g.0)
+        }
+        _ => SetVal::Other,
+    }
+}
+
+fn bind(oid: Oid, value: VarBindValue) -> VarBind {
+    VarBind {
+        name: ObjectIdentifier::new_unchecked(oid.into()),
+        value,
+    }
+}
+
+/// A link change a SET caused: (switch, ifIndex, new oper status).
+pub type LinkChange = (String, u32, i64);
+
+/// Answers one datagram; None when it gets no answer. Link changes caused by a SET are pushed
+/// onto `changes`.
+pub fn answer(
+    shared: &Shared,
+    route: &Route,
+    bytes: &[u8],
+    stats: &Stats,
+    changes: &mut Vec<LinkChange>,
+) -> Option<Vec<u8>> {
+    let Ok(msg) = rasn::ber::decode::<Message<Pdus>>(bytes) else {
+        stats.malformed.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    if msg.version != Integer::from(1) {
+        // v2c only here; v1 and v3 requests are not answered.
+        stats.malformed.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    let name = match route {
+        Route::ByCommunity => String::from_utf8_lossy(&msg.community).into_owned(),
+        Route::Fixed { switch, community } if community.as_bytes() == &msg.community[..] => {
+            switch.clone()
+        }
+        Route::Fixed { .. } => {
+            stats.unanswered.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+    };
+    let now = Instant::now();
+    let mut campus = shared
+        .campus
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(switch) = campus.get_mut(&name).filter(|s| s.alive) else {
+        stats.unanswered.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    let layout = shared.layout(switch.ports.len());
+    let (request_id, binds, bulk) = match &msg.data {
+        Pdus::GetRequest(r) => (r.0.request_id, &r.0.variable_bindings, None),
+        Pdus::GetNextRequest(r) => (r.0.request_id, &r.0.variable_bindings, None),
+        Pdus::SetRequest(r) => (r.0.request_id, &r.0.variable_bindings, None),
+        Pdus::GetBulkRequest(r) => (
+            r.0.request_id,
+            &r.0.variable_bindings,
+            Some((r.0.non_repeaters, r.0.max_repetitions)),
+        ),
+        _ => {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+    };
+    let asked: Vec<(Oid, SetVal)> = binds
+        .iter()
+        .map(|b| (arcs(&b.name), set_val(&b.value)))
+        .collect();
+    let (mut status, mut index) = (0u32, 0u32);
+    let mut out: VarBindList = Vec::new();
+    let next = |o: &Oid, out: &mut VarBindList, sw: &crate::model::Switch| -> Option<Oid> {
+        match layout.next(sw, o, now) {
+            Some((n, v)) => {
+                out.push(bind(n.clone(), to_value(&v)));
+                Some(n)
+            }
+            None => {
+                out.push(bind(o.clone(), VarBindValue::EndOfMibView));
+                None
+            }
+        }
+    };
+    match (&msg.data, bulk) {
+        (Pdus::GetRequest(_), _) => {
+            for (o, _) in &asked {
+                let v = layout
+                    .get(switch, o, now)
+                    .map_or(VarBindValue::NoSuchInstance, |v| to_value(&v));
+                out.push(bind(o.clone(), v));
+            }
+        }
+        (Pdus::GetNextRequest(_), _) => {
+            for (o, _) in &asked {
+                next(o, &mut out, switch);
+            }
+        }
+        (Pdus::GetBulkRequest(_), Some((non_rep, reps))) => {
+            let non_rep = usize::try_from(non_rep).unwrap_or(0).min(asked.len());
+            for (o, _) in &asked[..non_rep] {
+                next(o, &mut out, switch);
+            }
+            let mut cursors: Vec<Option<Oid>> = asked[non_rep..]
+                .iter()
+                .map(|(o, _)| Some(o.clone()))
+                .collect();
+            'rows: for _ in 0..reps {
+                if cursors.iter().all(Option::is_none) {
+                    break;
+                }
+                for c in &mut cursors {
+                    if out.len() >= MAX_VARBINDS {
+                        break 'rows;
+                    }
+                    match c.take() {
+                        Some(o) => *c = next(&o, &mut out, switch),
+                        // Past the end: repeat endOfMibView as the RFC asks.
+                        None => out.push(bind(Vec::new(), VarBindValue::EndOfMibView)),
+                    }
+                }
+            }
+        }
+        _ => {
+            // SET: all or nothing, every varbind checked before anything changes.
+            for (i, (o, v)) in asked.iter().enumerate() {
+                if let Err(e) = layout.check_set(o, v) {
+                    status = e as u32;
+                    index = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                    break;
+                }
+            }
+            if status == 0 {
+                for (o, v) in &asked {
+                    if let Some((if_index, oper)) = layout.apply_set(switch, o, v, now) {
+                        changes.push((switch.name.clone(), if_index, oper));
+                    }
+                }
+            }
+            for (o, _) in &asked {
+                let v = layout
+                    .get(switch, o, now)
+                    .map_or(VarBindValue::NoSuchInstance, |v| to_value(&v));
+                out.push(bind(o.clone(), v));
+            }
+        }
+    }
+    stats.answered.fetch_add(1, Ordering::Relaxed);
+    let reply = Message {
+        version: msg.version.clone(),
+        community: msg.community.clone(),
+        data: Pdus::Response(Response(Pdu {
+            request_id,
+            error_status: status,
+            error_index: index,
+            variable_bindings: out,
+        })),
+    };
+    rasn::ber::encode(&reply).ok()
+}
+
+/// Serves `route` on `socket` until `token` is cancelled. Link changes made by SETs go to
+/// `on_change` (the trap sender).
+pub async fn serve(
+    shared: Arc<Shared>,
+    socket: UdpSocket,
+    route: Route,
+    stats: Arc<Stats>,
+    on_change: Option<tokio::sync::mpsc::UnboundedSender<LinkChange>>,
+    token: CancellationToken,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, peer) = tokio::select! {
+            () = token.cancelled() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "receive failed");
+                    continue;
+                }
+            },
+        };
+        let mut changes = Vec::new();
+        let reply = buf
+            .get(..n)
+            .and_then(|b| answer(&shared, &route, b, &stats, &mut changes));
+        if let Some(reply) = reply
+            && let Err(e) = socket.send_to(&reply, peer).await
+        {
+            tracing::warn!(error = %e, %peer, "send failed");
+        }
+        if let Some(tx) = &on_change {
+            for c in changes {
+                let _ = tx.send(c);
+            }
+        }
+    }
+}
