@@ -80,7 +80,10 @@ fn net_snmp_tools_read_and_change_the_simulated_switches() -> Result<()> {
     let mut everything = walk("access-1-2", "1.3.6.1.2.1")?;
     // The walk runs off the end of what the switch serves: endOfMibView, which the tool shows.
     let last = everything.pop().unwrap_or_default();
-    assert!(last.contains("No more variables left in this MIB View"), "{last}");
+    assert!(
+        last.contains("No more variables left in this MIB View"),
+        "{last}"
+    );
     assert_eq!(
         everything.len(),
         5 + 52 * (22 + 19 + 2),

@@ -159,7 +159,12 @@ pub fn answer(
         .campus
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(switch) = campus.get_mut(&name).filter(|s| s.alive) else {
+    // A switch answers when it and every switch on its path to the core are alive.
+    if !campus.reachable(&name) {
+        stats.unanswered.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    let Some(switch) = campus.get_mut(&name) else {
         stats.unanswered.fetch_add(1, Ordering::Relaxed);
         return None;
     };

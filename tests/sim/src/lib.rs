@@ -7,11 +7,16 @@
 //! - [`model`]: the campus, its switches and ports, and the state changes.
 //! - [`mib`]: the OID layout and values of a switch; SET rules.
 //! - [`agent`]: the UDP server.
+//! - [`traps`]: linkDown/linkUp notifications.
+//! - [`control`]: changing the campus from a test or over HTTP; [`scenario`]: from a file.
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod control;
 pub mod mib;
 pub mod model;
+pub mod scenario;
+pub mod traps;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,25 +25,53 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 pub use agent::{Route, Shared, Stats};
+pub use control::Control;
 pub use model::{Campus, Role, Switch};
 
+/// A running simulator: the SNMP socket, the trap sender and the control handle.
+pub struct Running {
+    /// The SNMP address (community = switch name).
+    pub snmp: SocketAddr,
+    /// The socket's counters.
+    pub stats: Arc<Stats>,
+    /// Changes the campus (and sends traps).
+    pub control: Control,
+}
+
 /// Serves every switch of `shared` on one UDP socket bound to `addr` (community = switch
-/// name), until `token` is cancelled. Returns the bound address and the socket's counters.
+/// name) and sends linkDown/linkUp traps to `trap_receivers`, until `token` is cancelled.
+pub async fn start(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    trap_receivers: Vec<SocketAddr>,
+    token: CancellationToken,
+) -> std::io::Result<Running> {
+    let socket = UdpSocket::bind(addr).await?;
+    let local = socket.local_addr()?;
+    let stats = Arc::new(Stats::default());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(traps::run(shared.clone(), trap_receivers, rx));
+    tokio::spawn(agent::serve(
+        shared.clone(),
+        socket,
+        Route::ByCommunity,
+        stats.clone(),
+        Some(tx.clone()),
+        token,
+    ));
+    Ok(Running {
+        snmp: local,
+        stats,
+        control: Control::new(shared, Some(tx)),
+    })
+}
+
+/// [`start`] without traps; returns the bound address and the counters.
 pub async fn serve_shared(
     shared: Arc<Shared>,
     addr: SocketAddr,
     token: CancellationToken,
 ) -> std::io::Result<(SocketAddr, Arc<Stats>)> {
-    let socket = UdpSocket::bind(addr).await?;
-    let local = socket.local_addr()?;
-    let stats = Arc::new(Stats::default());
-    tokio::spawn(agent::serve(
-        shared,
-        socket,
-        Route::ByCommunity,
-        stats.clone(),
-        None,
-        token,
-    ));
-    Ok((local, stats))
+    let r = start(shared, addr, Vec::new(), token).await?;
+    Ok((r.snmp, r.stats))
 }

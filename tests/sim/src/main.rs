@@ -1,17 +1,21 @@
 //! `cnaas-sim`: serves a simulated campus on a loopback UDP port until Ctrl-C or SIGTERM.
 //!
-//!     cnaas-sim --listen 127.0.0.1:16161 --switches 2000 --ports 52
+//!     cnaas-sim --listen 127.0.0.1:16161 --switches 2000 --ports 52 \
+//!         --traps 127.0.0.1:16162 --control 127.0.0.1:16170 --scenario scenario.toml
 //!
 //! Every switch answers on the one port with its name as the community
-//! (`snmpget -v2c -c access-1-1 127.0.0.1:16161 1.3.6.1.2.1.1.3.0`).
+//! (`snmpget -v2c -c access-1-1 127.0.0.1:16161 1.3.6.1.2.1.1.3.0`). The control API changes
+//! it while it runs (`curl -XPOST 127.0.0.1:16170/switches/access-1-1/ports/52/link -d
+//! '{"up":false}' -H 'content-type: application/json'`); a scenario file plays a timeline.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use cnaas_sim::{Campus, Shared, serve_shared};
+use cnaas_sim::{Campus, Shared, control, scenario, start};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -20,7 +24,7 @@ use tokio_util::sync::CancellationToken;
     about = "A simulated campus network answering SNMP"
 )]
 struct Cli {
-    /// UDP address to answer on.
+    /// UDP address to answer SNMP on.
     #[arg(long, default_value = "127.0.0.1:16161")]
     listen: SocketAddr,
     /// Switches in the campus (one core, distribution switches, access switches).
@@ -32,6 +36,15 @@ struct Cli {
     /// Ports per switch (the last two are uplinks).
     #[arg(long, default_value_t = 52)]
     ports: u32,
+    /// Where linkDown/linkUp traps go (repeat for more).
+    #[arg(long = "traps")]
+    traps: Vec<SocketAddr>,
+    /// Serve the control API (HTTP) on this address.
+    #[arg(long)]
+    control: Option<SocketAddr>,
+    /// Play this scenario file from the start.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -42,24 +55,53 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    let timeline = match &cli.scenario {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            Some(scenario::parse(&text).with_context(|| format!("scenario {}", p.display()))?)
+        }
+        None => None,
+    };
     let campus = Campus::tree(
         cli.switches,
         cli.per_distribution,
         cli.ports,
         Instant::now(),
     );
-    let names: Vec<String> = campus
-        .switches
-        .iter()
-        .take(3)
-        .map(|s| s.name.clone())
-        .collect();
     let shared = Shared::new(campus);
     let token = CancellationToken::new();
-    let (addr, _stats) = serve_shared(shared, cli.listen, token.clone())
+    let running = start(shared, cli.listen, cli.traps.clone(), token.clone())
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
-    tracing::info!(%addr, switches = cli.switches, ports = cli.ports, first = ?names, "Simulated campus answering SNMP (community = switch name).");
+    tracing::info!(snmp = %running.snmp, switches = cli.switches, ports = cli.ports, traps = ?cli.traps, "Simulated campus answering SNMP (community = switch name).");
+    if let Some(addr) = cli.control {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for the control API"))?;
+        let router = control::router(running.control.clone());
+        let t = token.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { t.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "control API failed");
+            }
+        });
+        tracing::info!(%addr, "Control API listening.");
+    }
+    if let Some(t) = timeline {
+        tokio::spawn(scenario::play(
+            running.control.clone(),
+            t,
+            token.clone(),
+            |action, result| match result {
+                Ok(()) => tracing::info!(?action, "Scenario step."),
+                Err(e) => tracing::warn!(?action, error = %e, "Scenario step failed."),
+            },
+        ));
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -217,6 +217,26 @@ impl Campus {
         self.switches.get_mut(i)
     }
 
+    /// Whether a switch answers: it and every switch on its uplink path are alive.
+    pub fn reachable(&self, name: &str) -> bool {
+        let mut at = Some(name);
+        let mut hops = 0;
+        while let Some(n) = at {
+            let Some(s) = self.get(n) else {
+                return false;
+            };
+            if !s.alive {
+                return false;
+            }
+            hops += 1;
+            if hops > self.switches.len() {
+                return false;
+            }
+            at = s.uplink.as_deref();
+        }
+        true
+    }
+
     /// A tree of `total` switches with `ports` ports each: one core (`core`), one distribution
     /// switch (`dist-N`) per `per_dist` access switches (`access-N-M`), each access switch's
     /// uplink its distribution switch, each distribution switch's the core.
@@ -278,6 +298,12 @@ mod tests {
         assert_eq!(a.ports[51].name, "Te1/1/2");
         assert_eq!(a.ports[0].name, "Gi1/0/1");
         assert_eq!(Campus::tree(1, 10, 4, now).switches.len(), 1);
+        // A dead distribution switch takes its access switches off the network.
+        let mut c = c;
+        c.get_mut("dist-1").unwrap().alive = false;
+        assert!(!c.reachable("access-1-1"));
+        assert!(c.reachable("access-2-1"));
+        assert!(c.reachable("core"));
     }
 
     #[test]
