@@ -705,6 +705,25 @@ pub fn access_switch_recording() -> PathBuf {
     repo_root().join("tests/data/snmpsim/access-switch.snmprec")
 }
 
+/// utime + stime in seconds, and VmRSS in KiB, of a process.
+pub fn proc_usage(pid: u32) -> Result<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is [0], utime is [11], stime is [12].
+    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
+        + fields.get(12).context("stime")?.parse::<f64>()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    Ok((ticks / 100.0, rss))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

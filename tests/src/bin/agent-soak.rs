@@ -7,26 +7,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use cnaas_tests::proc_usage as usage;
 use cnaas_tests::rig::{Rig, RigOptions};
-
-/// utime + stime in seconds, and VmRSS in KiB, of a process.
-fn usage(pid: u32) -> Result<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').context("stat format")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields after the command: state is [0], utime is [11], stime is [12].
-    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
-        + fields.get(12).context("stime")?.parse::<f64>()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    // USER_HZ is 100 on Linux.
-    Ok((ticks / 100.0, rss))
-}
 
 fn main() -> Result<()> {
     let secs: u64 = std::env::args()

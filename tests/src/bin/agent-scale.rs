@@ -1,0 +1,124 @@
+//! The agent's link plan at 1 s over many simulated switches (cnaas-sim, 52 ports each, all on
+//! one UDP port by community): agent CPU and RSS, the achieved poll period, and the
+//! simulator's own CPU. The other plans run rarely so the link plan dominates. Prints a
+//! Markdown table. A benchmark, not a test.
+//!
+//!     cargo build --release --workspace && ./target/release/agent-scale [SWITCHES] [SECONDS]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cnaas_sim::{Campus, Shared, serve_shared};
+use cnaas_tests::{
+    Mosquitto, free_port, http_get, http_json, open_tempdir, proc_usage, start_binary, wait_until,
+};
+use tokio_util::sync::CancellationToken;
+
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next())
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum()
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2000);
+    let secs: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(60);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sim_port = free_port();
+    let token = CancellationToken::new();
+    let campus = Campus::tree(n, 49, 52, Instant::now());
+    let names: Vec<String> = campus.switches.iter().map(|s| s.name.clone()).collect();
+    let (_, stats) = runtime.block_on(serve_shared(
+        Shared::new(campus),
+        format!("127.0.0.1:{sim_port}").parse()?,
+        token.clone(),
+    ))?;
+    // The simulator runs on this thread's runtime; drive it from a helper thread.
+    let sim = std::thread::spawn(move || {
+        runtime.block_on(token.cancelled());
+    });
+    let mqtt = Mosquitto::start()?;
+    let dir = open_tempdir()?;
+    let metrics_port = free_port();
+    let mut devices = String::new();
+    for name in &names {
+        devices.push_str(&format!(
+            "[[device]]\nname = \"{name}\"\naddress = \"127.0.0.1:{sim_port}\"\nreachability = \"snmp\"\nsnmp = {{ version = \"2c\", community = \"{name}\" }}\n"
+        ));
+    }
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nid = \"scale\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[mqtt]\nurl = \"{}\"\n[spool]\ndir = \"spool\"\n\
+             [defaults]\nlink_interval = \"1s\"\ncounters_interval = \"1h\"\nvlan_interval = \"1h\"\nreachability_interval = \"1h\"\nlabels_interval = \"1h\"\ntimeout = \"2s\"\nretries = 1\n{devices}",
+            mqtt.url()
+        ),
+    )?;
+    let mut agent = start_binary("cnaas-agent", &cfg, &dir.path().join("agent.log"))?;
+    let pid = agent.pid().context("agent pid")?;
+    let health = format!("http://127.0.0.1:{metrics_port}/healthz");
+    wait_until("every switch polled", Duration::from_secs(120), || {
+        agent.check_alive().ok()?;
+        let v = http_json(&health).ok()?;
+        (v["devices_up"].as_u64() == Some(n as u64)).then_some(())
+    })
+    .with_context(|| agent.log())?;
+    std::thread::sleep(Duration::from_secs(10));
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let polls = || -> f64 {
+        http_get(&metrics)
+            .map(|(_, t)| metric_sum(&t, "cnaas_agent_link_polls_total"))
+            .unwrap_or(0.0)
+    };
+    let me = std::process::id();
+    let (cpu0, _) = proc_usage(pid)?;
+    let (sim0, _) = proc_usage(me)?;
+    let p0 = polls();
+    let a0 = stats.answered.load(std::sync::atomic::Ordering::Relaxed);
+    let t0 = Instant::now();
+    let mut peak = 0;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(1));
+        peak = peak.max(proc_usage(pid)?.1);
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let (cpu1, rss) = proc_usage(pid)?;
+    let (sim1, _) = proc_usage(me)?;
+    let p1 = polls();
+    let answered = stats.answered.load(std::sync::atomic::Ordering::Relaxed) - a0;
+    let cpu = cpu1 - cpu0;
+    let done = p1 - p0;
+    println!("| agent, link plan 1 s, {n} simulated 52-port switches, {secs} s | value |");
+    println!("|---|---|");
+    println!("| agent CPU | {cpu:.2} s = {:.3} of a core |", cpu / wall);
+    println!(
+        "| agent CPU per link poll | {:.3} ms |",
+        cpu * 1000.0 / done.max(1.0)
+    );
+    println!(
+        "| agent RSS at the end / peak | {:.1} MiB / {:.1} MiB |",
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    println!(
+        "| link polls completed (achieved period per switch) | {done:.0} ({:.3} s) |",
+        n as f64 * wall / done.max(1.0)
+    );
+    println!(
+        "| SNMP requests answered by the simulator | {answered} ({:.0}/s) |",
+        answered as f64 / wall
+    );
+    println!(
+        "| simulator (and this harness) CPU | {:.2} s = {:.3} of a core |",
+        sim1 - sim0,
+        (sim1 - sim0) / wall
+    );
+    drop(sim);
+    Ok(())
+}
