@@ -7,9 +7,43 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Routing, Transition, TransitionKind};
+use super::{Recipient, Routing, Transition, TransitionKind};
 use crate::changes::{Change, ChangeOrder};
 use crate::store::{About, IncidentTx, NewNotification, OutboxTx, StoreError};
+
+/// What a batch of rows is about, shared by its recipients.
+struct Subject<'a> {
+    about: About,
+    id: i64,
+    transition: &'a str,
+    detail: Option<String>,
+    due_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+}
+
+/// Queues one row for one recipient; false when its key was queued before.
+fn queue(
+    outbox: &mut dyn OutboxTx,
+    s: &Subject<'_>,
+    r: &Recipient,
+    key: String,
+    customer: Option<String>,
+) -> Result<bool, StoreError> {
+    outbox.enqueue(&NewNotification {
+        key,
+        about: s.about,
+        about_id: s.id,
+        customer,
+        transition: s.transition.to_owned(),
+        audience: r.audience.as_str().to_owned(),
+        channel: r.point.channel.clone(),
+        recipient: r.point.to.clone(),
+        language: r.language.clone(),
+        detail: s.detail.clone(),
+        due_at: s.due_at,
+        created_at: s.now,
+    })
+}
 
 /// Routes the transitions and queues one notification per recipient. Returns how many were
 /// queued. A resolution of an incident whose opening was never told (it resolved or was taken
@@ -38,7 +72,14 @@ pub fn enqueue(
         }
         let n = outbox.history_count(t.incident, t.kind.action())?.max(1);
         let transition = format!("{}-{n}", t.kind.action());
-        let due_at = routing.due_at(t.kind, &incident.kind, now);
+        let subject = Subject {
+            about: About::Incident,
+            id: incident.id,
+            transition: &transition,
+            detail: t.detail.clone(),
+            due_at: routing.due_at(t.kind, &incident.kind, now),
+            now,
+        };
         for r in routing.recipients(t.kind, &incident) {
             let key = format!(
                 "inc-{}/{transition}/{}/{}/{}",
@@ -51,20 +92,7 @@ pub fn enqueue(
                 .customer
                 .clone()
                 .filter(|_| r.audience.is_customer());
-            if outbox.enqueue(&NewNotification {
-                key,
-                about: About::Incident,
-                about_id: incident.id,
-                customer,
-                transition: transition.clone(),
-                audience: r.audience.as_str().to_owned(),
-                channel: r.point.channel.clone(),
-                recipient: r.point.to.clone(),
-                language: r.language.clone(),
-                detail: t.detail.clone(),
-                due_at,
-                created_at: now,
-            })? {
+            if queue(outbox, &subject, &r, key, customer)? {
                 queued += 1;
             }
         }
@@ -92,20 +120,15 @@ pub fn enqueue_change(
             r.point.channel,
             r.point.to
         );
-        if outbox.enqueue(&NewNotification {
-            key,
+        let subject = Subject {
             about: About::Change,
-            about_id: change.id,
-            customer,
-            transition: transition.to_owned(),
-            audience: r.audience.as_str().to_owned(),
-            channel: r.point.channel.clone(),
-            recipient: r.point.to.clone(),
-            language: r.language.clone(),
+            id: change.id,
+            transition,
             detail: change.reason.clone(),
             due_at: now,
-            created_at: now,
-        })? {
+            now,
+        };
+        if queue(outbox, &subject, &r, key, customer)? {
             queued += 1;
         }
     }
@@ -128,20 +151,15 @@ pub fn enqueue_order(
             r.point.channel,
             r.point.to
         );
-        if outbox.enqueue(&NewNotification {
-            key,
+        let subject = Subject {
             about: About::ChangeOrder,
-            about_id: order.id,
-            customer: None,
-            transition: "ordered-1".into(),
-            audience: r.audience.as_str().to_owned(),
-            channel: r.point.channel.clone(),
-            recipient: r.point.to.clone(),
-            language: r.language.clone(),
+            id: order.id,
+            transition: "ordered-1",
             detail: None,
             due_at: now,
-            created_at: now,
-        })? {
+            now,
+        };
+        if queue(outbox, &subject, &r, key, None)? {
             queued += 1;
         }
     }

@@ -290,13 +290,8 @@ pub fn render(cx: &Context<'_>) -> Message {
     let established = established(lang, cx.incident);
     let none = lang.pick("ikke kjent", "not known");
     let mut body = String::new();
-    let mut line = |k: &str, v: &str| {
-        body.push_str(k);
-        body.push_str(": ");
-        body.push_str(v);
-        body.push('\n');
-    };
-    line(
+    kv(
+        &mut body,
         lang.pick("Hendelse", "Incident"),
         &format!(
             "#{} - {label} ({} {}/5, {} {})",
@@ -307,17 +302,27 @@ pub fn render(cx: &Context<'_>) -> Message {
             state_label(lang, &i.state)
         ),
     );
-    line(lang.pick("Organisasjon", "Organisation"), &organisation);
-    line(lang.pick("Beskrivelse", "Description"), &desc);
-    line(
+    kv(
+        &mut body,
+        lang.pick("Organisasjon", "Organisation"),
+        &organisation,
+    );
+    kv(&mut body, lang.pick("Beskrivelse", "Description"), &desc);
+    kv(
+        &mut body,
         lang.pick("Første tidspunkt", "First seen"),
         &local(first, tz),
     );
-    line(lang.pick("Siste tidspunkt", "Last seen"), &local(last, tz));
-    line(lang.pick("Enhet", "Device"), &i.device);
-    line("Port", port.as_deref().unwrap_or("-"));
-    line("VLAN", vlan.as_deref().unwrap_or(none));
-    line(
+    kv(
+        &mut body,
+        lang.pick("Siste tidspunkt", "Last seen"),
+        &local(last, tz),
+    );
+    kv(&mut body, lang.pick("Enhet", "Device"), &i.device);
+    kv(&mut body, "Port", port.as_deref().unwrap_or("-"));
+    kv(&mut body, "VLAN", vlan.as_deref().unwrap_or(none));
+    kv(
+        &mut body,
         lang.pick("Plassering", "Location"),
         &if location.is_empty() {
             none.to_owned()
@@ -325,7 +330,7 @@ pub fn render(cx: &Context<'_>) -> Message {
             location.join(", ")
         },
     );
-    line(lang.pick("MAC-adresser", "MAC addresses"), none);
+    kv(&mut body, lang.pick("MAC-adresser", "MAC addresses"), none);
     body.push_str(lang.pick(
         "Hva overvåkingen har fastslått:\n",
         "What monitoring established:\n",
@@ -355,57 +360,77 @@ pub fn render(cx: &Context<'_>) -> Message {
         .iter()
         .map(|a| json!({ "alarm": a.alarm, "relation": a.relation, "active": a.active }))
         .collect();
-    let payload = json!({
-        "schema": SCHEMA,
-        "key": n.key,
-        "transition": n.transition,
-        "audience": n.audience,
-        "channel": n.channel,
-        "to": n.recipient,
-        "language": n.language,
-        "subject": subject,
-        "text": body,
-        "url": url,
-        "detail": n.detail,
-        "incident": {
-            "id": i.id,
-            "kind": i.kind,
-            "state": i.state,
-            "severity": i.severity,
-            "customer": i.customer,
-            "customer_name": cx.customer.map(|c| c.name.clone()),
-            "site": i.site,
-            "device": i.device,
-            "if_index": i.if_index,
-            "if_name": i.if_name,
-            "if_alias": i.if_alias,
-            "role": i.role,
-            "summary": i.summary,
-            "opened_at": i.opened_at,
-            "resolved_at": i.resolved_at,
-            "transitions": i.transitions,
-            "escalated": i.escalated,
-            "in_maintenance": i.in_maintenance,
-            "alarms": alarms,
-        },
-        "escalation": {
-            "organisation": organisation,
-            "first_seen": first,
-            "last_seen": last,
-            "description": desc,
-            "device": i.device,
-            "port": port,
-            "vlan": vlan,
-            "location": location,
-            "mac_addresses": [],
-            "established": established,
-        },
-    });
+    let mut payload = envelope(n, &subject, &body, &url);
+    payload.insert("detail".into(), json!(n.detail));
+    payload.insert(
+        "incident".into(),
+        json!({
+                "id": i.id,
+                "kind": i.kind,
+                "state": i.state,
+                "severity": i.severity,
+                "customer": i.customer,
+                "customer_name": cx.customer.map(|c| c.name.clone()),
+                "site": i.site,
+                "device": i.device,
+                "if_index": i.if_index,
+                "if_name": i.if_name,
+                "if_alias": i.if_alias,
+                "role": i.role,
+                "summary": i.summary,
+                "opened_at": i.opened_at,
+                "resolved_at": i.resolved_at,
+                "transitions": i.transitions,
+                "escalated": i.escalated,
+                "in_maintenance": i.in_maintenance,
+                "alarms": alarms,
+        }),
+    );
+    payload.insert(
+        "escalation".into(),
+        json!({
+                "organisation": organisation,
+                "first_seen": first,
+                "last_seen": last,
+                "description": desc,
+                "device": i.device,
+                "port": port,
+                "vlan": vlan,
+                "location": location,
+                "mac_addresses": [],
+                "established": established,
+        }),
+    );
     Message {
         subject,
         body,
-        payload,
+        payload: Value::Object(payload),
     }
+}
+
+/// The fields every JSON document of the schema starts with; each kind adds its own.
+fn envelope(
+    n: &Notification,
+    subject: &str,
+    body: &str,
+    url: &str,
+) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    for (k, v) in [
+        ("schema", json!(SCHEMA)),
+        ("key", json!(n.key)),
+        ("transition", json!(n.transition)),
+        ("audience", json!(n.audience)),
+        ("channel", json!(n.channel)),
+        ("to", json!(n.recipient)),
+        ("language", json!(n.language)),
+        ("subject", json!(subject)),
+        ("text", json!(body)),
+        ("url", json!(url)),
+    ] {
+        m.insert(k.into(), v);
+    }
+    m
 }
 
 /// Appends `key: value` and a newline.
@@ -540,25 +565,14 @@ pub fn render_change(cx: &ChangeContext<'_>) -> Message {
         lang.pick("Varsel-ID", "Notification id"),
         n.key
     ));
-    let payload = json!({
-        "schema": SCHEMA,
-        "key": n.key,
-        "transition": n.transition,
-        "audience": n.audience,
-        "channel": n.channel,
-        "to": n.recipient,
-        "language": n.language,
-        "subject": subject,
-        "text": body,
-        "url": url,
-        "detail": n.detail,
-        "customer": n.customer,
-        "change": c,
-    });
+    let mut payload = envelope(n, &subject, &body, &url);
+    payload.insert("detail".into(), json!(n.detail));
+    payload.insert("customer".into(), json!(n.customer));
+    payload.insert("change".into(), json!(c));
     Message {
         subject,
         body,
-        payload,
+        payload: Value::Object(payload),
     }
 }
 
@@ -615,23 +629,12 @@ pub fn render_order(
         lang.pick("Varsel-ID", "Notification id"),
         n.key
     ));
-    let payload = json!({
-        "schema": SCHEMA,
-        "key": n.key,
-        "transition": n.transition,
-        "audience": n.audience,
-        "channel": n.channel,
-        "to": n.recipient,
-        "language": n.language,
-        "subject": subject,
-        "text": body,
-        "url": url,
-        "change_order": order,
-    });
+    let mut payload = envelope(n, &subject, &body, &url);
+    payload.insert("change_order".into(), json!(order));
     Message {
         subject,
         body,
-        payload,
+        payload: Value::Object(payload),
     }
 }
 
