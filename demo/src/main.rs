@@ -177,14 +177,7 @@ administrative = [{{ channel = "log", to = "contracts@uni-b.example" }}]
 }
 
 fn agent_config(p: &Ports, campus: &Campus) -> String {
-    let mut devices = String::new();
-    for s in &campus.switches {
-        devices.push_str(&format!(
-            "[[device]]\nname = \"{n}\"\naddress = \"127.0.0.1:{snmp}\"\nreachability = \"snmp\"\nsnmp = {{ version = \"2c\", community = \"{n}\" }}\n",
-            n = s.name,
-            snmp = p.snmp
-        ));
-    }
+    let devices = cnaas_sim::agent_devices(campus.switches.iter().map(|s| s.name.as_str()), p.snmp);
     format!(
         r#"
 [agent]

@@ -38,7 +38,6 @@ fn simulated_faults_become_incidents() -> Result<()> {
     let mqtt = Mosquitto::start()?;
     let dir = open_tempdir()?;
     let mut inventory = String::new();
-    let mut devices = String::new();
     for name in SWITCHES {
         let (role, uplink) = match name {
             "core" => ("core", String::new()),
@@ -48,10 +47,8 @@ fn simulated_faults_become_incidents() -> Result<()> {
         inventory.push_str(&format!(
             "[[device]]\nname = \"{name}\"\nsite = \"b1\"\nrole = \"{role}\"\n{uplink}"
         ));
-        devices.push_str(&format!(
-            "[[device]]\nname = \"{name}\"\naddress = \"127.0.0.1:{sim_port}\"\nreachability = \"snmp\"\nsnmp = {{ version = \"2c\", community = \"{name}\" }}\n"
-        ));
     }
+    let devices = cnaas_sim::agent_devices(SWITCHES, sim_port);
     let collector_cfg = dir.path().join("collector.toml");
     std::fs::write(
         &collector_cfg,

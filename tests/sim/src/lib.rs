@@ -28,6 +28,20 @@ pub use agent::{Route, Shared, Stats};
 pub use control::Control;
 pub use model::{Campus, Role, Switch};
 
+/// The `[[device]]` entries of a cnaas-agent config that polls these switches on
+/// `127.0.0.1:port` (community = switch name; reachability by SNMP, since loopback always
+/// answers ping).
+pub fn agent_devices<'a>(names: impl IntoIterator<Item = &'a str>, port: u16) -> String {
+    names
+        .into_iter()
+        .map(|n| {
+            format!(
+                "[[device]]\nname = \"{n}\"\naddress = \"127.0.0.1:{port}\"\nreachability = \"snmp\"\nsnmp = {{ version = \"2c\", community = \"{n}\" }}\n"
+            )
+        })
+        .collect()
+}
+
 /// A running simulator: the SNMP socket, the trap sender and the control handle.
 pub struct Running {
     /// The SNMP address (community = switch name).

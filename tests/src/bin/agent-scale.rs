@@ -45,12 +45,7 @@ fn main() -> Result<()> {
     let mqtt = Mosquitto::start()?;
     let dir = open_tempdir()?;
     let metrics_port = free_port();
-    let mut devices = String::new();
-    for name in &names {
-        devices.push_str(&format!(
-            "[[device]]\nname = \"{name}\"\naddress = \"127.0.0.1:{sim_port}\"\nreachability = \"snmp\"\nsnmp = {{ version = \"2c\", community = \"{name}\" }}\n"
-        ));
-    }
+    let devices = cnaas_sim::agent_devices(names.iter().map(String::as_str), sim_port);
     let cfg = dir.path().join("agent.toml");
     std::fs::write(
         &cfg,
