@@ -19,7 +19,7 @@ use crate::notify::Routing;
 use crate::notify::channels::Channels;
 use crate::notify::dispatch::{Dispatcher, RetryPolicy};
 use crate::store::{SqliteStore, Store};
-use crate::{api, engine, ingest};
+use crate::{api, engine, ingest, web};
 
 /// Runs until `token` is cancelled, then drains and returns.
 pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Result<()> {
@@ -52,6 +52,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
     let notices = engine::Notices {
         routing: routing.clone(),
         wake: wake.clone(),
+        revision: Arc::new(tokio::sync::watch::channel(0).0),
     };
     let dispatch_token = CancellationToken::new();
     let channels = Channels::build(
@@ -95,15 +96,18 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
             )
         })
     };
-    let router = api::router(
-        store.clone(),
-        Arc::new(cfg.inventory.clone()),
-        Arc::new(cfg.customers.clone()),
+    let http_token = CancellationToken::new();
+    let state = api::ApiState {
+        inventory: Arc::new(cfg.inventory.clone()),
+        customers: Arc::new(cfg.customers.clone()),
+        store: store.clone(),
         tokens,
-        tx.downgrade(),
+        engine: tx.downgrade(),
         notices,
-    )
-    .merge(runtime::observability_router(Arc::new(registry), health));
+    };
+    let router = api::router(state.clone())
+        .merge(web::router(state, http_token.clone()))
+        .merge(runtime::observability_router(Arc::new(registry), health));
     let dispatcher = tokio::spawn(
         Dispatcher {
             store: store.clone(),
@@ -123,7 +127,6 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         }
         .run(dispatch_token.clone()),
     );
-    let http_token = CancellationToken::new();
     let http = tokio::spawn(runtime::serve(listener, router, http_token.clone()));
     tracing::info!(collector = %cfg.id, api = %cfg.api_listen, "Collector started.");
 

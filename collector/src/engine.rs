@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use cnaas_shared::Event;
 use rumqttc::{AsyncClient, Publish};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::config::Inventory;
 use crate::correlate::{self, Action, CommandError, Correlator, Rules};
@@ -174,6 +174,25 @@ pub struct Notices {
     pub routing: Arc<Routing>,
     /// Poked after a commit that queued notifications.
     pub wake: Arc<Notify>,
+    /// Bumped after every commit that changed an incident or a change (the dashboard's live
+    /// update waits on it).
+    pub revision: Arc<watch::Sender<u64>>,
+}
+
+impl Notices {
+    /// Tells the dashboard that something it shows changed.
+    pub fn changed(&self) {
+        self.revision.send_modify(|r| *r = r.wrapping_add(1));
+    }
+}
+
+/// What one transaction through [`Observed`] did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Done {
+    /// Notifications queued.
+    queued: usize,
+    /// Whether an incident was written.
+    touched: bool,
 }
 
 /// The engine thread's parts, passed down to each step.
@@ -223,7 +242,7 @@ fn store_events(cx: &Cx<'_>, correlator: &mut Correlator, events: &[&Event]) {
     let (mut stored, mut duplicate) = (0u64, 0u64);
     let queued = with_retry(cx.metrics, "events", || {
         (stored, duplicate) = (0, 0);
-        let mut queued = 0;
+        let mut queued = Done::default();
         cx.store.transaction(&mut |tx| {
             queued = observed(tx, cx, now, |o| {
                 for event in events {
@@ -244,12 +263,16 @@ fn store_events(cx: &Cx<'_>, correlator: &mut Correlator, events: &[&Event]) {
     });
     cx.metrics.events_stored.inc_by(stored);
     cx.metrics.events_duplicate.inc_by(duplicate);
-    cx.queued(queued);
+    cx.committed(queued);
 }
 
 impl Cx<'_> {
-    /// Counts what a commit queued and wakes the dispatcher.
-    fn queued(&self, n: usize) {
+    /// Counts what a commit queued, wakes the dispatcher and tells the dashboard.
+    fn committed(&self, done: Done) {
+        if done.touched {
+            self.notices.changed();
+        }
+        let n = done.queued;
         if n > 0 {
             self.metrics
                 .notifications_queued
@@ -260,21 +283,24 @@ impl Cx<'_> {
 }
 
 /// Runs `f` on the transaction through [`Observed`], then, in the same transaction, queues the
-/// notifications of the transitions it made. Returns how many were queued.
+/// notifications of the transitions it made. Returns what it did.
 fn observed(
     tx: &mut dyn IncidentTx,
     cx: &Cx<'_>,
     now: DateTime<Utc>,
     f: impl FnOnce(&mut Observed<'_>) -> Result<(), StoreError>,
-) -> Result<usize, StoreError> {
+) -> Result<Done, StoreError> {
     let mut o = Observed {
         inner: tx,
         metrics: cx.metrics,
         transitions: Vec::new(),
+        touched: false,
     };
     f(&mut o)?;
     let transitions = std::mem::take(&mut o.transitions);
-    outbox::enqueue(tx, &cx.notices.routing, &transitions, now)
+    let touched = o.touched;
+    let queued = outbox::enqueue(tx, &cx.notices.routing, &transitions, now)?;
+    Ok(Done { queued, touched })
 }
 
 /// Retries a store operation until it works: ingestion waits rather than loses a message.
@@ -303,6 +329,8 @@ struct Observed<'a> {
     inner: &'a mut dyn IncidentTx,
     metrics: &'a CollectorMetrics,
     transitions: Vec<Transition>,
+    /// Whether an incident was written.
+    touched: bool,
 }
 
 impl Observed<'_> {
@@ -325,6 +353,7 @@ impl IncidentTx for Observed<'_> {
         self.inner.insert_event(event, role, at)
     }
     fn open(&mut self, new: &NewIncident, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        self.touched = true;
         let id = self.inner.open(new, at)?;
         self.metrics
             .incidents
@@ -344,6 +373,7 @@ impl IncidentTx for Observed<'_> {
         relation: Relation,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.touched = true;
         self.inner.add_member(incident, alarm, relation, at)
     }
     fn clear_member(
@@ -352,6 +382,7 @@ impl IncidentTx for Observed<'_> {
         alarm: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.touched = true;
         self.inner.clear_member(incident, alarm, at)
     }
     fn note(
@@ -362,6 +393,7 @@ impl IncidentTx for Observed<'_> {
         event: Option<&str>,
         detail: &str,
     ) -> Result<(), StoreError> {
+        self.touched = true;
         self.inner.note(incident, at, action, event, detail)?;
         if action == "maintenance_ended" {
             self.record(incident, TransitionKind::MaintenanceEnded, None);
@@ -369,6 +401,7 @@ impl IncidentTx for Observed<'_> {
         Ok(())
     }
     fn resolve(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.touched = true;
         self.inner.resolve(incident, at)?;
         self.record(incident, TransitionKind::Resolved, None);
         self.metrics
@@ -382,6 +415,7 @@ impl IncidentTx for Observed<'_> {
         Ok(())
     }
     fn reopen(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.touched = true;
         self.inner.reopen(incident, at)?;
         self.record(incident, TransitionKind::Reopened, None);
         self.metrics
@@ -395,6 +429,7 @@ impl IncidentTx for Observed<'_> {
         Ok(())
     }
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError> {
+        self.touched = true;
         self.inner.set_transitions(incident, transitions)
     }
     fn state(&mut self, incident: i64) -> Result<Option<(String, bool)>, StoreError> {
@@ -406,12 +441,15 @@ impl IncidentTx for Observed<'_> {
         state: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.touched = true;
         self.inner.set_state(incident, state, at)
     }
     fn set_escalated(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.touched = true;
         self.inner.set_escalated(incident, at)
     }
     fn set_in_maintenance(&mut self, incident: i64, on: bool) -> Result<(), StoreError> {
+        self.touched = true;
         self.inner.set_in_maintenance(incident, on)
     }
     fn set_pending(&mut self, alarm: &str, since: DateTime<Utc>) -> Result<(), StoreError> {
@@ -428,6 +466,7 @@ impl IncidentTx for Observed<'_> {
         actor: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
+        self.touched = true;
         tracing::info!(incident, action, actor, "Incident changed by a person.");
         self.inner.note_by(incident, at, action, actor, detail)?;
         let detail = Some(detail).filter(|d| !d.trim().is_empty());
@@ -460,7 +499,7 @@ fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
         } => {
             let now = Utc::now();
             let mut outcome = Ok(());
-            let mut queued = 0;
+            let mut queued = Done::default();
             let stored = cx.store.process(None, &mut |tx| {
                 queued = observed(tx, cx, now, |o| {
                     outcome = match correlator.command(
@@ -484,7 +523,7 @@ fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
                     Err(CommandError::Store(e))
                 }
                 Ok(_) => {
-                    cx.queued(queued);
+                    cx.committed(queued);
                     outcome
                 }
             };
@@ -493,7 +532,7 @@ fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
         Input::Tick => {
             let now = Utc::now();
             let queued = in_transaction(cx, "tick", now, |o| correlator.tick(now, o));
-            cx.queued(queued);
+            cx.committed(queued);
         }
         Input::NotificationFailed {
             notification,
@@ -503,7 +542,7 @@ fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
             let queued = in_transaction(cx, "notification failure", now, |o| {
                 report_failure(o, notification, &error, now)
             });
-            cx.queued(queued);
+            cx.committed(queued);
         }
         Input::DeadLetter { letter, reason } => {
             tracing::warn!(topic = %letter.topic, agent = ?letter.agent, reason = %letter.reason, "Message refused; kept as a dead letter.");
@@ -527,21 +566,21 @@ fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
             let queued = in_transaction(cx, "agent status", now, |o| {
                 correlator.agent_status(&agent, &status, now, o)
             });
-            cx.queued(queued);
+            cx.committed(queued);
         }
     }
 }
 
-/// Runs `f` through [`observed`] in one transaction, retried until it commits; returns how
-/// many notifications it queued.
+/// Runs `f` through [`observed`] in one transaction, retried until it commits; returns what
+/// it did.
 fn in_transaction(
     cx: &Cx<'_>,
     what: &str,
     now: DateTime<Utc>,
     mut f: impl FnMut(&mut Observed<'_>) -> Result<(), StoreError>,
-) -> usize {
+) -> Done {
     with_retry(cx.metrics, what, || {
-        let mut queued = 0;
+        let mut queued = Done::default();
         cx.store.process(None, &mut |tx| {
             queued = observed(tx, cx, now, &mut f)?;
             Ok(())
@@ -707,6 +746,7 @@ mod tests {
             Notices {
                 routing: Arc::new(routing),
                 wake: Arc::new(Notify::new()),
+                revision: Arc::new(watch::channel(0).0),
             },
             CollectorMetrics::register(&mut registry),
             Box::new(NoAck),

@@ -8,6 +8,7 @@
 //! - [`store`]: the `Store` trait and its SQLite implementation with migrations.
 //! - [`notify`]: routing, templates, the outbox dispatcher and the delivery channels.
 //! - [`api`]: `/api/v1` JSON endpoints.
+//! - [`web`]: the operator dashboard under `/ui/` (server-rendered, live update).
 //! - [`config`], [`metrics`], [`app`]: configuration, `cnaas_collector_*` metrics, wiring.
 #![forbid(unsafe_code)]
 
@@ -23,3 +24,4 @@ pub mod ingest;
 pub mod metrics;
 pub mod notify;
 pub mod store;
+pub mod web;

@@ -452,6 +452,7 @@ fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let agent_task = tokio::spawn(cnaas_agent::app::run(agent, token_stop.clone()));
         println!("CNaaS demo: {SWITCHES} simulated switches of two customers, SNMP on {snmp}, MQTT on 127.0.0.1:{}", ports.mqtt);
+        println!("Dashboard:  {api}/ui/   (sign in with the token {token})");
         println!("API:        {api}/api/v1/incidents   (Authorization: Bearer {token})");
         println!("Data:       {}   (notifications.jsonl, collector.db)", data.display());
         println!("Ctrl-C stops it.\n");

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod browser;
 pub mod netns;
 pub mod rig;
 pub mod sinks;

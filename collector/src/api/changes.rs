@@ -78,6 +78,7 @@ async fn write<T: Send + 'static>(
     if queued > 0 {
         st.notices.wake.notify_one();
     }
+    st.notices.changed();
     Ok(value)
 }
 

@@ -39,7 +39,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    /// The status it answers with.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What went wrong, for people.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -69,26 +79,26 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// What the API and the dashboard work on. `engine` is weak so that neither keeps the engine
+/// alive at shutdown.
 #[derive(Clone)]
-struct ApiState {
-    inventory: Arc<Inventory>,
-    customers: Arc<Vec<Customer>>,
-    store: Arc<dyn Store>,
-    tokens: Option<Arc<Tokens>>,
-    engine: tokio::sync::mpsc::WeakSender<Envelope>,
-    notices: crate::engine::Notices,
+pub struct ApiState {
+    /// The devices.
+    pub inventory: Arc<Inventory>,
+    /// The customers.
+    pub customers: Arc<Vec<Customer>>,
+    /// Reads.
+    pub store: Arc<dyn Store>,
+    /// The bearer tokens; `None` means anonymous read-only access.
+    pub tokens: Option<Arc<Tokens>>,
+    /// Changes go to the engine thread.
+    pub engine: tokio::sync::mpsc::WeakSender<Envelope>,
+    /// Routing, the dispatcher's wake-up and the dashboard's revision.
+    pub notices: crate::engine::Notices,
 }
 
-/// The `/api/v1` routes. `engine` is weak so that the API never keeps the engine alive at
-/// shutdown.
-pub fn router(
-    store: Arc<dyn Store>,
-    inventory: Arc<Inventory>,
-    customers: Arc<Vec<Customer>>,
-    tokens: Option<Arc<Tokens>>,
-    engine: tokio::sync::mpsc::WeakSender<Envelope>,
-    notices: crate::engine::Notices,
-) -> Router {
+/// The `/api/v1` routes.
+pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/incidents", get(list_incidents))
         .route("/api/v1/incidents/{id}", get(get_incident))
@@ -109,14 +119,7 @@ pub fn router(
             get(changes::list_orders).post(changes::create_order),
         )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(ApiState {
-            inventory,
-            customers,
-            store,
-            tokens,
-            engine,
-            notices,
-        })
+        .with_state(state)
 }
 
 /// The customers with their contact points and the warnings about them (a customer token
@@ -136,7 +139,7 @@ async fn list_customers(
 }
 
 /// The caller, or 401. `None` means anonymous read access (no tokens file).
-fn who(st: &ApiState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
+pub(crate) fn who(st: &ApiState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
     let Some(tokens) = &st.tokens else {
         return Ok(None);
     };
@@ -157,7 +160,7 @@ fn who(st: &ApiState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))
 }
 
-fn own_customer(p: &Option<Principal>) -> Option<&str> {
+pub(crate) fn own_customer(p: &Option<Principal>) -> Option<&str> {
     match p {
         Some(Principal {
             role: Role::Customer(id),
@@ -192,7 +195,22 @@ async fn act(
             format!("`{id}` is not an incident id"),
         )
     })?;
-    let action = match action.as_str() {
+    let action = parse_action(&action)?;
+    let body: ActionBody = if body.is_empty() {
+        ActionBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?
+    };
+    perform(&st, &principal, id, action, body.comment).await?;
+    let store = st.store.clone();
+    let detail = blocking(move || store.get_incident(id)).await?;
+    Ok(Json(serde_json::to_value(detail).unwrap_or_default()))
+}
+
+/// The action named in a path (`ack`, `local-work`, ...), or 404.
+pub(crate) fn parse_action(name: &str) -> Result<Action, ApiError> {
+    Ok(match name {
         "ack" => Action::Ack,
         "escalate" => Action::Escalate,
         "resolve" => Action::Resolve,
@@ -207,13 +225,18 @@ async fn act(
                 ),
             ));
         }
-    };
-    let body: ActionBody = if body.is_empty() {
-        ActionBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?
-    };
+    })
+}
+
+/// Checks that `principal` may do `action` on incident `id` and has the engine do it (the API
+/// and the dashboard share this).
+pub(crate) async fn perform(
+    st: &ApiState,
+    principal: &Principal,
+    id: i64,
+    action: Action,
+    comment: Option<String>,
+) -> Result<(), ApiError> {
     // A customer may comment on its own incidents; changing them is for SSC and 2nd line.
     match (&principal.role, action) {
         (r, _) if r.operates() => {}
@@ -259,7 +282,7 @@ async fn act(
         incident: id,
         action,
         actor: principal.name.clone(),
-        comment: body.comment,
+        comment,
         reply,
     };
     engine
@@ -272,11 +295,7 @@ async fn act(
             )
         })?;
     match answer.await {
-        Ok(Ok(())) => {
-            let store = st.store.clone();
-            let detail = blocking(move || store.get_incident(id)).await?;
-            Ok(Json(serde_json::to_value(detail).unwrap_or_default()))
-        }
+        Ok(Ok(())) => Ok(()),
         Ok(Err(CommandError::NotFound(_))) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("incident {id} not found"),
@@ -311,7 +330,7 @@ struct IncidentQuery {
     offset: Option<u32>,
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -446,7 +465,7 @@ async fn list_events(
     Ok(Json(json!({ "events": events })))
 }
 
-fn is_customer_audience(a: &str) -> bool {
+pub(crate) fn is_customer_audience(a: &str) -> bool {
     matches!(a, "incident" | "technical" | "local_support")
 }
 
