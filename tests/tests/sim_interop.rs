@@ -151,3 +151,83 @@ fn net_snmp_tools_read_and_change_the_simulated_switches() -> Result<()> {
     assert!(tool(&sim, "snmpget", "nobody", &["1.3.6.1.2.1.1.3.0"]).is_err());
     Ok(())
 }
+
+/// One switch per UDP port with one community (the set-up snmp_exporter needs): each port
+/// answers as its own switch, a wrong community gets no answer.
+#[test]
+fn one_switch_per_port_with_a_fixed_community() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let token = CancellationToken::new();
+    let shared = Shared::new(Campus::tree(5, 4, 52, Instant::now()));
+    let names: Vec<String> = shared.with(|c| c.switches.iter().map(|s| s.name.clone()).collect());
+    let addrs: Vec<std::net::SocketAddr> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()).parse())
+        .collect::<Result<_, _>>()?;
+    let (bound, _running) = runtime.block_on(cnaas_sim::start_per_switch(
+        shared,
+        &addrs,
+        "public",
+        Vec::new(),
+        token.clone(),
+    ))?;
+    assert_eq!(bound, addrs);
+    for (addr, name) in bound.iter().zip(&names) {
+        let target = addr.to_string();
+        let out = net_snmp(
+            "snmpget",
+            &[
+                "-v2c",
+                "-c",
+                "public",
+                "-t",
+                "1",
+                "-r",
+                "0",
+                "-On",
+                &target,
+                "1.3.6.1.2.1.1.5.0",
+            ],
+        )?;
+        assert!(out.contains(&format!("\"{name}\"")), "{target}: {out}");
+        let walk = net_snmp(
+            "snmpbulkwalk",
+            &[
+                "-v2c",
+                "-c",
+                "public",
+                "-t",
+                "1",
+                "-r",
+                "0",
+                "-On",
+                &target,
+                "1.3.6.1.2.1.2.2.1.8",
+            ],
+        )?;
+        assert_eq!(walk.lines().count(), 52, "{walk}");
+        let wrong = net_snmp(
+            "snmpget",
+            &[
+                "-v2c",
+                "-c",
+                name,
+                "-t",
+                "0.3",
+                "-r",
+                "0",
+                "-On",
+                &target,
+                "1.3.6.1.2.1.1.5.0",
+            ],
+        );
+        assert!(
+            wrong.is_err(),
+            "a wrong community is not answered: {wrong:?}"
+        );
+    }
+    token.cancel();
+    Ok(())
+}

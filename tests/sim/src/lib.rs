@@ -42,7 +42,8 @@ pub fn agent_devices<'a>(names: impl IntoIterator<Item = &'a str>, port: u16) ->
         .collect()
 }
 
-/// A running simulator: the SNMP socket, the trap sender and the control handle.
+/// A running simulator: the SNMP socket (the first one, with one socket per switch), the trap
+/// sender and the control handle.
 pub struct Running {
     /// The SNMP address (community = switch name).
     pub snmp: SocketAddr,
@@ -78,6 +79,52 @@ pub async fn start(
         stats,
         control: Control::new(shared, Some(tx)),
     })
+}
+
+/// Serves each switch of `shared` on a socket of its own, bound to `addrs[i]` for the i-th
+/// switch in campus order (port 0 picks a free one), answering only `community` (the way
+/// snmp_exporter's one-module-per-community set-up expects it). Sends linkDown/linkUp traps to
+/// `trap_receivers`. Returns the bound addresses in the same order; fewer addresses than
+/// switches serve only the first ones.
+pub async fn start_per_switch(
+    shared: Arc<Shared>,
+    addrs: &[SocketAddr],
+    community: &str,
+    trap_receivers: Vec<SocketAddr>,
+    token: CancellationToken,
+) -> std::io::Result<(Vec<SocketAddr>, Running)> {
+    let names: Vec<String> = shared.with(|c| c.switches.iter().map(|s| s.name.clone()).collect());
+    let stats = Arc::new(Stats::default());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(traps::run(shared.clone(), trap_receivers, rx));
+    let mut bound = Vec::with_capacity(addrs.len().min(names.len()));
+    for (name, addr) in names.iter().zip(addrs) {
+        let socket = UdpSocket::bind(addr).await?;
+        bound.push(socket.local_addr()?);
+        tokio::spawn(agent::serve(
+            shared.clone(),
+            socket,
+            Route::Fixed {
+                switch: name.clone(),
+                community: community.to_owned(),
+            },
+            stats.clone(),
+            Some(tx.clone()),
+            token.clone(),
+        ));
+    }
+    let first = bound
+        .first()
+        .copied()
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    Ok((
+        bound,
+        Running {
+            snmp: first,
+            stats,
+            control: Control::new(shared, Some(tx)),
+        },
+    ))
 }
 
 /// [`start`] without traps; returns the bound address and the counters.

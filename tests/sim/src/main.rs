@@ -4,7 +4,9 @@
 //!         --traps 127.0.0.1:16162 --control 127.0.0.1:16170 --scenario scenario.toml
 //!
 //! Every switch answers on the one port with its name as the community
-//! (`snmpget -v2c -c access-1-1 127.0.0.1:16161 1.3.6.1.2.1.1.3.0`). The control API changes
+//! (`snmpget -v2c -c access-1-1 127.0.0.1:16161 1.3.6.1.2.1.1.3.0`); with
+//! `--per-switch-ports 17000` each switch has its own port instead (17000 the core, then the
+//! campus order) and answers `--community` (default `public`). The control API changes
 //! it while it runs (`curl -XPOST 127.0.0.1:16170/switches/access-1-1/ports/52/link -d
 //! '{"up":false}' -H 'content-type: application/json'`); a scenario file plays a timeline.
 #![forbid(unsafe_code)]
@@ -15,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use cnaas_sim::{Campus, Shared, control, scenario, start};
+use cnaas_sim::{Campus, Shared, control, scenario, start, start_per_switch};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -45,6 +47,13 @@ struct Cli {
     /// Play this scenario file from the start.
     #[arg(long)]
     scenario: Option<PathBuf>,
+    /// Serve each switch on its own UDP port instead, from this one upwards (on the address of
+    /// --listen), answering only --community.
+    #[arg(long)]
+    per_switch_ports: Option<u16>,
+    /// The community of every switch with --per-switch-ports.
+    #[arg(long, default_value = "public")]
+    community: String,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -71,10 +80,35 @@ async fn main() -> anyhow::Result<()> {
     );
     let shared = Shared::new(campus);
     let token = CancellationToken::new();
-    let running = start(shared, cli.listen, cli.traps.clone(), token.clone())
-        .await
-        .with_context(|| format!("cannot listen on {}", cli.listen))?;
-    tracing::info!(snmp = %running.snmp, switches = cli.switches, ports = cli.ports, traps = ?cli.traps, "Simulated campus answering SNMP (community = switch name).");
+    let running = match cli.per_switch_ports {
+        None => {
+            let running = start(shared, cli.listen, cli.traps.clone(), token.clone())
+                .await
+                .with_context(|| format!("cannot listen on {}", cli.listen))?;
+            tracing::info!(snmp = %running.snmp, switches = cli.switches, ports = cli.ports, traps = ?cli.traps, "Simulated campus answering SNMP (community = switch name).");
+            running
+        }
+        Some(first) => {
+            let addrs: Vec<SocketAddr> = (0..cli.switches)
+                .map(|i| {
+                    let port = u16::try_from(usize::from(first) + i)
+                        .context("--per-switch-ports: the ports run past 65535")?;
+                    Ok(SocketAddr::new(cli.listen.ip(), port))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let (bound, running) = start_per_switch(
+                shared,
+                &addrs,
+                &cli.community,
+                cli.traps.clone(),
+                token.clone(),
+            )
+            .await
+            .context("cannot listen on the per-switch ports")?;
+            tracing::info!(first = %running.snmp, count = bound.len(), ports = cli.ports, traps = ?cli.traps, "Simulated campus answering SNMP, one switch per UDP port (in campus order).");
+            running
+        }
+    };
     if let Some(addr) = cli.control {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
