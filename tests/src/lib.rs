@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod browser;
+pub mod exporter;
 pub mod netns;
 pub mod rig;
 pub mod sinks;

@@ -117,11 +117,14 @@ impl Switch {
                 };
                 let (name, speed, rate) = match kind {
                     PortKind::Access => (format!("Gi1/0/{i}"), 1_000, 40_000),
-                    _ => (
-                        format!("Te1/1/{}", i.saturating_sub(n - 2).max(1)),
+                    // The last two ports are Te1/1/1 and Te1/1/2 (uplinks, or the core's last
+                    // downlinks); other downlinks are Te1/0/i.
+                    _ if last_two => (
+                        format!("Te1/1/{}", i.saturating_sub(n.saturating_sub(2))),
                         10_000,
                         4_000_000,
                     ),
+                    _ => (format!("Te1/0/{i}"), 10_000, 4_000_000),
                 };
                 Port {
                     if_index: i,
@@ -296,7 +299,14 @@ mod tests {
         assert_eq!(a.ports.len(), 52);
         assert_eq!(a.ports[51].kind, PortKind::Uplink);
         assert_eq!(a.ports[51].name, "Te1/1/2");
+        assert_eq!(a.ports[50].name, "Te1/1/1");
         assert_eq!(a.ports[0].name, "Gi1/0/1");
+        // Every port of a switch has its own name.
+        for s in [c.get("core").unwrap(), c.get("dist-1").unwrap(), a] {
+            let names: std::collections::HashSet<_> = s.ports.iter().map(|p| &p.name).collect();
+            assert_eq!(names.len(), s.ports.len(), "{}", s.name);
+        }
+        assert_eq!(c.get("dist-1").unwrap().ports[4].name, "Te1/0/5");
         assert_eq!(Campus::tree(1, 10, 4, now).switches.len(), 1);
         // A dead distribution switch takes its access switches off the network.
         let mut c = c;
