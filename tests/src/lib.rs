@@ -707,6 +707,49 @@ pub fn access_switch_recording() -> PathBuf {
     repo_root().join("tests/data/snmpsim/access-switch.snmprec")
 }
 
+/// Wall-clock nanoseconds since the epoch (the clock `mosquitto_sub -F %U` stamps with).
+pub fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// (arrival ns, event JSON) of every line `%U %t %p` a `mosquitto_sub -F '%U %t %p'` wrote.
+pub fn event_arrivals(file: &Path) -> Vec<(u128, serde_json::Value)> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let ts = parts.next()?;
+            let _topic = parts.next()?;
+            let v: serde_json::Value = serde_json::from_str(parts.next()?).ok()?;
+            let (secs, frac) = ts.split_once('.')?;
+            let ns = secs.parse::<u128>().ok()? * 1_000_000_000 + frac.parse::<u128>().ok()?;
+            Some((ns, v))
+        })
+        .collect()
+}
+
+/// Starts `mosquitto_sub` on the broker at `port` writing every agent event, stamped with its
+/// arrival time, to `file` (read it with [`event_arrivals`]).
+pub fn event_tap(port: u16, file: &Path) -> Result<Process> {
+    let mut sub = Command::new(find_program("mosquitto_sub")?);
+    sub.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-q",
+        "1",
+        "-F",
+        "%U %t %p",
+        "-t",
+        "cnaas/v1/events/#",
+    ]);
+    Process::spawn("mosquitto_sub", sub, file)
+}
+
 /// utime + stime in seconds, and VmRSS in KiB, of a process.
 pub fn proc_usage(pid: u32) -> Result<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;

@@ -6,31 +6,21 @@
 //!     cargo build --release --workspace && ./target/release/netns-latency [FLIPS]
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cnaas_tests::netns::{Netns, Snmpd, agent_config};
-use cnaas_tests::{Mosquitto, Process, binary, find_program, free_port, open_tempdir, wait_until};
+use cnaas_tests::{
+    Mosquitto, Process, binary, event_arrivals, find_program, free_port, now_ns, open_tempdir,
+    wait_until,
+};
 use serde_json::Value;
 
-fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
-/// (arrival ns, agent, kind) of every event line `%U %t %p` in the subscriber's file.
+/// (arrival ns, agent, kind) of every event the subscriber wrote.
 fn arrivals(file: &Path) -> Vec<(u128, String, String)> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.splitn(3, ' ');
-            let ts = parts.next()?;
-            let _topic = parts.next()?;
-            let v: Value = serde_json::from_str(parts.next()?).ok()?;
-            let (secs, frac) = ts.split_once('.')?;
-            let ns = secs.parse::<u128>().ok()? * 1_000_000_000 + frac.parse::<u128>().ok()?;
+    event_arrivals(file)
+        .into_iter()
+        .filter_map(|(ns, v)| {
             Some((
                 ns,
                 v["agent"].as_str()?.to_owned(),
