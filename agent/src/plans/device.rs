@@ -204,6 +204,7 @@ impl DeviceTask {
                 () = work => {}
                 () = token.cancelled() => break,
             }
+            self.client.release();
             if hint.is_none() {
                 due[slot].1 = advance(at, self.interval(plan), Instant::now());
             }
