@@ -29,6 +29,8 @@ fn the_demo_tells_its_story_and_stops_cleanly() -> Result<()> {
         "Fortsatt feil etter vedlikehold",
         // A dead distribution switch is one incident for its customer.
         "Device dist-2 does not answer",
+        // Where to look.
+        "Dashboard:  http://127.0.0.1:",
         // Recovery.
         "Incident resolved",
         "Stopped.",
