@@ -220,22 +220,28 @@ pub fn answer(
             for (o, _) in &asked[..non_rep] {
                 next(o, &mut out, switch);
             }
-            let mut cursors: Vec<Option<Oid>> = asked[non_rep..]
+            // Per repeater: the last OID returned, and whether the MIB ended after it.
+            let mut cursors: Vec<(Oid, bool)> = asked[non_rep..]
                 .iter()
-                .map(|(o, _)| Some(o.clone()))
+                .map(|(o, _)| (o.clone(), false))
                 .collect();
             'rows: for _ in 0..reps {
-                if cursors.iter().all(Option::is_none) {
+                if cursors.iter().all(|c| c.1) {
                     break;
                 }
-                for c in &mut cursors {
+                for (last, ended) in &mut cursors {
                     if out.len() >= MAX_VARBINDS {
                         break 'rows;
                     }
-                    match c.take() {
-                        Some(o) => *c = next(&o, &mut out, switch),
-                        // Past the end: repeat endOfMibView as the RFC asks.
-                        None => out.push(bind(Vec::new(), VarBindValue::EndOfMibView)),
+                    if *ended {
+                        // Past the end: endOfMibView again, with the last name (RFC 3416
+                        // 4.2.3); an empty name cannot even be encoded.
+                        out.push(bind(last.clone(), VarBindValue::EndOfMibView));
+                        continue;
+                    }
+                    match next(last, &mut out, switch) {
+                        Some(o) => *last = o,
+                        None => *ended = true,
                     }
                 }
             }
@@ -314,5 +320,77 @@ pub async fn serve(
                 let _ = tx.send(c);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rasn_snmp::v2::{BulkPdu, GetBulkRequest};
+
+    fn bulk(community: &str, oids: &[&[u32]], reps: u32) -> Vec<u8> {
+        let msg = Message {
+            version: Integer::from(1),
+            community: OctetString::from(community.as_bytes().to_vec()),
+            data: Pdus::GetBulkRequest(GetBulkRequest(BulkPdu {
+                request_id: 7,
+                non_repeaters: 0,
+                max_repetitions: reps,
+                variable_bindings: oids
+                    .iter()
+                    .map(|o| bind(o.to_vec(), VarBindValue::Unspecified))
+                    .collect(),
+            })),
+        };
+        rasn::ber::encode(&msg).unwrap()
+    }
+
+    fn varbinds(reply: &[u8]) -> Vec<(Oid, VarBindValue)> {
+        let msg = rasn::ber::decode::<Message<Pdus>>(reply).unwrap();
+        let Pdus::Response(Response(pdu)) = msg.data else {
+            panic!("not a response")
+        };
+        assert_eq!(pdu.request_id, 7);
+        pdu.variable_bindings
+            .into_iter()
+            .map(|v| (arcs(&v.name), v.value))
+            .collect()
+    }
+
+    #[test]
+    fn a_bulk_walk_past_the_end_of_the_mib_repeats_end_of_mib_view() {
+        let campus = Campus::tree(2, 2, 4, Instant::now());
+        let shared = Shared::new(campus);
+        let stats = Stats::default();
+        // ifName (walks on) and ifCounterDiscontinuityTime, the last column of the MIB.
+        let last = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 19, 4];
+        let req = bulk("core", &[&[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1], &last], 6);
+        let reply = answer(&shared, &Route::ByCommunity, &req, &stats, &mut Vec::new())
+            .expect("an answer, even past the end of the MIB");
+        let vbs = varbinds(&reply);
+        assert_eq!(vbs.len(), 12, "six rows of two");
+        for row in vbs.chunks(2) {
+            assert_eq!(row[1].0, last.to_vec());
+            assert_eq!(row[1].1, VarBindValue::EndOfMibView);
+        }
+        assert_eq!(vbs[0].0, vec![1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1, 1]);
+        assert_eq!(stats.answered.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn wrong_community_and_garbage_get_no_answer() {
+        let shared = Shared::new(Campus::tree(2, 2, 4, Instant::now()));
+        let stats = Stats::default();
+        let fixed = Route::Fixed {
+            switch: "core".into(),
+            community: "public".into(),
+        };
+        let req = bulk("private", &[&[1, 3, 6, 1, 2, 1, 1]], 1);
+        assert!(answer(&shared, &fixed, &req, &stats, &mut Vec::new()).is_none());
+        assert!(answer(&shared, &fixed, b"\x30\x03junk", &stats, &mut Vec::new()).is_none());
+        assert_eq!(stats.malformed.load(Ordering::Relaxed), 1);
+        let req = bulk("public", &[&[1, 3, 6, 1, 2, 1, 1]], 1);
+        assert!(answer(&shared, &fixed, &req, &stats, &mut Vec::new()).is_some());
     }
 }
