@@ -325,7 +325,7 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use rasn_snmp::v2::{BulkPdu, GetBulkRequest};
 
