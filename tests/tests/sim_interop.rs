@@ -231,3 +231,91 @@ fn one_switch_per_port_with_a_fixed_community() -> Result<()> {
     token.cancel();
     Ok(())
 }
+
+/// SNMPv3 authPriv (SHA-1, AES-128) with Net-SNMP: discovery, an authenticated and encrypted
+/// GET and GETBULK walk (contextName picks the switch on the shared socket), a wrong password
+/// refused; v2c keeps working on the same socket.
+#[test]
+fn snmpv3_auth_priv_with_net_snmp() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let token = CancellationToken::new();
+    let user = cnaas_sim::V3User {
+        user: "cnaas-v3".into(),
+        auth_password: "auth-secret-4711".into(),
+        priv_password: "priv-secret-0815".into(),
+    };
+    let shared = cnaas_sim::Shared::with_v3(Campus::tree(5, 4, 52, Instant::now()), Some(user));
+    let port = free_port();
+    runtime.block_on(serve_shared(
+        shared,
+        format!("127.0.0.1:{port}").parse()?,
+        token.clone(),
+    ))?;
+    let target = format!("127.0.0.1:{port}");
+    let v3 = |tool: &str, auth: &str, context: &str, oid: &str| {
+        net_snmp(
+            tool,
+            &[
+                "-v3",
+                "-l",
+                "authPriv",
+                "-u",
+                "cnaas-v3",
+                "-a",
+                "SHA",
+                "-A",
+                auth,
+                "-x",
+                "AES",
+                "-X",
+                "priv-secret-0815",
+                "-n",
+                context,
+                "-t",
+                "1",
+                "-r",
+                "0",
+                "-On",
+                &target,
+                oid,
+            ],
+        )
+    };
+    let name = v3(
+        "snmpget",
+        "auth-secret-4711",
+        "access-1-1",
+        "1.3.6.1.2.1.1.5.0",
+    )?;
+    assert!(name.contains("\"access-1-1\""), "{name}");
+    let walk = v3(
+        "snmpbulkwalk",
+        "auth-secret-4711",
+        "core",
+        "1.3.6.1.2.1.2.2.1.8",
+    )?;
+    assert_eq!(walk.lines().count(), 52, "{walk}");
+    let wrong = v3("snmpget", "not-the-password", "core", "1.3.6.1.2.1.1.5.0");
+    assert!(wrong.is_err(), "a wrong password is refused: {wrong:?}");
+    let v2c = net_snmp(
+        "snmpget",
+        &[
+            "-v2c",
+            "-c",
+            "core",
+            "-t",
+            "1",
+            "-r",
+            "0",
+            "-On",
+            &target,
+            "1.3.6.1.2.1.1.5.0",
+        ],
+    )?;
+    assert!(v2c.contains("\"core\""), "{v2c}");
+    token.cancel();
+    Ok(())
+}

@@ -395,6 +395,7 @@ enum Request {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::snmp::{AuthProto, PrivProto, V3};
     use cnaas_shared::config::Secret;
     use tokio_util::sync::CancellationToken;
 
@@ -434,6 +435,56 @@ mod tests {
         }
         // Three GETBULKs per walk (52 rows at 25 a time, and the end), twice.
         assert_eq!(c.stats().requests, 6);
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn walks_the_simulator_over_snmpv3_auth_priv_and_keeps_the_session() {
+        let token = CancellationToken::new();
+        let campus = cnaas_sim::Campus::tree(3, 2, 52, std::time::Instant::now());
+        let user = cnaas_sim::V3User {
+            user: "agent".into(),
+            auth_password: "auth-pass-123".into(),
+            priv_password: "priv-pass-456".into(),
+        };
+        let (addr, _) = cnaas_sim::serve_shared(
+            cnaas_sim::Shared::with_v3(campus, Some(user)),
+            "127.0.0.1:0".parse().unwrap(),
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        let v3 = |auth: &str| V3 {
+            user: "agent".into(),
+            auth: AuthProto::Sha,
+            auth_password: Secret::new(auth),
+            privacy: Some((PrivProto::Aes, Secret::new("priv-pass-456"))),
+            context: "dist-1".into(),
+        };
+        let target = |auth: &str| Target {
+            addr: addr.to_string(),
+            credentials: Credentials::V3(v3(auth)),
+            timeout: Duration::from_millis(500),
+            retries: 0,
+            max_repetitions: 25,
+        };
+        let mut c = SnmpClient::new(target("auth-pass-123"));
+        for _ in 0..2 {
+            let walk = c
+                .bulk_walk(&[oid::SYS_UPTIME], &[oid::IF_OPER_STATUS, oid::IF_NAME])
+                .await
+                .unwrap();
+            assert_eq!(walk.scalars.len(), 1);
+            assert!(walk.columns.iter().all(|c| c.len() == 52));
+            c.release();
+            assert!(
+                c.is_open(),
+                "a v3 session stays open (no new discovery per poll)"
+            );
+        }
+        // A wrong password gets reports, never data.
+        let mut bad = SnmpClient::new(target("wrong-pass-000"));
+        assert!(bad.get(&[oid::SYS_UPTIME]).await.is_err());
         token.cancel();
     }
 }

@@ -1,4 +1,5 @@
-//! The SNMP side: a UDP socket answering v1/v2c GET, GETNEXT, GETBULK and SET for the
+//! The SNMP side: a UDP socket answering v2c (and, with a v3 user, SNMPv3 through [`crate::usm`])
+//! GET, GETNEXT, GETBULK and SET for the
 //! simulated switches, either several per socket (chosen by community = switch name) or one
 //! switch per socket with a fixed community. A switch that is not `alive` does not answer, nor
 //! does a wrong community; a malformed datagram is counted and dropped.
@@ -52,14 +53,23 @@ pub struct Shared {
     /// The state.
     pub campus: Mutex<Campus>,
     layouts: Mutex<HashMap<usize, Arc<Layout>>>,
+    /// The SNMPv3 user every switch knows, if any.
+    pub(crate) usm: Option<crate::usm::Usm>,
 }
 
 impl Shared {
-    /// Wraps a campus.
+    /// Wraps a campus (SNMP v2c only).
     pub fn new(campus: Campus) -> Arc<Shared> {
+        Shared::with_v3(campus, None)
+    }
+
+    /// Wraps a campus whose switches also answer SNMPv3 for `user` (authPriv, SHA-1 and
+    /// AES-128, RFC 3414/3826).
+    pub fn with_v3(campus: Campus, user: Option<crate::usm::V3User>) -> Arc<Shared> {
         Arc::new(Shared {
             campus: Mutex::new(campus),
             layouts: Mutex::new(HashMap::new()),
+            usm: user.map(crate::usm::Usm::new),
         })
     }
 
@@ -135,15 +145,18 @@ pub fn answer(
     stats: &Stats,
     changes: &mut Vec<LinkChange>,
 ) -> Option<Vec<u8>> {
-    let Ok(msg) = rasn::ber::decode::<Message<Pdus>>(bytes) else {
-        stats.malformed.fetch_add(1, Ordering::Relaxed);
-        return None;
+    let msg = match rasn::ber::decode::<Message<Pdus>>(bytes) {
+        Ok(msg) if msg.version == Integer::from(1) => msg,
+        // SNMPv3 (USM), when the campus has a v3 user.
+        _ if shared.usm.is_some() => {
+            return crate::usm::answer(shared, route, bytes, stats, changes);
+        }
+        // v1 is not answered.
+        _ => {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
     };
-    if msg.version != Integer::from(1) {
-        // v2c only here; v1 and v3 requests are not answered.
-        stats.malformed.fetch_add(1, Ordering::Relaxed);
-        return None;
-    }
     let name = match route {
         Route::ByCommunity => String::from_utf8_lossy(&msg.community).into_owned(),
         Route::Fixed { switch, community } if community.as_bytes() == &msg.community[..] => {
@@ -154,22 +167,40 @@ pub fn answer(
             return None;
         }
     };
+    let data = respond(shared, &name, &msg.data, stats, changes)?;
+    let reply = Message {
+        version: msg.version.clone(),
+        community: msg.community.clone(),
+        data,
+    };
+    rasn::ber::encode(&reply).ok()
+}
+
+/// The response PDU of switch `name` to a request PDU, or None when it does not answer (dead,
+/// behind a dead switch, unknown, or not a request).
+pub(crate) fn respond(
+    shared: &Shared,
+    name: &str,
+    request: &Pdus,
+    stats: &Stats,
+    changes: &mut Vec<LinkChange>,
+) -> Option<Pdus> {
     let now = Instant::now();
     let mut campus = shared
         .campus
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     // A switch answers when it and every switch on its path to the core are alive.
-    if !campus.reachable(&name) {
+    if !campus.reachable(name) {
         stats.unanswered.fetch_add(1, Ordering::Relaxed);
         return None;
     }
-    let Some(switch) = campus.get_mut(&name) else {
+    let Some(switch) = campus.get_mut(name) else {
         stats.unanswered.fetch_add(1, Ordering::Relaxed);
         return None;
     };
     let layout = shared.layout(switch.ports.len());
-    let (request_id, binds, bulk) = match &msg.data {
+    let (request_id, binds, bulk) = match request {
         Pdus::GetRequest(r) => (r.0.request_id, &r.0.variable_bindings, None),
         Pdus::GetNextRequest(r) => (r.0.request_id, &r.0.variable_bindings, None),
         Pdus::SetRequest(r) => (r.0.request_id, &r.0.variable_bindings, None),
@@ -201,7 +232,7 @@ pub fn answer(
             }
         }
     };
-    match (&msg.data, bulk) {
+    match (request, bulk) {
         (Pdus::GetRequest(_), _) => {
             for (o, _) in &asked {
                 let v = layout
@@ -271,17 +302,12 @@ pub fn answer(
         }
     }
     stats.answered.fetch_add(1, Ordering::Relaxed);
-    let reply = Message {
-        version: msg.version.clone(),
-        community: msg.community.clone(),
-        data: Pdus::Response(Response(Pdu {
-            request_id,
-            error_status: status,
-            error_index: index,
-            variable_bindings: out,
-        })),
-    };
-    rasn::ber::encode(&reply).ok()
+    Some(Pdus::Response(Response(Pdu {
+        request_id,
+        error_status: status,
+        error_index: index,
+        variable_bindings: out,
+    })))
 }
 
 /// Serves `route` on `socket` until `token` is cancelled. Link changes made by SETs go to

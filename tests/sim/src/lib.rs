@@ -1,12 +1,13 @@
 //! `cnaas-sim`: a simulated campus network for tests, the demo and benchmarks. Switches in a
-//! core -> distribution -> access tree answer real SNMP (v1/v2c GET, GETNEXT, GETBULK, SET) with
+//! core -> distribution -> access tree answer real SNMP (v2c, and v3 authPriv with SHA-1/AES-128
+//! for one user; GET, GETNEXT, GETBULK, SET) with
 //! IF-MIB `ifTable`/`ifXTable`, `sysUpTime`, BRIDGE-MIB `dot1dBasePortIfIndex` and Q-BRIDGE-MIB
 //! `dot1qPvid`; counters move with time; several switches share a UDP port (chosen by
 //! community) or each has its own.
 //!
 //! - [`model`]: the campus, its switches and ports, and the state changes.
 //! - [`mib`]: the OID layout and values of a switch; SET rules.
-//! - [`agent`]: the UDP server.
+//! - [`agent`]: the UDP server; [`usm`]: SNMPv3 (USM) on it.
 //! - [`traps`]: linkDown/linkUp notifications.
 //! - [`control`]: changing the campus from a test or over HTTP; [`scenario`]: from a file.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod mib;
 pub mod model;
 pub mod scenario;
 pub mod traps;
+pub mod usm;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub use agent::{Route, Shared, Stats};
 pub use control::Control;
 pub use model::{Campus, Role, Switch};
+pub use usm::V3User;
 
 /// The `[[device]]` entries of a cnaas-agent config that polls these switches on
 /// `127.0.0.1:port` (community = switch name; reachability by SNMP, since loopback always

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use cnaas_sim::{Campus, Shared, control, scenario, start, start_per_switch};
+use cnaas_sim::{Campus, Shared, V3User, control, scenario, start, start_per_switch};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -54,6 +54,11 @@ struct Cli {
     /// The community of every switch with --per-switch-ports.
     #[arg(long, default_value = "public")]
     community: String,
+    /// Also answer SNMPv3 (authPriv, SHA-1 and AES-128) for this user; its passwords come from
+    /// the environment: CNAAS_SIM_V3_AUTH and CNAAS_SIM_V3_PRIV. On the shared port the
+    /// contextName picks the switch.
+    #[arg(long)]
+    v3_user: Option<String>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -78,7 +83,21 @@ async fn main() -> anyhow::Result<()> {
         cli.ports,
         Instant::now(),
     );
-    let shared = Shared::new(campus);
+    let v3 = match &cli.v3_user {
+        None => None,
+        Some(user) => {
+            let env = |name: &str| {
+                std::env::var(name)
+                    .with_context(|| format!("--v3-user needs {name} in the environment"))
+            };
+            Some(V3User {
+                user: user.clone(),
+                auth_password: env("CNAAS_SIM_V3_AUTH")?,
+                priv_password: env("CNAAS_SIM_V3_PRIV")?,
+            })
+        }
+    };
+    let shared = Shared::with_v3(campus, v3);
     let token = CancellationToken::new();
     let running = match cli.per_switch_ports {
         None => {
