@@ -44,21 +44,20 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
         let metrics = metrics.clone();
         let names: Vec<String> = cfg.devices.iter().map(|d| d.name.clone()).collect();
         Arc::new(move || {
-            let up = names
-                .iter()
-                .filter(|n| {
-                    metrics
-                        .device_up
-                        .get(&crate::metrics::DeviceLabel {
-                            device: (*n).clone(),
-                        })
-                        .is_some_and(|g| g.get() == 1)
-                })
-                .count();
+            let (mut up, mut link_polls) = (0usize, 0u64);
+            for n in &names {
+                let label = crate::metrics::DeviceLabel { device: n.clone() };
+                if metrics.device_up.get(&label).is_some_and(|g| g.get() == 1) {
+                    up += 1;
+                }
+                link_polls += metrics.link_polls.get(&label).map_or(0, |c| c.get());
+            }
             let mqtt = connection.is_connected();
+            // The poll count is here too, so a check of the poll rate need not render the whole
+            // interface table (millions of series at thousands of switches).
             (
                 mqtt,
-                serde_json::json!({ "mqtt_connected": mqtt, "devices": devices_total, "devices_up": up }),
+                serde_json::json!({ "mqtt_connected": mqtt, "devices": devices_total, "devices_up": up, "link_polls": link_polls }),
             )
         })
     };

@@ -42,6 +42,15 @@ impl Chromedriver {
         Ok(Chromedriver { url, process, dir })
     }
 
+    /// Browsers a test left open (a failed assertion skips `close`) are children of
+    /// chromedriver that outlive it: each is found by its profile folder, which is ours alone.
+    fn stop_browsers(&self) {
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(self.dir.path())
+            .status();
+    }
+
     /// A new headless browser session with its own profile.
     pub async fn connect(&self) -> Result<fantoccini::Client> {
         let profile = self.dir.path().join(format!("profile-{}", free_port()));
@@ -68,5 +77,12 @@ impl Chromedriver {
             .connect(&self.url)
             .await
             .with_context(|| format!("cannot start Chromium through chromedriver at {}", self.url))
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // chromedriver itself is stopped by `Process`'s drop, after this.
+        self.stop_browsers();
     }
 }
