@@ -707,6 +707,22 @@ pub fn access_switch_recording() -> PathBuf {
     repo_root().join("tests/data/snmpsim/access-switch.snmprec")
 }
 
+/// The `p` quantile (0.0-1.0) of sorted figures, nearest rank; 0 for none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// An RFC 3339 time in a JSON value (as the collector's API writes them).
+pub fn json_time(v: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    v.as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 /// Wall-clock nanoseconds since the epoch (the clock `mosquitto_sub -F %U` stamps with).
 pub fn now_ns() -> u128 {
     std::time::SystemTime::now()

@@ -21,10 +21,7 @@ impl Drop for Sim {
 }
 
 fn start() -> Result<Sim> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let port = free_port();
     let token = CancellationToken::new();
     let shared = Shared::new(Campus::tree(10, 4, 52, Instant::now()));
@@ -38,6 +35,14 @@ fn start() -> Result<Sim> {
         token,
         _runtime: runtime,
     })
+}
+
+/// The simulator's runtime: one worker thread beside the test's own.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
 }
 
 fn tool(sim: &Sim, tool: &str, community: &str, args: &[&str]) -> Result<String> {
@@ -156,10 +161,7 @@ fn net_snmp_tools_read_and_change_the_simulated_switches() -> Result<()> {
 /// answers as its own switch, a wrong community gets no answer.
 #[test]
 fn one_switch_per_port_with_a_fixed_community() -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let token = CancellationToken::new();
     let shared = Shared::new(Campus::tree(5, 4, 52, Instant::now()));
     let names: Vec<String> = shared.with(|c| c.switches.iter().map(|s| s.name.clone()).collect());
@@ -237,10 +239,7 @@ fn one_switch_per_port_with_a_fixed_community() -> Result<()> {
 /// refused; v2c keeps working on the same socket.
 #[test]
 fn snmpv3_auth_priv_with_net_snmp() -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let token = CancellationToken::new();
     let user = cnaas_sim::V3User {
         user: "cnaas-v3".into(),

@@ -17,8 +17,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use cnaas_tests::rig::{Rig, RigOptions, SMS_TOKEN, notify_config};
 use cnaas_tests::sinks::{SmtpSink, WebhookReceiver};
-use cnaas_tests::{http_json, wait_until};
-use serde_json::Value;
+use cnaas_tests::{http_json, json_time, percentile, wait_until};
 
 /// Access ports made uplinks for the run (the recording has 7, 19 and 33 down).
 const PORTS: [u32; 20] = [
@@ -33,10 +32,11 @@ fn collect(rig: &Rig, id: i64, per_channel: &mut BTreeMap<String, Vec<f64>>) -> 
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|e| at(&e["received_at"]))
+        .filter_map(|e| json_time(&e["received_at"]))
         .collect();
     for n in detail["notifications"].as_array().into_iter().flatten() {
-        let (Some(created), Some(delivered)) = (at(&n["created_at"]), at(&n["delivered_at"]))
+        let (Some(created), Some(delivered)) =
+            (json_time(&n["created_at"]), json_time(&n["delivered_at"]))
         else {
             continue;
         };
@@ -51,20 +51,6 @@ fn collect(rig: &Rig, id: i64, per_channel: &mut BTreeMap<String, Vec<f64>>) -> 
             .push(ms);
     }
     Ok(())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn at(v: &Value) -> Option<DateTime<Utc>> {
-    v.as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
 }
 
 fn main() -> Result<()> {

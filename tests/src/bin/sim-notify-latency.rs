@@ -17,25 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use cnaas_sim::{Campus, Shared};
-use cnaas_tests::{Mosquitto, free_port, http_json, open_tempdir, start_binary, wait_until};
-use serde_json::Value;
+use cnaas_tests::{
+    Mosquitto, free_port, http_json, json_time, open_tempdir, percentile, start_binary, wait_until,
+};
 use tokio_util::sync::CancellationToken;
 
 const SWITCHES: usize = 50;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn at(v: &Value) -> Option<DateTime<Utc>> {
-    v.as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
 
 fn main() -> Result<()> {
     let flips: usize = std::env::args()
@@ -200,7 +187,8 @@ administrative = [{{ channel = "queue", to = "kontrakt@uni-a.example" }}]
         .collect();
     let mut per_channel: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for n in v["notifications"].as_array().into_iter().flatten() {
-        let (Some(delivered), Some(id)) = (at(&n["delivered_at"]), n["about_id"].as_i64()) else {
+        let (Some(delivered), Some(id)) = (json_time(&n["delivered_at"]), n["about_id"].as_i64())
+        else {
             continue;
         };
         let Some(device) = device_of.get(&id) else {
