@@ -29,7 +29,7 @@ pub struct PortView {
 struct DeviceView {
     uptime: Option<u32>,
     ports: BTreeMap<u32, PortView>,
-    counters: crate::plans::counters::Raw,
+    counters: Arc<crate::plans::counters::Raw>,
     pvids: BTreeMap<u32, u32>,
 }
 
@@ -56,7 +56,7 @@ impl InterfaceTable {
     }
 
     /// Replaces one device's counters after a counters poll.
-    pub fn set_counters(&self, device: &str, counters: crate::plans::counters::Raw) {
+    pub fn set_counters(&self, device: &str, counters: Arc<crate::plans::counters::Raw>) {
         self.update(device, |v| v.counters = counters);
     }
 
@@ -147,8 +147,8 @@ impl Collector for InterfaceTable {
                 let Some(view) = map.get(*device) else {
                     continue;
                 };
-                for (if_index, values) in &view.counters {
-                    let (Some(v), Some(port)) = (values[c], view.ports.get(if_index)) else {
+                for (if_index, values) in view.counters.iter() {
+                    let (Some(v), Some(port)) = (values.get(c), view.ports.get(if_index)) else {
                         continue;
                     };
                     let idx = if_index.to_string();

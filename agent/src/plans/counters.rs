@@ -8,6 +8,7 @@
 //! values, which Prometheus sees as an ordinary counter reset.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::snmp::SnmpValue;
 use crate::snmp::oid::{self, OidBuf};
@@ -172,7 +173,31 @@ pub fn discontinuities_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> BTreeMap<u3
 }
 
 /// Raw values of one poll: per ifIndex, per column (`None` where the device had none).
-pub type Raw = BTreeMap<u32, [Option<u64>; 17]>;
+pub type Raw = BTreeMap<u32, Row>;
+
+/// One port's values of the 17 [`COLUMNS`], each there or not: a bit mask beside the values
+/// rather than 17 `Option<u64>`s (144 bytes instead of 272 per port, and a port's counters are
+/// held twice: 28 MB less at 100,000 ports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Row {
+    present: u32,
+    values: [u64; 17],
+}
+
+impl Row {
+    /// Column `c`'s value, if the device gave it.
+    pub fn get(&self, c: usize) -> Option<u64> {
+        (c < self.values.len() && self.present & (1 << c) != 0).then(|| self.values[c])
+    }
+
+    /// Sets column `c` (ignored past the last column).
+    pub fn set(&mut self, c: usize, value: u64) {
+        if let Some(slot) = self.values.get_mut(c) {
+            *slot = value;
+            self.present |= 1 << c;
+        }
+    }
+}
 
 /// Turns a walk of [`COLUMNS`] into raw values per port.
 pub fn raw_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> Raw {
@@ -186,7 +211,7 @@ pub fn raw_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> Raw {
                 _ => None,
             };
             if let (Some(i), Some(value)) = (oid::single_index(o, col.oid), value) {
-                out.entry(i).or_insert([None; 17])[c] = Some(value);
+                out.entry(i).or_default().set(c, value);
             }
         }
     }
@@ -197,7 +222,8 @@ pub fn raw_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> Raw {
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
     last_raw: Raw,
-    totals: Raw,
+    /// Shared with the exported interface table, not copied.
+    totals: Arc<Raw>,
     discontinuities: BTreeMap<u32, u32>,
 }
 
@@ -214,14 +240,15 @@ impl Totals {
             let restart = reset || moved;
             let prev_raw = self.last_raw.get(&port).filter(|_| !restart);
             let prev_total = self.totals.get(&port).filter(|_| !restart);
-            let mut t = [None; 17];
+            let mut t = Row::default();
             for (c, col) in COLUMNS.iter().enumerate() {
-                let Some(now) = values[c] else { continue };
-                t[c] = Some(
+                let Some(now) = values.get(c) else { continue };
+                t.set(
+                    c,
                     match (
                         col.kind,
-                        prev_raw.and_then(|p| p[c]),
-                        prev_total.and_then(|p| p[c]),
+                        prev_raw.and_then(|p| p.get(c)),
+                        prev_total.and_then(|p| p.get(c)),
                     ) {
                         (Kind::Counter32, Some(before), Some(total)) => {
                             // Modular difference: correct across one wrap between polls.
@@ -235,12 +262,12 @@ impl Totals {
             totals.insert(port, t);
         }
         self.last_raw = raw;
-        self.totals = totals;
+        self.totals = Arc::new(totals);
         self.discontinuities = discontinuities;
     }
 
     /// The exported values.
-    pub fn values(&self) -> &Raw {
+    pub fn values(&self) -> &Arc<Raw> {
         &self.totals
     }
 }
@@ -250,24 +277,38 @@ mod tests {
     use super::*;
 
     fn raw(port: u32, in_octets: u64, hc_in: u64) -> Raw {
-        let mut v = [None; 17];
-        v[0] = Some(in_octets);
-        v[8] = Some(hc_in);
+        let mut v = Row::default();
+        v.set(0, in_octets);
+        v.set(8, hc_in);
         [(port, v)].into()
+    }
+
+    #[test]
+    fn a_row_keeps_which_columns_are_there() {
+        let mut r = Row::default();
+        assert_eq!(r.get(0), None);
+        r.set(0, 0);
+        r.set(16, u64::MAX);
+        r.set(17, 5);
+        assert_eq!(
+            (r.get(0), r.get(16), r.get(1), r.get(17)),
+            (Some(0), Some(u64::MAX), None, None)
+        );
+        assert!(std::mem::size_of::<Row>() <= 144);
     }
 
     #[test]
     fn counter32_wraps_are_accumulated_not_dropped() {
         let mut t = Totals::default();
         t.update(raw(1, 4_294_967_000, 10), false, BTreeMap::new());
-        assert_eq!(t.values()[&1][0], Some(4_294_967_000));
+        assert_eq!(t.values()[&1].get(0), Some(4_294_967_000));
         // Wrapped: 296 octets to the top, then 704 more.
         t.update(raw(1, 704, 20), false, BTreeMap::new());
-        assert_eq!(t.values()[&1][0], Some(4_294_968_000));
+        assert_eq!(t.values()[&1].get(0), Some(4_294_968_000));
         t.update(raw(1, 1704, 30), false, BTreeMap::new());
-        assert_eq!(t.values()[&1][0], Some(4_294_969_000));
+        assert_eq!(t.values()[&1].get(0), Some(4_294_969_000));
         // Counter64 is exported as read.
-        assert_eq!(t.values()[&1][8], Some(30));
+        assert_eq!(t.values()[&1].get(8), Some(30));
     }
 
     #[test]
@@ -276,8 +317,8 @@ mod tests {
         t.update(raw(1, 1000, 1000), false, BTreeMap::new());
         t.update(raw(1, 2000, 2000), false, BTreeMap::new());
         t.update(raw(1, 50, 50), true, BTreeMap::new());
-        assert_eq!(t.values()[&1][0], Some(50));
-        assert_eq!(t.values()[&1][8], Some(50));
+        assert_eq!(t.values()[&1].get(0), Some(50));
+        assert_eq!(t.values()[&1].get(8), Some(50));
     }
 
     #[test]
@@ -290,8 +331,8 @@ mod tests {
         later.extend(raw(2, 40, 0));
         // Port 2's counters were cleared at tick 900: 40 is a new start, not a wrap.
         t.update(later, false, [(1, 5), (2, 900)].into());
-        assert_eq!(t.values()[&1][0], Some(3000));
-        assert_eq!(t.values()[&2][0], Some(40));
+        assert_eq!(t.values()[&1].get(0), Some(3000));
+        assert_eq!(t.values()[&2].get(0), Some(40));
     }
 
     #[test]
@@ -301,10 +342,10 @@ mod tests {
         let mut both = raw(1, 200, 0);
         both.extend(raw(2, 7, 0));
         t.update(both, false, BTreeMap::new());
-        assert_eq!(t.values()[&2][0], Some(7));
+        assert_eq!(t.values()[&2].get(0), Some(7));
         t.update(raw(2, 9, 0), false, BTreeMap::new());
         assert!(!t.values().contains_key(&1));
-        assert_eq!(t.values()[&2][0], Some(9));
+        assert_eq!(t.values()[&2].get(0), Some(9));
     }
 
     #[test]
@@ -325,7 +366,7 @@ mod tests {
         )]);
         let r = raw_from(&cols);
         assert_eq!(discontinuities_from(&cols), [(5, 77)].into());
-        assert_eq!(r[&5][3], Some(3));
-        assert_eq!(r[&5][16], Some(16));
+        assert_eq!(r[&5].get(3), Some(3));
+        assert_eq!(r[&5].get(16), Some(16));
     }
 }
