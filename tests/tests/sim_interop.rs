@@ -46,9 +46,19 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn tool(sim: &Sim, tool: &str, community: &str, args: &[&str]) -> Result<String> {
-    let target = format!("127.0.0.1:{}", sim.port);
+    v2c(
+        tool,
+        &format!("127.0.0.1:{}", sim.port),
+        community,
+        "1",
+        args,
+    )
+}
+
+/// A Net-SNMP tool over v2c with numeric OIDs, `timeout` seconds and one retry.
+fn v2c(tool: &str, target: &str, community: &str, timeout: &str, args: &[&str]) -> Result<String> {
     let mut all = vec![
-        "-v2c", "-c", community, "-t", "1", "-r", "1", "-On", &target,
+        "-v2c", "-c", community, "-t", timeout, "-r", "1", "-On", target,
     ];
     all.extend_from_slice(args);
     net_snmp(tool, &all)
@@ -178,53 +188,17 @@ fn one_switch_per_port_with_a_fixed_community() -> Result<()> {
     assert_eq!(bound, addrs);
     for (addr, name) in bound.iter().zip(&names) {
         let target = addr.to_string();
-        let out = net_snmp(
-            "snmpget",
-            &[
-                "-v2c",
-                "-c",
-                "public",
-                "-t",
-                "1",
-                "-r",
-                "0",
-                "-On",
-                &target,
-                "1.3.6.1.2.1.1.5.0",
-            ],
-        )?;
+        let out = v2c("snmpget", &target, "public", "1", &["1.3.6.1.2.1.1.5.0"])?;
         assert!(out.contains(&format!("\"{name}\"")), "{target}: {out}");
-        let walk = net_snmp(
+        let walk = v2c(
             "snmpbulkwalk",
-            &[
-                "-v2c",
-                "-c",
-                "public",
-                "-t",
-                "1",
-                "-r",
-                "0",
-                "-On",
-                &target,
-                "1.3.6.1.2.1.2.2.1.8",
-            ],
+            &target,
+            "public",
+            "1",
+            &["1.3.6.1.2.1.2.2.1.8"],
         )?;
         assert_eq!(walk.lines().count(), 52, "{walk}");
-        let wrong = net_snmp(
-            "snmpget",
-            &[
-                "-v2c",
-                "-c",
-                name,
-                "-t",
-                "0.3",
-                "-r",
-                "0",
-                "-On",
-                &target,
-                "1.3.6.1.2.1.1.5.0",
-            ],
-        );
+        let wrong = v2c("snmpget", &target, name, "0.3", &["1.3.6.1.2.1.1.5.0"]);
         assert!(
             wrong.is_err(),
             "a wrong community is not answered: {wrong:?}"
@@ -299,21 +273,7 @@ fn snmpv3_auth_priv_with_net_snmp() -> Result<()> {
     assert_eq!(walk.lines().count(), 52, "{walk}");
     let wrong = v3("snmpget", "not-the-password", "core", "1.3.6.1.2.1.1.5.0");
     assert!(wrong.is_err(), "a wrong password is refused: {wrong:?}");
-    let v2c = net_snmp(
-        "snmpget",
-        &[
-            "-v2c",
-            "-c",
-            "core",
-            "-t",
-            "1",
-            "-r",
-            "0",
-            "-On",
-            &target,
-            "1.3.6.1.2.1.1.5.0",
-        ],
-    )?;
+    let v2c = v2c("snmpget", &target, "core", "1", &["1.3.6.1.2.1.1.5.0"])?;
     assert!(v2c.contains("\"core\""), "{v2c}");
     token.cancel();
     Ok(())
