@@ -15,6 +15,7 @@
 pub mod app;
 pub mod config;
 pub mod metrics;
+pub mod netconf;
 pub mod plans;
 pub mod publish;
 pub mod snmp;

@@ -1,0 +1,7 @@
+//! NETCONF (RFC 6241) over SSH (RFC 6242): issue #8, being built.
+//!
+//! - [`framing`]: the two message framings of RFC 6242 (end-of-message for base:1.0, chunked
+//!   for base:1.1) as a sans-I/O decoder with a size limit, so a broken or hostile server
+//!   cannot make the agent allocate without bound.
+
+pub mod framing;
