@@ -5,6 +5,9 @@
 //!   cannot make the agent allocate without bound.
 //! - [`message`]: hello (and the framing it decides), `<rpc>` with a message-id, and the parts
 //!   of `<rpc-reply>`/`<notification>` the agent needs.
+//! - [`interfaces`]: the `<get>` filter for interface state and its reply (ietf-interfaces
+//!   and openconfig-interfaces) as IF-MIB status numbers, ifIndex, last-change and counters.
 
 pub mod framing;
+pub mod interfaces;
 pub mod message;
