@@ -100,16 +100,7 @@ pub fn parse(data: &str) -> Result<Vec<IfState>, MessageError> {
                 text.clear();
             }
             Event::Text(t) => text.push_str(&t.decode().map_err(|e| err(&e))?),
-            Event::GeneralRef(g) => {
-                if let Ok(Some(c)) = g.resolve_char_ref() {
-                    text.push(c);
-                } else if let Some(s) = std::str::from_utf8(&g)
-                    .ok()
-                    .and_then(quick_xml::escape::resolve_predefined_entity)
-                {
-                    text.push_str(s);
-                }
-            }
+            Event::GeneralRef(g) => super::message::push_ref(&mut text, &g)?,
             Event::End(_) => {
                 if let Some((depth, st)) = current.as_mut() {
                     // The leaf's path below <interface>: [leaf], [state, leaf],

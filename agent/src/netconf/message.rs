@@ -67,7 +67,10 @@ pub fn rpc(message_id: u64, operation: &str) -> String {
 }
 
 /// The text of an element: text pieces and resolved entity references.
-fn push_ref(out: &mut String, r: &quick_xml::events::BytesRef<'_>) -> Result<(), MessageError> {
+pub(super) fn push_ref(
+    out: &mut String,
+    r: &quick_xml::events::BytesRef<'_>,
+) -> Result<(), MessageError> {
     if let Ok(Some(c)) = r.resolve_char_ref() {
         out.push(c);
         return Ok(());
