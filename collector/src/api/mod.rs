@@ -413,17 +413,8 @@ async fn get_incident(
             ))
         }
         Some(detail) => {
-            let store = st.store.clone();
-            let filter = NotificationFilter {
-                about: Some((About::Incident, id)),
-                limit: MAX_LIMIT,
-                ..NotificationFilter::default()
-            };
-            let mut notifications = blocking(move || store.list_notifications(&filter)).await?;
-            if own_customer(&who).is_some() {
-                notifications.retain(|n| is_customer_audience(&n.audience));
-            }
-            notifications.reverse();
+            let notifications =
+                incident_notifications(&st, id, own_customer(&who).is_some()).await?;
             let mut v = serde_json::to_value(detail).unwrap_or_default();
             v["notifications"] = serde_json::to_value(notifications).unwrap_or_default();
             Ok(Json(v))
@@ -463,6 +454,35 @@ async fn list_events(
     let store = st.store.clone();
     let events = blocking(move || store.list_events(&filter)).await?;
     Ok(Json(json!({ "events": events })))
+}
+
+/// An incident's notifications, oldest first; for a customer's eyes only those sent to its
+/// own people.
+pub(crate) async fn incident_notifications(
+    st: &ApiState,
+    id: i64,
+    customer_view: bool,
+) -> Result<Vec<crate::store::Notification>, ApiError> {
+    let store = st.store.clone();
+    let filter = NotificationFilter {
+        about: Some((About::Incident, id)),
+        limit: MAX_LIMIT,
+        ..NotificationFilter::default()
+    };
+    let mut notifications = blocking(move || store.list_notifications(&filter)).await?;
+    if customer_view {
+        notifications.retain(|n| is_customer_audience(&n.audience));
+    }
+    notifications.reverse();
+    Ok(notifications)
+}
+
+/// A customer's name by id (the id itself when it is not registered).
+pub(crate) fn customer_name(customers: &[Customer], id: &str) -> String {
+    customers
+        .iter()
+        .find(|c| c.id == id)
+        .map_or_else(|| id.to_owned(), |c| c.name.clone())
 }
 
 pub(crate) fn is_customer_audience(a: &str) -> bool {

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiError, ApiState, Principal, Role};
-use crate::store::{About, IncidentFilter, NotificationFilter};
+use crate::store::IncidentFilter;
 use render::{ListFilter, Viewer};
 use session::{COOKIE, Sessions};
 
@@ -210,12 +210,7 @@ async fn overview(
             .then(b.opened_at.cmp(&a.opened_at))
     });
     let customers = web.api.customers.clone();
-    let name = move |id: &str| {
-        customers
-            .iter()
-            .find(|c| c.id == id)
-            .map_or_else(|| id.to_owned(), |c| c.name.clone())
-    };
+    let name = move |id: &str| api::customer_name(&customers, id);
     let list = render::incident_list(&viewer, &incidents, &name, Utc::now());
     if q.partial.is_some() {
         return list.into_response();
@@ -255,31 +250,16 @@ async fn incident(
         Ok(_) => return failure(&viewer, &not_found(), "/ui/"),
         Err(e) => return failure(&viewer, &e, "/ui/"),
     };
-    let store = web.api.store.clone();
-    let filter = NotificationFilter {
-        about: Some((About::Incident, n)),
-        limit: 1000,
-        ..NotificationFilter::default()
-    };
-    let mut notifications = match api::blocking(move || store.list_notifications(&filter)).await {
+    let notifications = match api::incident_notifications(&web.api, n, own(&viewer).is_some()).await
+    {
         Ok(list) => list,
         Err(e) => return failure(&viewer, &e, "/ui/"),
     };
-    if own(&viewer).is_some() {
-        notifications.retain(|n| api::is_customer_audience(&n.audience));
-    }
-    notifications.reverse();
     let customer = detail
         .incident
         .customer
         .as_deref()
-        .map(|c| {
-            web.api
-                .customers
-                .iter()
-                .find(|k| k.id == c)
-                .map_or_else(|| c.to_owned(), |k| k.name.clone())
-        })
+        .map(|c| api::customer_name(&web.api.customers, c))
         .unwrap_or_default();
     let live = render::incident_detail(&detail, &notifications, &customer, Utc::now());
     if q.partial.is_some() {
