@@ -102,9 +102,11 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
                 .with_context(|| format!("cannot listen for traps on {listen}"))?;
             let mut router = Router::new(cfg.traps_quiet);
             for d in &cfg.devices {
+                // Traps are SNMP: a device polled over NETCONF only sends none we could read.
                 let auth = match &d.credentials {
-                    Credentials::V2c { community } => TrapAuth::Community(community.clone()),
-                    Credentials::V3(v3) => TrapAuth::Usm(v3.clone()),
+                    Some(Credentials::V2c { community }) => TrapAuth::Community(community.clone()),
+                    Some(Credentials::V3(v3)) => TrapAuth::Usm(v3.clone()),
+                    None => continue,
                 };
                 let ip = tokio::net::lookup_host(d.address.as_str())
                     .await

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cnaas_shared::config::{
@@ -15,6 +16,7 @@ use cnaas_shared::role::{PortRole, RolePatterns, RolePatternsConfig};
 use cnaas_shared::topics;
 use serde::Deserialize;
 
+use crate::netconf::{Auth as NcAuth, HostKeys, Target as NetconfTarget};
 use crate::snmp::{AuthProto, Credentials, PrivProto, V3};
 
 /// The file as written.
@@ -215,8 +217,10 @@ pub struct DeviceEntry {
     pub name: String,
     /// `host:port` of the SNMP agent (port 161 when left out).
     pub address: String,
-    /// How to talk SNMP to it.
-    pub snmp: SnmpEntry,
+    /// How to talk SNMP to it (leave out for a device polled over NETCONF only).
+    pub snmp: Option<SnmpEntry>,
+    /// NETCONF over SSH: when given, the link and counters plans use it instead of SNMP.
+    pub netconf: Option<NetconfEntry>,
     /// Overrides `[defaults] link_interval`.
     pub link_interval: Option<HumanDuration>,
     /// Overrides `[defaults] labels_interval`.
@@ -270,6 +274,36 @@ pub struct SnmpEntry {
     pub priv_password_env: Option<String>,
     /// v3: context name (empty by default).
     pub context: Option<String>,
+}
+
+/// The `netconf` table of a device.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetconfEntry {
+    /// `host:port` of the SSH server; the device's host and port 830 when left out.
+    pub address: Option<String>,
+    /// SSH user.
+    pub user: String,
+    /// File holding the password ...
+    pub password_file: Option<PathBuf>,
+    /// ... or the environment variable holding it, ...
+    pub password_env: Option<String>,
+    /// ... or an OpenSSH private key file ...
+    pub key_file: Option<PathBuf>,
+    /// ... with its passphrase in this file, if it has one.
+    pub key_passphrase_file: Option<PathBuf>,
+    /// OpenSSH known_hosts file the server's host key must be in (`[host]:port` for ports
+    /// other than 22; `ssh-keyscan -p 830 host` writes it).
+    pub known_hosts: Option<PathBuf>,
+    /// Skip the host key check: labs only. Exactly one of this and `known_hosts`.
+    #[serde(default)]
+    pub accept_any_host_key: bool,
+    /// Bound on one RPC and on connecting (default 5 s).
+    pub timeout: Option<HumanDuration>,
+    /// Bound on one message in MiB (default 16): a server sending more is cut off.
+    pub max_message_mb: Option<u32>,
+    /// Subscribe to notifications where the server offers them (default true).
+    pub notifications: Option<bool>,
 }
 
 type Problems = Vec<(Vec<PathSeg<'static>>, String, Option<String>)>;
@@ -472,6 +506,154 @@ fn resolve_credentials(
     }
 }
 
+fn resolve_netconf(
+    nc: &NetconfEntry,
+    device_address: &str,
+    base_dir: &Path,
+    i: usize,
+    errors: &mut Problems,
+    warnings: &mut Problems,
+) -> Option<NetconfTarget> {
+    use PathSeg::{Index, Key};
+    let at = |k: &'static str| vec![Key("device"), Index(i), Key("netconf"), Key(k)];
+    let address = match &nc.address {
+        Some(a) => normalise_address(a, 830),
+        None => match device_address.parse::<SocketAddr>() {
+            Ok(sa) => Ok(SocketAddr::new(sa.ip(), 830).to_string()),
+            Err(_) => normalise_address(
+                device_address
+                    .rsplit_once(':')
+                    .map_or(device_address, |(h, _)| h),
+                830,
+            ),
+        },
+    };
+    let address = match address {
+        Ok(a) => a,
+        Err(reason) => {
+            errors.push((at("address"), reason, None));
+            return None;
+        }
+    };
+    if nc.user.is_empty() {
+        errors.push((at("user"), "the user is empty".into(), None));
+        return None;
+    }
+    let given = [
+        nc.password_file.is_some(),
+        nc.password_env.is_some(),
+        nc.key_file.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        errors.push((
+            at("user"),
+            "give exactly one of password_file, password_env and key_file".into(),
+            Some(
+                "secrets come from a file or the environment, never from the config itself".into(),
+            ),
+        ));
+        return None;
+    }
+    let auth = if let Some(file) = &nc.key_file {
+        let file = base_dir.join(file);
+        if let Err(e) = std::fs::metadata(&file) {
+            errors.push((at("key_file"), format!("{}: {e}", file.display()), None));
+            return None;
+        }
+        let passphrase = match &nc.key_passphrase_file {
+            Some(p) => match (SecretSource {
+                file: Some(p.clone()),
+                env: None,
+            })
+            .read(base_dir)
+            {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    errors.push((at("key_passphrase_file"), e.to_string(), None));
+                    return None;
+                }
+            },
+            None => None,
+        };
+        NcAuth::Key { file, passphrase }
+    } else {
+        if nc.key_passphrase_file.is_some() {
+            errors.push((
+                at("key_passphrase_file"),
+                "a passphrase belongs to key_file".into(),
+                None,
+            ));
+            return None;
+        }
+        let src = SecretSource {
+            file: nc.password_file.clone(),
+            env: nc.password_env.clone(),
+        };
+        match src.read(base_dir) {
+            Ok(s) => NcAuth::Password(s),
+            Err(e) => {
+                let k = if src.file.is_some() {
+                    "password_file"
+                } else {
+                    "password_env"
+                };
+                errors.push((at(k), e.to_string(), None));
+                return None;
+            }
+        }
+    };
+    let host_keys = match (&nc.known_hosts, nc.accept_any_host_key) {
+        (Some(path), false) => {
+            let path = base_dir.join(path);
+            if let Err(e) = std::fs::metadata(&path) {
+                errors.push((at("known_hosts"), format!("{}: {e}", path.display()), None));
+                return None;
+            }
+            HostKeys::KnownHosts(path)
+        }
+        (None, true) => {
+            warnings.push((
+                at("accept_any_host_key"),
+                "the NETCONF server's host key is not checked: anyone on the path can pose as the device".into(),
+                Some("for labs only; give known_hosts in production".into()),
+            ));
+            HostKeys::AcceptAny
+        }
+        _ => {
+            errors.push((
+                at("known_hosts"),
+                "give exactly one of known_hosts and accept_any_host_key = true".into(),
+                Some("`ssh-keyscan -p 830 <host> >> known_hosts` records the device's key".into()),
+            ));
+            return None;
+        }
+    };
+    let timeout = nc
+        .timeout
+        .map_or(Duration::from_secs(5), HumanDuration::get);
+    if timeout < MIN_INTERVAL {
+        errors.push((
+            at("timeout"),
+            format!("must be at least {MIN_INTERVAL:?}"),
+            None,
+        ));
+    }
+    let mb = nc.max_message_mb.unwrap_or(16);
+    if mb == 0 || mb > 1024 {
+        errors.push((at("max_message_mb"), "must be 1-1024".into(), None));
+        return None;
+    }
+    Some(NetconfTarget {
+        address,
+        user: nc.user.clone(),
+        auth,
+        host_keys,
+        timeout,
+        max_message: usize::try_from(mb).unwrap_or(16) << 20,
+        notifications: nc.notifications.unwrap_or(true),
+    })
+}
+
 /// A device, resolved and ready to poll.
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -479,8 +661,10 @@ pub struct Device {
     pub name: String,
     /// `host:port`.
     pub address: String,
-    /// Community or USM user.
-    pub credentials: Credentials,
+    /// Community or USM user; none for a device polled over NETCONF only.
+    pub credentials: Option<Credentials>,
+    /// NETCONF settings: the link and counters plans use NETCONF when given.
+    pub netconf: Option<Arc<NetconfTarget>>,
     /// Link plan interval.
     pub link_interval: Duration,
     /// Label refresh interval.
@@ -646,7 +830,7 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
                 None,
             ));
         }
-        let address = match normalise_address(&d.address) {
+        let address = match normalise_address(&d.address, 161) {
             Ok(a) => a,
             Err(reason) => {
                 errors.push((
@@ -657,7 +841,20 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
                 String::new()
             }
         };
-        let credentials = resolve_credentials(&d.snmp, &base_dir, i, &mut errors, &mut warnings);
+        let credentials = d
+            .snmp
+            .as_ref()
+            .map(|snmp| resolve_credentials(snmp, &base_dir, i, &mut errors, &mut warnings));
+        let netconf = d.netconf.as_ref().map(|nc| {
+            resolve_netconf(nc, &address, &base_dir, i, &mut errors, &mut warnings).map(Arc::new)
+        });
+        if d.snmp.is_none() && d.netconf.is_none() {
+            errors.push((
+                at("name"),
+                format!("device `{}` has neither snmp nor netconf", d.name),
+                Some("add snmp = { version = \"2c\", ... } or a [device.netconf] table".into()),
+            ));
+        }
         let link_interval = d.link_interval.unwrap_or(f.defaults.link_interval);
         let timeout = d.timeout.unwrap_or(f.defaults.timeout);
         let retries = d.retries.unwrap_or(f.defaults.retries);
@@ -700,11 +897,23 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
                 None,
             ));
         }
-        if let Some(credentials) = credentials {
+        // None: given but wrong (the error is recorded); Some(None): not given.
+        let credentials = match credentials {
+            Some(None) => None,
+            Some(Some(c)) => Some(Some(c)),
+            None => Some(None),
+        };
+        let netconf = match netconf {
+            Some(None) => None,
+            Some(Some(n)) => Some(Some(n)),
+            None => Some(None),
+        };
+        if let (Some(credentials), Some(netconf)) = (credentials, netconf) {
             devices.push(Device {
                 name: d.name.clone(),
                 address,
                 credentials,
+                netconf,
                 link_interval: link_interval.get(),
                 labels_interval: d
                     .labels_interval
@@ -768,8 +977,8 @@ fn check_interval(
     }
 }
 
-/// `host:port`, with port 161 added when missing. The host is not resolved here.
-fn normalise_address(addr: &str) -> Result<String, String> {
+/// `host:port`, with `default_port` added when missing. The host is not resolved here.
+fn normalise_address(addr: &str, default_port: u16) -> Result<String, String> {
     let addr = addr.trim();
     if addr.is_empty() {
         return Err("the address is empty".into());
@@ -779,9 +988,9 @@ fn normalise_address(addr: &str) -> Result<String, String> {
     }
     if addr.parse::<std::net::IpAddr>().is_ok() {
         return Ok(if addr.contains(':') {
-            format!("[{addr}]:161")
+            format!("[{addr}]:{default_port}")
         } else {
-            format!("{addr}:161")
+            format!("{addr}:{default_port}")
         });
     }
     match addr.rsplit_once(':') {
@@ -791,7 +1000,7 @@ fn normalise_address(addr: &str) -> Result<String, String> {
                 _ => Err(format!("`{port}` is not a port number")),
             }
         }
-        None if !addr.contains(char::is_whitespace) => Ok(format!("{addr}:161")),
+        None if !addr.contains(char::is_whitespace) => Ok(format!("{addr}:{default_port}")),
         _ => Err(format!("`{addr}` is not host:port")),
     }
 }
@@ -840,7 +1049,10 @@ ports = { "Te1/1/1" = "uplink" }
         assert_eq!(d.labels_interval, Duration::from_secs(600));
         assert_eq!(d.timeout, Duration::from_millis(300));
         assert_eq!(
-            d.credentials.community().map(Secret::expose),
+            d.credentials
+                .as_ref()
+                .and_then(|c| c.community())
+                .map(Secret::expose),
             Some("access-switch")
         );
         assert_eq!(d.ports.get("Te1/1/1"), Some(&PortRole::Uplink));
@@ -934,7 +1146,7 @@ ports = { "Te1/1/1" = "uplink" }
         src.base_dir = dir.path().to_owned();
         let (cfg, w) = AgentConfig::from_source(src).unwrap();
         assert!(w.0.is_empty(), "{w}");
-        let Credentials::V3(v3) = &cfg.devices[0].credentials else {
+        let Some(Credentials::V3(v3)) = &cfg.devices[0].credentials else {
             panic!("expected v3")
         };
         assert_eq!(v3.user, "cnaas");
@@ -1003,14 +1215,87 @@ ports = { "Te1/1/1" = "uplink" }
 
     #[test]
     fn addresses() {
-        assert_eq!(normalise_address("10.0.0.1").unwrap(), "10.0.0.1:161");
+        assert_eq!(normalise_address("10.0.0.1", 161).unwrap(), "10.0.0.1:161");
         assert_eq!(
-            normalise_address("sw1.example.org").unwrap(),
+            normalise_address("sw1.example.org", 161).unwrap(),
             "sw1.example.org:161"
         );
-        assert_eq!(normalise_address("sw1:1161").unwrap(), "sw1:1161");
-        assert_eq!(normalise_address("::1").unwrap(), "[::1]:161");
-        assert!(normalise_address("sw1:x").is_err());
-        assert!(normalise_address("").is_err());
+        assert_eq!(normalise_address("sw1:1161", 161).unwrap(), "sw1:1161");
+        assert_eq!(normalise_address("::1", 161).unwrap(), "[::1]:161");
+        assert!(normalise_address("sw1:x", 161).is_err());
+        assert!(normalise_address("", 161).is_err());
+    }
+
+    fn netconf_text(table: &str) -> String {
+        format!(
+            "{}\n[[device]]\nname = \"j-b12-01\"\naddress = \"192.0.2.7\"\n[device.netconf]\n{table}\n",
+            GOOD
+        )
+    }
+
+    #[test]
+    fn netconf_device_without_snmp() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+        std::fs::write(dir.path().join("known_hosts"), "").unwrap();
+        let text = netconf_text(
+            "user = \"monitor\"\npassword_file = \"pw\"\nknown_hosts = \"known_hosts\"\ntimeout = \"2s\"",
+        );
+        let mut src = ConfigSource::from_text("a.toml", &text);
+        src.base_dir = dir.path().to_owned();
+        let (cfg, warnings) = AgentConfig::from_source(src).unwrap();
+        assert!(warnings.0.is_empty(), "{warnings}");
+        let d = &cfg.devices[1];
+        assert!(d.credentials.is_none());
+        let nc = d.netconf.as_ref().unwrap();
+        assert_eq!(nc.address, "192.0.2.7:830");
+        assert_eq!(nc.timeout, Duration::from_secs(2));
+        assert_eq!(nc.max_message, 16 << 20);
+        assert!(nc.notifications);
+        assert!(matches!(&nc.auth, NcAuth::Password(p) if p.expose() == "s3cret"));
+        assert_eq!(
+            nc.host_keys,
+            HostKeys::KnownHosts(dir.path().join("known_hosts"))
+        );
+    }
+
+    #[test]
+    fn netconf_problems() {
+        let e = errors(&netconf_text(
+            "user = \"m\"\npassword_env = \"CNAAS_TEST_UNSET_PW\"\naccept_any_host_key = true",
+        ));
+        assert!(e.iter().any(|e| e.contains("CNAAS_TEST_UNSET_PW")), "{e:?}");
+        let e = errors(&netconf_text(
+            "user = \"m\"\nkey_file = \"/nonexistent/key\"\naccept_any_host_key = true",
+        ));
+        assert!(e.iter().any(|e| e.contains("/nonexistent/key")), "{e:?}");
+        // Neither host key check nor the lab opt-out.
+        let e = errors(&netconf_text("user = \"m\"\nkey_file = \"/dev/null\""));
+        assert!(e.iter().any(|e| e.contains("known_hosts")), "{e:?}");
+        // No secret at all.
+        let e = errors(&netconf_text("user = \"m\"\naccept_any_host_key = true"));
+        assert!(
+            e.iter().any(|e| e.contains("exactly one of password_file")),
+            "{e:?}"
+        );
+        // A device with neither protocol.
+        let e = errors(&GOOD.replace(
+            "snmp = { version = \"2c\", community = \"access-switch\" }\n",
+            "",
+        ));
+        assert!(
+            e.iter().any(|e| e.contains("neither snmp nor netconf")),
+            "{e:?}"
+        );
+        // The lab opt-out works and warns.
+        let text = netconf_text(
+            "user = \"m\"\nkey_file = \"/dev/null\"\naccept_any_host_key = true\naddress = \"[::1]:17830\"",
+        );
+        let (cfg, warnings) =
+            AgentConfig::from_source(ConfigSource::from_text("a.toml", &text)).unwrap();
+        assert!(warnings.to_string().contains("not checked"), "{warnings}");
+        let nc = cfg.devices[1].netconf.as_ref().unwrap();
+        assert_eq!(nc.host_keys, HostKeys::AcceptAny);
+        assert_eq!(nc.address, "[::1]:17830");
     }
 }

@@ -1,13 +1,11 @@
-//! NETCONF (RFC 6241) over SSH (RFC 6242): issue #8, being built.
+//! NETCONF (RFC 6241) over SSH (RFC 6242) as a second source of interface state beside SNMP.
 //!
-//! - [`framing`]: the two message framings of RFC 6242 (end-of-message for base:1.0, chunked
-//!   for base:1.1) as a sans-I/O decoder with a size limit, so a broken or hostile server
-//!   cannot make the agent allocate without bound.
-//! - [`message`]: hello (and the framing it decides), `<rpc>` with a message-id, and the parts
-//!   of `<rpc-reply>`/`<notification>` the agent needs.
-//! - [`interfaces`]: the `<get>` filter for interface state and its reply (ietf-interfaces
-//!   and openconfig-interfaces) as IF-MIB status numbers, ifIndex, last-change and counters.
+//! - [`session`]: the polling session and the notification listener (on `rustnetconf`, which
+//!   does the SSH, the hello, both framings with a bound on message size, and message-ids).
+//! - [`interfaces`]: the `<get>` filter for interface state, its reply (ietf-interfaces and
+//!   openconfig-interfaces) as IF-MIB status numbers, and what the plans make of it.
 
-pub mod framing;
 pub mod interfaces;
-pub mod message;
+pub mod session;
+
+pub use session::{Auth, HostKeys, NcError, Session, Target, listen};

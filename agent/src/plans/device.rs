@@ -18,8 +18,9 @@ use super::counters::{self, Totals};
 use super::{Labels, Shared, event_for, jitter, labels_from, link_snapshot, vlan};
 use crate::config::{Device, Reachability};
 use crate::metrics::{DeviceLabel, PlanLabel, PortView};
+use crate::netconf::{self, interfaces::Indexer};
 use crate::snmp::oid;
-use crate::snmp::{ClientStats, SnmpClient, SnmpError, SnmpValue, Target};
+use crate::snmp::{ClientStats, SnmpClient, SnmpValue, Target};
 use crate::state::{Change, DeviceState, LinkSnapshot, PortLink};
 use crate::traps::Hint;
 
@@ -99,10 +100,38 @@ fn advance(at: Instant, interval: Duration, now: Instant) -> Instant {
     next
 }
 
+/// A NETCONF device's polling session and what the plans keep between its answers.
+struct Netconf {
+    session: netconf::Session,
+    indexer: Indexer,
+    /// Wake-ups from the notification listener.
+    wake: mpsc::Receiver<()>,
+    wake_tx: Option<mpsc::Sender<()>>,
+}
+
+/// Why the device task woke up between its plans.
+enum Wake {
+    Trap(Hint),
+    Notification,
+}
+
+async fn next_notification(nc: &mut Option<Netconf>) {
+    match nc {
+        Some(n) => {
+            if n.wake.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 struct DeviceTask {
     device: Device,
     shared: Shared,
-    client: SnmpClient,
+    /// The SNMP client; none for a device polled over NETCONF only.
+    client: Option<SnmpClient>,
+    netconf: Option<Netconf>,
     prober: Prober,
     state: DeviceState,
     labels: HashMap<u32, Labels>,
@@ -118,12 +147,23 @@ struct DeviceTask {
 
 impl DeviceTask {
     fn new(device: Device, shared: Shared, prober: Prober) -> DeviceTask {
-        let client = SnmpClient::new(Target {
-            addr: device.address.clone(),
-            credentials: device.credentials.clone(),
-            timeout: device.timeout,
-            retries: device.retries,
-            max_repetitions: device.max_repetitions,
+        let client = device.credentials.as_ref().map(|credentials| {
+            SnmpClient::new(Target {
+                addr: device.address.clone(),
+                credentials: credentials.clone(),
+                timeout: device.timeout,
+                retries: device.retries,
+                max_repetitions: device.max_repetitions,
+            })
+        });
+        let netconf = device.netconf.as_ref().map(|t| {
+            let (tx, rx) = mpsc::channel(1);
+            Netconf {
+                session: netconf::Session::new(t.clone()),
+                indexer: Indexer::default(),
+                wake: rx,
+                wake_tx: Some(tx),
+            }
         });
         let label = DeviceLabel {
             device: device.name.clone(),
@@ -132,6 +172,7 @@ impl DeviceTask {
             device,
             shared,
             client,
+            netconf,
             prober,
             state: DeviceState::default(),
             labels: HashMap::new(),
@@ -170,19 +211,34 @@ impl DeviceTask {
             (Plan::Vlan, first + Duration::from_millis(1000)),
             (Plan::Reach, first + self.device.reachability_interval),
         ];
-        tracing::info!(address = %self.device.address, interval = ?self.device.link_interval, "Polling.");
+        tracing::info!(address = %self.device.address, interval = ?self.device.link_interval, netconf = self.netconf.is_some(), "Polling.");
+        let listener = match (&self.device.netconf, &mut self.netconf) {
+            (Some(target), Some(nc)) if target.notifications => nc.wake_tx.take().map(|tx| {
+                tokio::spawn(
+                    netconf::listen(
+                        target.clone(),
+                        nc.session.connects(),
+                        tx,
+                        token.child_token(),
+                    )
+                    .instrument(tracing::Span::current()),
+                )
+            }),
+            _ => None,
+        };
         loop {
             let slot = (0..due.len()).min_by_key(|&i| due[i].1).unwrap_or(0);
             let (plan, at) = due[slot];
             let hint = tokio::select! {
                 () = tokio::time::sleep_until(at) => None,
                 h = next_hint(&mut hints) => match h {
-                    Some(h) => Some(h),
+                    Some(h) => Some(Wake::Trap(h)),
                     None => {
                         hints = None;
                         continue;
                     }
                 },
+                () = next_notification(&mut self.netconf) => Some(Wake::Notification),
                 () = token.cancelled() => break,
             };
             let Ok(_permit) = self.shared.limit.clone().acquire_owned().await else {
@@ -190,8 +246,9 @@ impl DeviceTask {
             };
             let work = async {
                 match hint {
-                    Some(Hint::Port(i)) => self.confirm_port(i).await,
-                    Some(Hint::Repoll) => self.poll_link(Source::Trap).await,
+                    Some(Wake::Trap(Hint::Port(i))) => self.confirm_port(i).await,
+                    Some(Wake::Trap(Hint::Repoll)) => self.poll_link(Source::Trap).await,
+                    Some(Wake::Notification) => self.poll_link(Source::Netconf).await,
                     None => match plan {
                         Plan::Link => self.poll_link(Source::Poll).await,
                         Plan::Counters => self.poll_counters().await,
@@ -204,18 +261,31 @@ impl DeviceTask {
                 () = work => {}
                 () = token.cancelled() => break,
             }
-            self.client.release();
+            if let Some(c) = &mut self.client {
+                c.release();
+            }
             if hint.is_none() {
                 due[slot].1 = advance(at, self.interval(plan), Instant::now());
             }
+        }
+        if let Some(nc) = &mut self.netconf {
+            nc.session.close().await;
+        }
+        if let Some(l) = listener {
+            let _ = l.await;
         }
         tracing::debug!("Device task stopped.");
     }
 
     async fn poll_link(&mut self, source: Source) {
+        if self.netconf.is_some() {
+            return self.poll_link_netconf(source).await;
+        }
+        let Some(client) = &mut self.client else {
+            return;
+        };
         let started = Instant::now();
-        let result = self
-            .client
+        let result = client
             .bulk_walk(
                 &[oid::SYS_UPTIME, oid::IF_NUMBER],
                 &[
@@ -225,7 +295,7 @@ impl DeviceTask {
                 ],
             )
             .await;
-        self.observe("link", started, result.as_ref().err());
+        self.observe("link", started, result.is_err());
         self.shared
             .metrics
             .link_polls
@@ -297,6 +367,12 @@ impl DeviceTask {
 
     /// Re-reads one port after a trap; a confirmed change becomes an event with source `trap`.
     async fn confirm_port(&mut self, if_index: u32) {
+        if self.netconf.is_some() {
+            return self.poll_link_netconf(Source::Trap).await;
+        }
+        let Some(client) = &mut self.client else {
+            return;
+        };
         let started = Instant::now();
         let i = [if_index];
         let oids = [
@@ -306,8 +382,8 @@ impl DeviceTask {
             [oid::IF_LAST_CHANGE, &i].concat(),
         ];
         let refs: Vec<&[u32]> = oids.iter().map(Vec::as_slice).collect();
-        let result = self.client.get(&refs).await;
-        self.observe("trap_confirm", started, result.as_ref().err());
+        let result = client.get(&refs).await;
+        self.observe("trap_confirm", started, result.is_err());
         let vbs = match result {
             Ok(v) => v,
             Err(e) => {
@@ -341,10 +417,16 @@ impl DeviceTask {
     }
 
     async fn poll_counters(&mut self) {
+        if self.netconf.is_some() {
+            return self.poll_counters_netconf().await;
+        }
+        let Some(client) = &mut self.client else {
+            return;
+        };
         let started = Instant::now();
         let columns = counters::column_oids();
-        let result = self.client.bulk_walk(&[], &columns).await;
-        self.observe("counters", started, result.as_ref().err());
+        let result = client.bulk_walk(&[], &columns).await;
+        self.observe("counters", started, result.is_err());
         match result {
             Ok(walk) => {
                 let reset = std::mem::take(&mut self.rebooted_since_counters);
@@ -362,12 +444,15 @@ impl DeviceTask {
     }
 
     async fn poll_vlan(&mut self) {
+        // Port VLANs come from Q-BRIDGE-MIB: SNMP only.
+        let Some(client) = &mut self.client else {
+            return;
+        };
         let started = Instant::now();
-        let result = self
-            .client
+        let result = client
             .bulk_walk(&[], &[vlan::BASE_PORT_IF_INDEX, vlan::DOT1Q_PVID])
             .await;
-        self.observe("vlan", started, result.as_ref().err());
+        self.observe("vlan", started, result.is_err());
         match result {
             Ok(walk) => {
                 let pvids = vlan::pvids_from(&walk.columns);
@@ -384,11 +469,16 @@ impl DeviceTask {
         let started = Instant::now();
         let (ok, source) = if matches!(self.prober, Prober::Icmp(..)) {
             (self.ping().await, Source::Ping)
-        } else {
+        } else if self.netconf.is_some() {
+            // The NETCONF link poll is the probe: each one that fails counts.
+            return;
+        } else if let Some(client) = &mut self.client {
             let uptime = [oid::SYS_UPTIME, &[0]].concat();
-            let result = self.client.get(&[uptime.as_slice()]).await;
-            self.observe("reachability", started, result.as_ref().err());
+            let result = client.get(&[uptime.as_slice()]).await;
+            self.observe("reachability", started, result.is_err());
             (result.is_ok(), Source::Poll)
+        } else {
+            return;
         };
         self.shared
             .metrics
@@ -445,12 +535,14 @@ impl DeviceTask {
     }
 
     async fn refresh_labels(&mut self) {
+        let Some(client) = &mut self.client else {
+            return;
+        };
         let started = Instant::now();
-        let result = self
-            .client
+        let result = client
             .bulk_walk(&[], &[oid::IF_DESCR, oid::IF_NAME, oid::IF_ALIAS])
             .await;
-        self.observe("labels", started, result.as_ref().err());
+        self.observe("labels", started, result.is_err());
         match result {
             Ok(walk) => {
                 self.labels = labels_from(&walk.columns);
@@ -487,7 +579,83 @@ impl DeviceTask {
             .set_device(&self.device.name, snap.uptime, ports);
     }
 
-    fn observe(&mut self, plan: &'static str, started: Instant, err: Option<&SnmpError>) {
+    /// The link plan over NETCONF: one `<get>` gives status, labels and the snapshot; the
+    /// state diff, events and metrics are the SNMP plan's.
+    async fn poll_link_netconf(&mut self, source: Source) {
+        let Some(nc) = &mut self.netconf else {
+            return;
+        };
+        let started = Instant::now();
+        let result = nc.session.interfaces().await;
+        let failed = result.is_err();
+        let converted = result.map(|ifs| netconf::interfaces::to_plans(&ifs, &mut nc.indexer));
+        self.observe("link", started, failed);
+        self.shared
+            .metrics
+            .link_polls
+            .get_or_create(&self.label)
+            .inc();
+        // Events from NETCONF say so; a trap-triggered confirmation stays `trap`.
+        let source = if source == Source::Trap {
+            Source::Trap
+        } else {
+            Source::Netconf
+        };
+        match converted {
+            Ok((snap, labels, _)) => {
+                let changes = self.state.on_poll_ok(&snap);
+                self.labels = labels;
+                self.set_up(true);
+                // last-change is a wall-clock time here, not ifLastChange's sysUpTime ticks.
+                let mut exported = snap.clone();
+                for p in exported.ports.values_mut() {
+                    p.last_change = None;
+                }
+                self.export(&exported);
+                self.emit(&changes, Some(&snap), source);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "NETCONF link poll failed.");
+                if matches!(self.prober, Prober::Icmp(..)) && self.ping().await {
+                    if !self.snmp_only_warned {
+                        self.snmp_only_warned = true;
+                        tracing::warn!(error = %e, "Device answers ping but not NETCONF; it is monitored blind.");
+                    }
+                    if let Some(c) = self.state.on_answer() {
+                        self.set_up(true);
+                        self.emit(&[c], None, Source::Ping);
+                    }
+                    return;
+                }
+                self.missed(&e.to_string(), source);
+            }
+        }
+    }
+
+    /// The counters plan over NETCONF: the statistics of the same `<get>`, as the IF-MIB
+    /// columns they correspond to (in-octets is ifHCInOctets, speed is ifHighSpeed, ...).
+    async fn poll_counters_netconf(&mut self) {
+        let Some(nc) = &mut self.netconf else {
+            return;
+        };
+        let started = Instant::now();
+        let result = nc.session.interfaces().await;
+        let failed = result.is_err();
+        let converted = result.map(|ifs| netconf::interfaces::to_plans(&ifs, &mut nc.indexer));
+        self.observe("counters", started, failed);
+        match converted {
+            Ok((_, _, raw)) => {
+                self.totals
+                    .update(raw, false, std::collections::BTreeMap::new());
+                self.shared
+                    .table
+                    .set_counters(&self.device.name, self.totals.values().clone());
+            }
+            Err(e) => tracing::debug!(error = %e, "NETCONF counter poll failed."),
+        }
+    }
+
+    fn observe(&mut self, plan: &'static str, started: Instant, failed: bool) {
         let m = &self.shared.metrics;
         let p = PlanLabel { plan };
         if plan != "reachability" {
@@ -495,10 +663,13 @@ impl DeviceTask {
                 .get_or_create(&p)
                 .observe(started.elapsed().as_secs_f64());
         }
-        if err.is_some() {
+        if failed {
             m.poll_failures.get_or_create(&p).inc();
         }
-        let now = self.client.stats();
+        let Some(client) = &self.client else {
+            return;
+        };
+        let now = client.stats();
         m.snmp_requests
             .get_or_create(&self.label)
             .inc_by(now.requests - self.reported.requests);

@@ -309,9 +309,10 @@ mod tests {
         Device {
             name: "a-b12-01".into(),
             address: "127.0.0.1:161".into(),
-            credentials: crate::snmp::Credentials::V2c {
+            credentials: Some(crate::snmp::Credentials::V2c {
                 community: Secret::new("c"),
-            },
+            }),
+            netconf: None,
             link_interval: Duration::from_secs(1),
             labels_interval: Duration::from_secs(600),
             timeout: Duration::from_millis(300),
