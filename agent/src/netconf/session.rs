@@ -244,21 +244,29 @@ impl Session {
             .ok_or_else(|| NcError::Protocol("no session".into()))
     }
 
-    /// Interface state, by one `<get>` with a subtree filter. Any failure but an unreadable
-    /// reply closes the session; the next call reconnects.
-    pub async fn interfaces(&mut self) -> Result<Vec<IfState>, NcError> {
+    /// The framing the open session uses: `"1.1"` (chunked) or `"1.0"` (end-of-message).
+    pub fn version(&self) -> Option<&'static str> {
+        let v = self.client.as_ref()?.capabilities()?.negotiate_version()?;
+        Some(match v {
+            rustnetconf::capability::NetconfVersion::V1_1 => "1.1",
+            rustnetconf::capability::NetconfVersion::V1_0 => "1.0",
+        })
+    }
+
+    /// The content of `<data>` from a `<get>` with this subtree filter. Any failure closes the
+    /// session; the next call reconnects.
+    pub async fn get(&mut self, filter: &str) -> Result<String, NcError> {
         let timeout = self.target.timeout;
-        let filter = interfaces::get_filter(self.openconfig);
         let client = self.ensure().await?;
         // rustnetconf bounds the RPC with the same timeout; this one also covers a write that
         // never completes.
         let result = tokio::time::timeout(
             timeout + Duration::from_millis(100),
-            client.get(Some(&filter)),
+            client.get(Some(filter)),
         )
         .await;
         match result {
-            Ok(Ok(data)) => Ok(interfaces::parse(&data)?),
+            Ok(Ok(data)) => Ok(data),
             Ok(Err(e)) => {
                 self.client = None;
                 Err(protocol(&e))
@@ -270,14 +278,27 @@ impl Session {
         }
     }
 
-    /// Ends the session politely (`<close-session>`), within the timeout.
-    pub async fn close(&mut self) {
-        if let Some(mut c) = self.client.take() {
-            match tokio::time::timeout(self.target.timeout, c.close_session()).await {
-                Ok(Ok(())) => tracing::debug!("NETCONF session closed."),
-                Ok(Err(e)) => tracing::debug!(error = %e, "NETCONF close-session failed."),
-                Err(_) => tracing::debug!("NETCONF close-session timed out."),
-            }
+    /// Interface state, by one `<get>` with a subtree filter for the model the server has.
+    pub async fn interfaces(&mut self) -> Result<Vec<IfState>, NcError> {
+        if self.client.is_none() {
+            // Connect first: the filter depends on the server's capabilities.
+            self.ensure().await?;
+        }
+        let filter = interfaces::get_filter(self.openconfig);
+        let data = self.get(&filter).await?;
+        Ok(interfaces::parse(&data)?)
+    }
+
+    /// Ends the session politely (`<close-session>`, answered with `<ok/>`), within the
+    /// timeout. Without an open session there is nothing to do.
+    pub async fn close(&mut self) -> Result<(), NcError> {
+        let Some(mut c) = self.client.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(self.target.timeout, c.close_session()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(protocol(&e)),
+            Err(_) => Err(NcError::Timeout(self.target.timeout)),
         }
     }
 }

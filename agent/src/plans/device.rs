@@ -269,7 +269,10 @@ impl DeviceTask {
             }
         }
         if let Some(nc) = &mut self.netconf {
-            nc.session.close().await;
+            match nc.session.close().await {
+                Ok(()) => tracing::debug!("NETCONF session closed."),
+                Err(e) => tracing::debug!(error = %e, "NETCONF close-session failed."),
+            }
         }
         if let Some(l) = listener {
             let _ = l.await;
