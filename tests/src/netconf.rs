@@ -1,11 +1,11 @@
 //! NETCONF test peers on loopback ports:
 //!
-//! - [`IfServer`]: `tests/netconf/ifserver.py` (PyPI `netconf` server library, password login)
+//! - [`IfServer`], `tests/netconf/ifserver.py` (PyPI `netconf` server library, password login)
 //!   serving ietf-interfaces state from a JSON file the test edits, with RFC 5277
 //!   notifications when asked.
-//! - [`Netconfd`]: Debian's `netconfd` (yuma123) behind OpenSSH's `sshd` with the `netconf`
+//! - [`Netconfd`], Debian's `netconfd` (yuma123) behind OpenSSH's `sshd` with the `netconf`
 //!   subsystem (key login).
-//! - [`Hostile`]: `sshd` whose `netconf` subsystem is `tests/netconf/hostile.py`, a server that
+//! - [`Hostile`], `sshd` whose `netconf` subsystem is `tests/netconf/hostile.py`, a server that
 //!   misbehaves in the way its mode file says.
 //!
 //! Every peer has its own host key; [`known_hosts`] writes the line a client checks it with.
