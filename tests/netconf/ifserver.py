@@ -48,6 +48,40 @@ def _loopback_bind(sock, address):
 socket.socket.bind = _loopback_bind
 
 
+class Controller(server.SSHUserPassController):
+    """User and password login, and a count of `netconf` subsystem requests.
+
+    The library starts a session (and sends its hello) as soon as a channel opens, before
+    the client has asked for the subsystem; a client may then drop that hello as data for a
+    channel whose subsystem is not yet granted. Sessions wait for their request instead.
+    """
+
+    def __init__(self, username, password):
+        super().__init__(username=username, password=password)
+        self.requests = threading.Semaphore(0)
+
+    def check_channel_subsystem_request(self, channel, name):
+        if name != "netconf":
+            return False
+        self.requests.release()
+        return True
+
+
+CONTROLLER = None
+_send_hello = server.NetconfServerSession.send_hello
+
+
+def _send_hello_when_asked(self, caplist, session_id=None):
+    if CONTROLLER is not None and session_id is not None:
+        CONTROLLER.requests.acquire(timeout=5)
+        # The subsystem's success reply goes out when the check above returns.
+        time.sleep(0.05)
+    return _send_hello(self, caplist, session_id)
+
+
+server.NetconfServerSession.send_hello = _send_hello_when_asked
+
+
 def read_state(path):
     try:
         with open(path, encoding="utf-8") as f:
@@ -105,7 +139,12 @@ class Methods(server.NetconfMethods):
                 if key in i:
                     etree.SubElement(stats, "{%s}%s" % (IETF_IF, leaf)).text = str(i[key])
         if filter_or_none is not None:
-            return util.filter_results(rpc, data, filter_or_none)
+            # Subtree filtering at the top level, which is all the agent asks for: keep the
+            # containers the filter names (`interfaces`, `interfaces-state`).
+            wanted = {child.tag for child in filter_or_none if isinstance(child.tag, str)}
+            for child in list(data):
+                if child.tag not in wanted:
+                    data.remove(child)
         return data
 
     def rpc_create_subscription(self, session, rpc, *params):
@@ -170,8 +209,9 @@ def main():
     methods = Methods(a.state, a.notifications)
     if a.notifications:
         threading.Thread(target=methods.watch, daemon=True).start()
-    ctl = server.SSHUserPassController(username=a.user, password=password)
-    srv = server.NetconfSSHServer(server_ctl=ctl, server_methods=methods, port=a.port,
+    global CONTROLLER
+    CONTROLLER = Controller(a.user, password)
+    srv = server.NetconfSSHServer(server_ctl=CONTROLLER, server_methods=methods, port=a.port,
                                   host_key=a.host_key, debug=False)
     print("listening on port %d" % a.port, flush=True)
     try:

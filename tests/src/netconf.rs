@@ -87,8 +87,9 @@ impl IfServer {
         let dir = open_tempdir()?;
         let port = free_port();
         let host_key = dir.path().join("host_key");
-        // paramiko reads PEM RSA keys everywhere.
-        keygen(&host_key, &["-t", "rsa", "-b", "2048", "-m", "PEM"])?;
+        // Ed25519: with an RSA key paramiko signs in a way russh refuses ("wrong server
+        // signature").
+        keygen(&host_key, &["-t", "ed25519"])?;
         let password_file = dir.path().join("netconf.pass");
         std::fs::write(&password_file, "nc-secret-4711\n")?;
         let known = dir.path().join("known_hosts");
@@ -116,7 +117,17 @@ impl IfServer {
             cmd.arg("--notifications");
         }
         let mut p = Process::spawn("ifserver.py", cmd, &s.dir.path().join("ifserver.log"))?;
-        wait_for_tcp(port, "the NETCONF test server to listen", &mut p)?;
+        // Its own word, not a probe connection: sshutil would spend its accept thread on a
+        // connection that never speaks SSH until paramiko's banner timeout.
+        wait_until(
+            "the NETCONF test server to listen",
+            Duration::from_secs(20),
+            || {
+                p.check_alive().ok()?;
+                p.log().contains("listening on port").then_some(())
+            },
+        )
+        .with_context(|| p.log())?;
         s.process = Some(p);
         Ok(s)
     }

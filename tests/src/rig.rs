@@ -135,7 +135,8 @@ fn start_agent(config: &Path, log: &Path, metrics: &str) -> Result<Process> {
         || {
             agent.check_alive().ok()?;
             let v = http_json(&format!("{metrics}/healthz")).ok()?;
-            (v["devices_up"] == 1 && v["mqtt_connected"] == Value::Bool(true)).then_some(())
+            let up = v["devices_up"].as_u64().unwrap_or(0);
+            (up >= 1 && v["mqtt_connected"] == Value::Bool(true)).then_some(())
         },
     )
     .with_context(|| agent.log())?;
@@ -431,9 +432,14 @@ address = "{switch}"
 
     /// The open incident on a port of `a-b12-01`, if any.
     pub fn open_port_incident(&self, if_index: u64) -> Option<Value> {
+        self.open_device_port_incident("a-b12-01", if_index)
+    }
+
+    /// The open incident on a port of `device`, if any.
+    pub fn open_device_port_incident(&self, device: &str, if_index: u64) -> Option<Value> {
         self.open_incidents()
             .into_iter()
-            .find(|i| i["device"] == "a-b12-01" && i["if_index"] == if_index)
+            .find(|i| i["device"] == device && i["if_index"] == if_index)
     }
 
     /// How many stored events of `kind` the port of `a-b12-01` has.

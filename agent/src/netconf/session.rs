@@ -313,6 +313,14 @@ pub async fn listen(
     wake: mpsc::Sender<()>,
     token: CancellationToken,
 ) {
+    // Start after the polling session first got in: its connect errors are the ones worth
+    // reporting, and two sessions opening at once need not race for a slow server.
+    while *restart.borrow_and_update() == 0 {
+        tokio::select! {
+            r = restart.changed() => if r.is_err() { return },
+            () = token.cancelled() => return,
+        }
+    }
     let mut backoff = Backoff::default();
     loop {
         if let Some(d) = backoff.waiting(Instant::now()) {
