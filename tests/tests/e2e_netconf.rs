@@ -76,6 +76,17 @@ fn a_port_flip_over_netconf_becomes_an_incident() -> Result<()> {
     assert_eq!(metric(&rig, "ifAdminStatus", "ge-0/0/3"), Some(2.0));
     assert_eq!(metric(&rig, "ifHighSpeed", "ge-0/0/1"), Some(10_000.0));
     assert_eq!(metric(&rig, "ifOutErrors", "ge-0/0/1"), Some(3.0));
+    let (_, text) = http_get(&format!("{}/metrics", rig.metrics))?;
+    let sessions = text
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "cnaas_agent_netconf_sessions_total{{device=\"{DEVICE}\"}}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(sessions.is_some_and(|n| n >= 1.0), "{sessions:?}");
 
     server.set("ge-0/0/1", "oper", json!("down"))?;
     let inc = wait_until("an incident for ge-0/0/1", limit, || {

@@ -53,6 +53,8 @@ pub struct AgentMetrics {
     pub snmp_timeouts: Family<DeviceLabel, Counter>,
     /// Bad responses and socket errors, by device.
     pub snmp_errors: Family<DeviceLabel, Counter>,
+    /// NETCONF sessions opened by the polling session, by device (more than one: reconnects).
+    pub netconf_sessions: Family<DeviceLabel, Counter>,
     /// 1 while the device answers, 0 once declared unreachable.
     pub device_up: Family<DeviceLabel, Gauge>,
     /// Events generated, by kind.
@@ -89,6 +91,7 @@ impl AgentMetrics {
             snmp_requests: Family::default(),
             snmp_timeouts: Family::default(),
             snmp_errors: Family::default(),
+            netconf_sessions: Family::default(),
             device_up: Family::default(),
             events: Family::default(),
             events_published: Counter::default(),
@@ -129,6 +132,11 @@ impl AgentMetrics {
             "snmp_errors",
             "SNMP responses that were invalid or stale, and socket errors",
             m.snmp_errors.clone(),
+        );
+        r.register(
+            "netconf_sessions",
+            "NETCONF sessions the polling session opened, by device; growth means reconnects",
+            m.netconf_sessions.clone(),
         );
         r.register(
             "device_up",

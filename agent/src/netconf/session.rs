@@ -200,6 +200,11 @@ impl Session {
         }
     }
 
+    /// Sessions opened so far.
+    pub fn opened(&self) -> u64 {
+        *self.connects.borrow()
+    }
+
     /// Counts this session's successful connects; the notification listener reconnects when it
     /// moves (a polling session that had to reconnect means the server or path went away).
     pub fn connects(&self) -> watch::Receiver<u64> {

@@ -103,6 +103,8 @@ fn advance(at: Instant, interval: Duration, now: Instant) -> Instant {
 /// A NETCONF device's polling session and what the plans keep between its answers.
 struct Netconf {
     session: netconf::Session,
+    /// Sessions opened that the metrics already count.
+    reported_sessions: u64,
     indexer: Indexer,
     /// Wake-ups from the notification listener.
     wake: mpsc::Receiver<()>,
@@ -160,6 +162,7 @@ impl DeviceTask {
             let (tx, rx) = mpsc::channel(1);
             Netconf {
                 session: netconf::Session::new(t.clone()),
+                reported_sessions: 0,
                 indexer: Indexer::default(),
                 wake: rx,
                 wake_tx: Some(tx),
@@ -592,6 +595,13 @@ impl DeviceTask {
         let result = nc.session.interfaces().await;
         let failed = result.is_err();
         let converted = result.map(|ifs| netconf::interfaces::to_plans(&ifs, &mut nc.indexer));
+        let opened = nc.session.opened();
+        self.shared
+            .metrics
+            .netconf_sessions
+            .get_or_create(&self.label)
+            .inc_by(opened.saturating_sub(nc.reported_sessions));
+        nc.reported_sessions = opened;
         self.observe("link", started, failed);
         self.shared
             .metrics
@@ -645,6 +655,13 @@ impl DeviceTask {
         let result = nc.session.interfaces().await;
         let failed = result.is_err();
         let converted = result.map(|ifs| netconf::interfaces::to_plans(&ifs, &mut nc.indexer));
+        let opened = nc.session.opened();
+        self.shared
+            .metrics
+            .netconf_sessions
+            .get_or_create(&self.label)
+            .inc_by(opened.saturating_sub(nc.reported_sessions));
+        nc.reported_sessions = opened;
         self.observe("counters", started, failed);
         match converted {
             Ok((_, _, raw)) => {
