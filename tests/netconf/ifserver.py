@@ -8,6 +8,9 @@ JSON file the test edits, over SSH with a user and password, on 127.0.0.1 only:
                      "description": "uplink: dist-1", "in_octets": 10, "out_octets": 20,
                      "speed": 10000000000}]}
 
+With --openconfig it lists and serves openconfig-interfaces instead (UPPER_CASE status,
+last-change in nanoseconds, a subinterface under each interface).
+
 With --notifications it offers RFC 5277 notifications (and :interleave): a session that sent
 <create-subscription> gets an <interface-oper-change> notification whenever an interface's
 oper status in the file changes.
@@ -30,6 +33,7 @@ from lxml import etree
 from netconf import server, util
 
 IETF_IF = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
+OC_IF = "http://openconfig.net/yang/interfaces"
 NOTIF_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
 TEST_NS = "urn:cnaas:test:interfaces"
 
@@ -96,7 +100,8 @@ COUNTERS = ["in-octets", "in-unicast-pkts", "in-discards", "in-errors", "out-oct
 
 
 class Methods(server.NetconfMethods):
-    def __init__(self, state_path, notifications):
+    def __init__(self, state_path, notifications, openconfig):
+        self.openconfig = openconfig
         self.state_path = state_path
         self.notifications = notifications
         self.subscribers = []
@@ -104,17 +109,53 @@ class Methods(server.NetconfMethods):
         self.started = datetime.datetime.now(datetime.timezone.utc).isoformat()
 
     def nc_append_capabilities(self, caps):
-        util.subelm(caps, "capability").text = (
-            IETF_IF + "?module=ietf-interfaces&revision=2018-02-20")
+        if self.openconfig:
+            util.subelm(caps, "capability").text = (
+                OC_IF + "?module=openconfig-interfaces&revision=2021-04-06")
+        else:
+            util.subelm(caps, "capability").text = (
+                IETF_IF + "?module=ietf-interfaces&revision=2018-02-20")
         if self.notifications:
             util.subelm(caps, "capability").text = (
                 "urn:ietf:params:netconf:capability:notification:1.0")
             util.subelm(caps, "capability").text = (
                 "urn:ietf:params:netconf:capability:interleave:1.0")
 
+    def openconfig_data(self, data, ifs):
+        """openconfig-interfaces: status in UPPER_CASE, last-change in nanoseconds."""
+        top = etree.SubElement(data, "{%s}interfaces" % OC_IF, nsmap={None: OC_IF})
+        started_ns = "%d" % (time.time() * 1e9)
+        for i in ifs:
+            it = etree.SubElement(top, "{%s}interface" % OC_IF)
+            etree.SubElement(it, "{%s}name" % OC_IF).text = i["name"]
+            st = etree.SubElement(it, "{%s}state" % OC_IF)
+            etree.SubElement(st, "{%s}name" % OC_IF).text = i["name"]
+            if i.get("description") is not None:
+                etree.SubElement(st, "{%s}description" % OC_IF).text = i["description"]
+            etree.SubElement(st, "{%s}admin-status" % OC_IF).text = i.get("admin", "up").upper()
+            etree.SubElement(st, "{%s}oper-status" % OC_IF).text = (
+                i.get("oper", "up").upper().replace("-", "_"))
+            etree.SubElement(st, "{%s}last-change" % OC_IF).text = started_ns
+            if "if_index" in i:
+                etree.SubElement(st, "{%s}ifindex" % OC_IF).text = str(i["if_index"])
+            counters = etree.SubElement(st, "{%s}counters" % OC_IF)
+            for leaf in COUNTERS:
+                key = leaf.replace("-", "_")
+                if key in i:
+                    etree.SubElement(counters, "{%s}%s" % (OC_IF, leaf)).text = str(i[key])
+            # A subinterface with its own status, which is not a port.
+            sub = etree.SubElement(it, "{%s}subinterfaces" % OC_IF)
+            one = etree.SubElement(sub, "{%s}subinterface" % OC_IF)
+            etree.SubElement(one, "{%s}index" % OC_IF).text = "0"
+            sst = etree.SubElement(one, "{%s}state" % OC_IF)
+            etree.SubElement(sst, "{%s}oper-status" % OC_IF).text = "UP"
+
     def rpc_get(self, session, rpc, filter_or_none):
         data = util.elm("nc:data")
         ifs = read_state(self.state_path)
+        if self.openconfig:
+            self.openconfig_data(data, ifs)
+            return self.filtered(data, filter_or_none)
         config = etree.SubElement(data, "{%s}interfaces" % IETF_IF, nsmap={None: IETF_IF})
         state = etree.SubElement(data, "{%s}interfaces-state" % IETF_IF, nsmap={None: IETF_IF})
         for i in ifs:
@@ -138,6 +179,10 @@ class Methods(server.NetconfMethods):
                 key = leaf.replace("-", "_")
                 if key in i:
                     etree.SubElement(stats, "{%s}%s" % (IETF_IF, leaf)).text = str(i[key])
+        return self.filtered(data, filter_or_none)
+
+    @staticmethod
+    def filtered(data, filter_or_none):
         if filter_or_none is not None:
             # Subtree filtering at the top level, which is all the agent asks for: keep the
             # containers the filter names (`interfaces`, `interfaces-state`).
@@ -201,12 +246,14 @@ def main():
     p.add_argument("--password-file", required=True)
     p.add_argument("--state", required=True)
     p.add_argument("--notifications", action="store_true")
+    p.add_argument("--openconfig", action="store_true",
+                   help="serve openconfig-interfaces instead of ietf-interfaces")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with open(a.password_file, encoding="utf-8") as f:
         password = f.read().rstrip("\n")
-    methods = Methods(a.state, a.notifications)
+    methods = Methods(a.state, a.notifications, a.openconfig)
     if a.notifications:
         threading.Thread(target=methods.watch, daemon=True).start()
     global CONTROLLER

@@ -84,6 +84,15 @@ pub struct IfServer {
 impl IfServer {
     /// Starts it with these interfaces (see the script for the fields) and waits for its port.
     pub fn start(interfaces: Value, notifications: bool) -> Result<IfServer> {
+        Self::start_model(interfaces, notifications, false)
+    }
+
+    /// Like [`IfServer::start`], serving openconfig-interfaces when `openconfig`.
+    pub fn start_model(
+        interfaces: Value,
+        notifications: bool,
+        openconfig: bool,
+    ) -> Result<IfServer> {
         let dir = open_tempdir()?;
         let port = free_port();
         let host_key = dir.path().join("host_key");
@@ -115,6 +124,9 @@ impl IfServer {
             .arg(&s.state_file);
         if notifications {
             cmd.arg("--notifications");
+        }
+        if openconfig {
+            cmd.arg("--openconfig");
         }
         let mut p = Process::spawn("ifserver.py", cmd, &s.dir.path().join("ifserver.log"))?;
         // Its own word, not a probe connection: sshutil would spend its accept thread on a

@@ -170,3 +170,26 @@ fn a_netconf_notification_is_confirmed_without_waiting_for_the_poll() -> Result<
     assert_eq!(detail["events"][0]["source"], "netconf", "{detail}");
     Ok(())
 }
+
+#[test]
+fn an_openconfig_switch_is_read_through_openconfig_interfaces() -> Result<()> {
+    let mut server = IfServer::start_model(interfaces(), false, true)?;
+    let rig = rig_for(&server, "1s")?;
+    let limit = Duration::from_secs(15);
+    let octets = wait_until("ifHCInOctets of ge-0/0/1", limit, || {
+        metric(&rig, "ifHCInOctets", "ge-0/0/1")
+    })
+    .with_context(|| format!("{}\n--- ifserver\n{}", rig.logs(), server.log()))?;
+    assert_eq!(octets, 123_456_789.0);
+    assert!(
+        rig.agent.log().contains("openconfig-interfaces"),
+        "the agent did not pick openconfig"
+    );
+    server.set("ge-0/0/1", "oper", json!("down"))?;
+    let inc = wait_until("an incident for ge-0/0/1", limit, || {
+        rig.open_device_port_incident(DEVICE, 501)
+    })
+    .with_context(|| rig.logs())?;
+    assert_eq!(inc["role"], "uplink", "{inc}");
+    Ok(())
+}
