@@ -268,6 +268,33 @@ impl Netconfd {
         })
     }
 
+    /// A further client key sshd accepts, encrypted with `passphrase`; its private key file.
+    pub fn add_client_key(&self, name: &str, passphrase: &str) -> Result<PathBuf> {
+        let key = self.dir.path().join(name);
+        let out = Command::new(find_program("ssh-keygen")?)
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-C",
+                "cnaas-test",
+                "-N",
+                passphrase,
+                "-f",
+            ])
+            .arg(&key)
+            .output()?;
+        if !out.status.success() {
+            bail!("ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let public = std::fs::read_to_string(key.with_extension("pub"))?;
+        let authorized = self.dir.path().join("authorized_keys");
+        let mut all = std::fs::read_to_string(&authorized)?;
+        all.push_str(&public);
+        std::fs::write(&authorized, all)?;
+        Ok(key)
+    }
+
     /// netconfd's and sshd's logs.
     pub fn logs(&self) -> String {
         let netconfd_log =

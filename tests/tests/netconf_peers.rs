@@ -115,6 +115,47 @@ fn host_keys_are_checked_unless_the_lab_opts_out() -> Result<()> {
     })
 }
 
+#[test]
+fn a_key_with_a_passphrase_read_from_a_file() -> Result<()> {
+    let peer = Netconfd::start(false)?;
+    let key = peer.add_client_key("locked_key", "key-passphrase-0815")?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let with = |passphrase: &str| {
+            Arc::new(Target {
+                auth: Auth::Key {
+                    file: key.clone(),
+                    passphrase: Some(cnaas_shared::config::Secret::new(passphrase)),
+                },
+                ..(*target(
+                    peer.port,
+                    &key,
+                    HostKeys::KnownHosts(peer.known_hosts.clone()),
+                    Duration::from_secs(5),
+                ))
+                .clone()
+            })
+        };
+        let mut s = Session::new(with("key-passphrase-0815"));
+        assert!(
+            s.get(SESSIONS)
+                .await
+                .with_context(|| peer.logs())?
+                .contains("<session")
+        );
+        s.close().await?;
+        let mut wrong = Session::new(with("not-the-passphrase"));
+        let e = wrong
+            .get(SESSIONS)
+            .await
+            .err()
+            .context("a wrong passphrase worked")?;
+        assert!(matches!(e, NcError::Connect { .. }), "{e}");
+        assert!(!e.to_string().contains("not-the-passphrase"), "{e}");
+        anyhow::Ok(())
+    })
+}
+
 /// VmHWM (peak resident memory) of this process, in MiB.
 fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
