@@ -9,7 +9,8 @@ request does what the file DIR/mode says:
   huge       a chunk header claiming 4 GB, then data for as long as the client reads
   endless    64 KiB chunks without the end-of-chunks marker, for as long as the client reads
   silent     never answers
-  good       a proper reply with ietf-interfaces state of one port
+  refuse     an <rpc-error> to every request (the session itself stays sound)
+  good       a proper reply with ietf-interfaces state of one port, to every request
 
 Each session appends a line to DIR/sessions. Usage: hostile.py DIR
 """
@@ -31,6 +32,14 @@ GOOD = (
     '<interfaces-state xmlns="urn:ietf:params:xml:ns:yang:ietf-interfaces"><interface>'
     "<name>xe-0/0/0</name><admin-status>up</admin-status><oper-status>up</oper-status>"
     "<if-index>1</if-index></interface></interfaces-state></data></rpc-reply>"
+)
+
+
+REFUSE = (
+    '<rpc-reply xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="{id}"><rpc-error>'
+    "<error-type>application</error-type><error-tag>operation-not-supported</error-tag>"
+    "<error-severity>error</error-severity>"
+    "<error-message>interface state is not here</error-message></rpc-error></rpc-reply>"
 )
 
 
@@ -80,7 +89,7 @@ def main():
         f.write("%s %s\n" % (time.time(), mode))
     write(HELLO)
     _, rest = read_until(b"]]>]]>")
-    request, _ = read_chunked_message(rest)
+    request, rest = read_chunked_message(rest)
     try:
         if mode == "garbage":
             write(b"this is not NETCONF framing at all\n" * 100)
@@ -99,11 +108,12 @@ def main():
             while os.read(0, 65536):
                 pass
         else:
-            msg_id = request.split(b'message-id="', 1)[-1].split(b'"', 1)[0].decode()
-            body = GOOD.format(id=msg_id).encode()
-            write(b"\n#%d\n" % len(body) + body + b"\n##\n")
-            while os.read(0, 65536):
-                pass
+            reply = REFUSE if mode == "refuse" else GOOD
+            while True:
+                msg_id = request.split(b'message-id="', 1)[-1].split(b'"', 1)[0].decode()
+                body = reply.format(id=msg_id).encode()
+                write(b"\n#%d\n" % len(body) + body + b"\n##\n")
+                request, rest = read_chunked_message(rest)
     except (BrokenPipeError, OSError):
         # The client gave up on us: what a client should do.
         pass

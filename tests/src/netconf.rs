@@ -327,6 +327,8 @@ pub enum Misbehaviour {
     Endless,
     /// Nothing at all: reads and never answers.
     Silent,
+    /// An `<rpc-error>` to every request.
+    Refuse,
     /// Answers properly (with ietf-interfaces state of one port).
     Good,
 }
@@ -339,6 +341,7 @@ impl Misbehaviour {
             Misbehaviour::HugeChunk => "huge",
             Misbehaviour::Endless => "endless",
             Misbehaviour::Silent => "silent",
+            Misbehaviour::Refuse => "refuse",
             Misbehaviour::Good => "good",
         }
     }

@@ -219,9 +219,35 @@ fn a_misbehaving_server_gives_clear_errors_and_reconnects() -> Result<()> {
             assert_eq!(peer.sessions(), before + 2, "{mode:?} did not reconnect");
             eprintln!("{mode:?}: `{text}`, peak RSS so far {} MiB", peak_rss_mib());
         }
+        // An <rpc-error> is the server's answer, not a broken session: no reconnect.
+        peer.set(Misbehaviour::Refuse)?;
+        s = Session::new(target(
+            peer.port,
+            &peer.client_key,
+            HostKeys::KnownHosts(peer.known_hosts.clone()),
+            Duration::from_secs(2),
+        ));
+        let before = peer.sessions();
+        for _ in 0..3 {
+            let e = s
+                .interfaces()
+                .await
+                .err()
+                .context("a refusal is an error")?;
+            assert!(e.to_string().contains("interface state is not here"), "{e}");
+        }
+        assert_eq!(peer.sessions(), before + 1, "refusals reconnected");
         peer.set(Misbehaviour::Good)?;
+        // The refusing session is still open (and would go on refusing): start afresh. Its
+        // close-session may be refused too; the session is gone either way.
+        let _ = s.close().await;
         let ok = s.interfaces().await?;
-        assert_eq!(ok[0].name, "xe-0/0/0", "recovered on the same Session");
+        assert_eq!(
+            peer.sessions(),
+            before + 2,
+            "the good server needs a new session"
+        );
+        assert_eq!(ok[0].name, "xe-0/0/0", "reconnected on the same Session");
         anyhow::Ok(())
     })?;
     // A 4 GB chunk header and an endless message were cut off at the 1 MiB limit.

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cnaas_shared::config::Secret;
+use rustnetconf::error::RpcError;
 use rustnetconf::transport::ssh::HostKeyVerification;
 use rustnetconf::{Client, NetconfError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::interfaces::{self, IfState, OPENCONFIG_NS, ParseError};
+use super::interfaces::{self, IETF_NS, IfState, OPENCONFIG_NS, ParseError};
 
 /// How to log in.
 #[derive(Debug, Clone)]
@@ -224,9 +225,16 @@ impl Session {
                 Ok(c) => {
                     self.backoff.succeeded();
                     let caps = c.capabilities();
-                    self.openconfig = caps.is_some_and(|caps| {
-                        caps.all_uris().iter().any(|u| u.starts_with(OPENCONFIG_NS))
-                    });
+                    let lists = |ns: &str| {
+                        caps.is_some_and(|caps| caps.all_uris().iter().any(|u| u.starts_with(ns)))
+                    };
+                    self.openconfig = lists(OPENCONFIG_NS);
+                    if !self.openconfig && !lists(IETF_NS) {
+                        tracing::warn!(
+                            address = %self.target.address,
+                            "The NETCONF server lists neither ietf-interfaces nor openconfig-interfaces; asking for ietf-interfaces anyway."
+                        );
+                    }
                     tracing::info!(
                         address = %self.target.address,
                         session_id = ?caps.and_then(|c| c.session_id()),
@@ -272,6 +280,8 @@ impl Session {
         .await;
         match result {
             Ok(Ok(data)) => Ok(data),
+            // The server understood and refused (an <rpc-error>): the session is sound.
+            Ok(Err(e @ NetconfError::Rpc(RpcError::ServerError(_)))) => Err(protocol(&e)),
             Ok(Err(e)) => {
                 self.client = None;
                 Err(protocol(&e))
