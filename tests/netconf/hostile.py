@@ -10,6 +10,7 @@ request does what the file DIR/mode says:
   endless    64 KiB chunks without the end-of-chunks marker, for as long as the client reads
   silent     never answers
   refuse     an <rpc-error> to every request (the session itself stays sound)
+  stale      a reply with another message-id first, then the right one, to every request
   good       a proper reply with ietf-interfaces state of one port, to every request
 
 Each session appends a line to DIR/sessions. Usage: hostile.py DIR
@@ -111,6 +112,9 @@ def main():
             reply = REFUSE if mode == "refuse" else GOOD
             while True:
                 msg_id = request.split(b'message-id="', 1)[-1].split(b'"', 1)[0].decode()
+                if mode == "stale":
+                    old = GOOD.replace("xe-0/0/0", "stale-0/0/0").format(id="424242").encode()
+                    write(b"\n#%d\n" % len(old) + old + b"\n##\n")
                 body = reply.format(id=msg_id).encode()
                 write(b"\n#%d\n" % len(body) + body + b"\n##\n")
                 request, rest = read_chunked_message(rest)

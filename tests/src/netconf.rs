@@ -329,6 +329,8 @@ pub enum Misbehaviour {
     Silent,
     /// An `<rpc-error>` to every request.
     Refuse,
+    /// A reply with another message-id before the right one.
+    Stale,
     /// Answers properly (with ietf-interfaces state of one port).
     Good,
 }
@@ -342,6 +344,7 @@ impl Misbehaviour {
             Misbehaviour::Endless => "endless",
             Misbehaviour::Silent => "silent",
             Misbehaviour::Refuse => "refuse",
+            Misbehaviour::Stale => "stale",
             Misbehaviour::Good => "good",
         }
     }

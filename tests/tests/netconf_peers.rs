@@ -2,6 +2,7 @@
 //! OpenSSH with both framings, host key checking, and a server that misbehaves in every way
 //! the issue lists (garbage, a truncated chunk, a chunk header claiming 4 GB, a message that
 //! never ends, no answer): each is a clear error, the next call reconnects, memory stays bounded.
+//! An `<rpc-error>` keeps the session; a reply with another message-id is not taken for ours.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -248,6 +249,14 @@ fn a_misbehaving_server_gives_clear_errors_and_reconnects() -> Result<()> {
             "the good server needs a new session"
         );
         assert_eq!(ok[0].name, "xe-0/0/0", "reconnected on the same Session");
+        // A reply to a request we did not send (another message-id) is not taken for ours.
+        peer.set(Misbehaviour::Stale)?;
+        let _ = s.close().await;
+        for _ in 0..2 {
+            let got = s.interfaces().await?;
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0].name, "xe-0/0/0", "the stale reply was taken");
+        }
         anyhow::Ok(())
     })?;
     // A 4 GB chunk header and an endless message were cut off at the 1 MiB limit.
