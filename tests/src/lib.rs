@@ -731,6 +731,14 @@ pub fn now_ns() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
+/// The benchmark binaries' one argument (a count), or `default` without one.
+pub fn count_arg(default: usize) -> Result<usize> {
+    match std::env::args().nth(1) {
+        Some(s) => s.parse().with_context(|| format!("`{s}` is not a count")),
+        None => Ok(default),
+    }
+}
+
 /// (arrival ns, event JSON) of every line `%U %t %p` a `mosquitto_sub -F '%U %t %p'` wrote.
 pub fn event_arrivals(file: &Path) -> Vec<(u128, serde_json::Value)> {
     std::fs::read_to_string(file)

@@ -330,25 +330,32 @@ impl DeviceTask {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "Link poll failed.");
-                // With ICMP, reachability is the ping's to decide: a switch that forwards and
-                // answers ping but not SNMP is not down (and must not flap between the two).
-                if matches!(self.prober, Prober::Icmp(..)) {
-                    if self.ping().await {
-                        if !self.snmp_only_warned {
-                            self.snmp_only_warned = true;
-                            tracing::warn!(error = %e, "Device answers ping but not SNMP; it is monitored blind.");
-                        }
-                        if let Some(c) = self.state.on_answer() {
-                            self.set_up(true);
-                            self.emit(&[c], None, Source::Ping);
-                        }
-                        return;
-                    }
-                    self.missed(&e.to_string(), Source::Ping);
-                } else {
-                    self.missed(&e.to_string(), source);
-                }
+                self.link_poll_failed(&e.to_string(), "SNMP", source).await;
             }
+        }
+    }
+
+    /// A link poll got no answer. With ICMP, reachability is the ping's to decide: a switch
+    /// that forwards and answers ping but not SNMP (or NETCONF) is not down (and must not flap
+    /// between the two).
+    async fn link_poll_failed(&mut self, why: &str, protocol: &str, source: Source) {
+        if !matches!(self.prober, Prober::Icmp(..)) {
+            return self.missed(why, source);
+        }
+        if !self.ping().await {
+            return self.missed(why, Source::Ping);
+        }
+        if !self.snmp_only_warned {
+            self.snmp_only_warned = true;
+            tracing::warn!(
+                error = why,
+                protocol,
+                "Device answers ping but not {protocol}; it is monitored blind."
+            );
+        }
+        if let Some(c) = self.state.on_answer() {
+            self.set_up(true);
+            self.emit(&[c], None, Source::Ping);
         }
     }
 
@@ -585,15 +592,15 @@ impl DeviceTask {
             .set_device(&self.device.name, snap.uptime, ports);
     }
 
-    /// The link plan over NETCONF: one `<get>` gives status, labels and the snapshot; the
-    /// state diff, events and metrics are the SNMP plan's.
-    async fn poll_link_netconf(&mut self, source: Source) {
-        let Some(nc) = &mut self.netconf else {
-            return;
-        };
+    /// One `<get>` of interface state for `plan`, turned into what the plans use; None for a
+    /// device without NETCONF. Counts the poll's time, failure and any new session.
+    async fn netconf_poll(
+        &mut self,
+        plan: &'static str,
+    ) -> Option<Result<(LinkSnapshot, HashMap<u32, Labels>, counters::Raw), netconf::NcError>> {
+        let nc = self.netconf.as_mut()?;
         let started = Instant::now();
         let result = nc.session.interfaces().await;
-        let failed = result.is_err();
         let converted = result.map(|ifs| netconf::interfaces::to_plans(&ifs, &mut nc.indexer));
         let opened = nc.session.opened();
         self.shared
@@ -602,7 +609,16 @@ impl DeviceTask {
             .get_or_create(&self.label)
             .inc_by(opened.saturating_sub(nc.reported_sessions));
         nc.reported_sessions = opened;
-        self.observe("link", started, failed);
+        self.observe(plan, started, converted.is_err());
+        Some(converted)
+    }
+
+    /// The link plan over NETCONF: one `<get>` gives status, labels and the snapshot; the
+    /// state diff, events and metrics are the SNMP plan's.
+    async fn poll_link_netconf(&mut self, source: Source) {
+        let Some(converted) = self.netconf_poll("link").await else {
+            return;
+        };
         self.shared
             .metrics
             .link_polls
@@ -619,6 +635,7 @@ impl DeviceTask {
                 let changes = self.state.on_poll_ok(&snap);
                 self.labels = labels;
                 self.set_up(true);
+                self.snmp_only_warned = false;
                 // last-change is a wall-clock time here, not ifLastChange's sysUpTime ticks.
                 let mut exported = snap.clone();
                 for p in exported.ports.values_mut() {
@@ -629,18 +646,8 @@ impl DeviceTask {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "NETCONF link poll failed.");
-                if matches!(self.prober, Prober::Icmp(..)) && self.ping().await {
-                    if !self.snmp_only_warned {
-                        self.snmp_only_warned = true;
-                        tracing::warn!(error = %e, "Device answers ping but not NETCONF; it is monitored blind.");
-                    }
-                    if let Some(c) = self.state.on_answer() {
-                        self.set_up(true);
-                        self.emit(&[c], None, Source::Ping);
-                    }
-                    return;
-                }
-                self.missed(&e.to_string(), source);
+                self.link_poll_failed(&e.to_string(), "NETCONF", source)
+                    .await;
             }
         }
     }
@@ -648,21 +655,9 @@ impl DeviceTask {
     /// The counters plan over NETCONF: the statistics of the same `<get>`, as the IF-MIB
     /// columns they correspond to (in-octets is ifHCInOctets, speed is ifHighSpeed, ...).
     async fn poll_counters_netconf(&mut self) {
-        let Some(nc) = &mut self.netconf else {
+        let Some(converted) = self.netconf_poll("counters").await else {
             return;
         };
-        let started = Instant::now();
-        let result = nc.session.interfaces().await;
-        let failed = result.is_err();
-        let converted = result.map(|ifs| netconf::interfaces::to_plans(&ifs, &mut nc.indexer));
-        let opened = nc.session.opened();
-        self.shared
-            .metrics
-            .netconf_sessions
-            .get_or_create(&self.label)
-            .inc_by(opened.saturating_sub(nc.reported_sessions));
-        nc.reported_sessions = opened;
-        self.observe("counters", started, failed);
         match converted {
             Ok((_, _, raw)) => {
                 self.totals

@@ -26,11 +26,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() -> Result<()> {
-    let flips: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(20);
+    let flips = cnaas_tests::count_arg(20)?;
     let rig = Rig::start(&RigOptions {
         link_interval: "1s".into(),
         dead_device: false,

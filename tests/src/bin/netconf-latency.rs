@@ -44,11 +44,7 @@ fn p50_p99(mut ms: Vec<f64>) -> (f64, f64) {
 }
 
 fn main() -> Result<()> {
-    let flips: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(20);
+    let flips = cnaas_tests::count_arg(20)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

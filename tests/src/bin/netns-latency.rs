@@ -47,11 +47,7 @@ fn stats(mut v: Vec<f64>) -> String {
 }
 
 fn main() -> Result<()> {
-    let flips: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(20);
+    let flips = cnaas_tests::count_arg(20)?;
     let Some(ns) = Netns::create()? else {
         bail!("cannot create a network namespace (needs root)");
     };

@@ -54,11 +54,7 @@ fn collect(rig: &Rig, id: i64, per_channel: &mut BTreeMap<String, Vec<f64>>) -> 
 }
 
 fn main() -> Result<()> {
-    let flips: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(20);
+    let flips = cnaas_tests::count_arg(20)?;
     let smtp = SmtpSink::start()?;
     let sms = WebhookReceiver::start(0)?;
     let rig = Rig::start(&RigOptions {

@@ -25,11 +25,7 @@ use tokio_util::sync::CancellationToken;
 const SWITCHES: usize = 50;
 
 fn main() -> Result<()> {
-    let flips: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(20);
+    let flips = cnaas_tests::count_arg(20)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
