@@ -13,9 +13,11 @@
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use cnaas_agent::netconf::{Auth, HostKeys, Target};
 use serde_json::{Value, json};
 
 use crate::{Process, find_program, free_port, open_tempdir, repo_root, wait_until};
@@ -205,6 +207,44 @@ fn start_sshd(dir: &Path, port: u16, config: &Path) -> Result<Process> {
     Ok(p)
 }
 
+/// How a client gets into an sshd peer: its port, the key it accepts, its host key.
+#[derive(Debug, Clone)]
+pub struct SshLogin {
+    /// sshd's port on 127.0.0.1.
+    pub port: u16,
+    /// The client's private key.
+    pub client_key: PathBuf,
+    /// A known_hosts file with sshd's host key.
+    pub known_hosts: PathBuf,
+}
+
+impl SshLogin {
+    fn in_dir(dir: &Path, port: u16) -> SshLogin {
+        SshLogin {
+            port,
+            client_key: dir.join("client_key"),
+            known_hosts: dir.join("known_hosts"),
+        }
+    }
+
+    /// The agent's NETCONF target for this peer: key login as [`local_user`], host key checked
+    /// against known_hosts, at most 1 MiB per message, no notifications.
+    pub fn target(&self, timeout: Duration) -> Arc<Target> {
+        Arc::new(Target {
+            address: format!("127.0.0.1:{}", self.port),
+            user: local_user(),
+            auth: Auth::Key {
+                file: self.client_key.clone(),
+                passphrase: None,
+            },
+            host_keys: HostKeys::KnownHosts(self.known_hosts.clone()),
+            timeout,
+            max_message: 1 << 20,
+            notifications: false,
+        })
+    }
+}
+
 /// The user the sshd peers accept: the one running the tests (sshd runs as root in CI).
 pub fn local_user() -> String {
     std::env::var("USER")
@@ -215,12 +255,8 @@ pub fn local_user() -> String {
 
 /// netconfd (yuma123) behind sshd.
 pub struct Netconfd {
-    /// sshd's port.
-    pub port: u16,
-    /// The client's private key.
-    pub client_key: PathBuf,
-    /// A known_hosts file with sshd's host key.
-    pub known_hosts: PathBuf,
+    /// How to get in.
+    pub login: SshLogin,
     sshd: Option<Process>,
     netconfd: Option<Process>,
     dir: tempfile::TempDir,
@@ -259,9 +295,7 @@ impl Netconfd {
         let config = sshd_config(dir.path(), port, &subsystem)?;
         let sshd = start_sshd(dir.path(), port, &config)?;
         Ok(Netconfd {
-            port,
-            client_key: dir.path().join("client_key"),
-            known_hosts: dir.path().join("known_hosts"),
+            login: SshLogin::in_dir(dir.path(), port),
             sshd: Some(sshd),
             netconfd: Some(netconfd),
             dir,
@@ -352,12 +386,8 @@ impl Misbehaviour {
 
 /// sshd with a misbehaving `netconf` subsystem.
 pub struct Hostile {
-    /// sshd's port.
-    pub port: u16,
-    /// The client's private key.
-    pub client_key: PathBuf,
-    /// A known_hosts file with sshd's host key.
-    pub known_hosts: PathBuf,
+    /// How to get in.
+    pub login: SshLogin,
     sshd: Option<Process>,
     dir: tempfile::TempDir,
 }
@@ -376,9 +406,7 @@ impl Hostile {
         );
         let config = sshd_config(dir.path(), port, &subsystem)?;
         let h = Hostile {
-            port,
-            client_key: dir.path().join("client_key"),
-            known_hosts: dir.path().join("known_hosts"),
+            login: SshLogin::in_dir(dir.path(), port),
             sshd: None,
             dir,
         };

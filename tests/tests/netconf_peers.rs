@@ -4,28 +4,12 @@
 //! never ends, no answer): each is a clear error, the next call reconnects, memory stays bounded.
 //! An `<rpc-error>` keeps the session; a reply with another message-id is not taken for ours.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cnaas_agent::netconf::{Auth, HostKeys, NcError, Session, Target};
-use cnaas_tests::netconf::{Hostile, Misbehaviour, Netconfd, local_user};
-
-fn target(port: u16, key: &Path, host_keys: HostKeys, timeout: Duration) -> Arc<Target> {
-    Arc::new(Target {
-        address: format!("127.0.0.1:{port}"),
-        user: local_user(),
-        auth: Auth::Key {
-            file: key.to_owned(),
-            passphrase: None,
-        },
-        host_keys,
-        timeout,
-        max_message: 1 << 20,
-        notifications: false,
-    })
-}
+use cnaas_tests::netconf::{Hostile, Misbehaviour, Netconfd};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -38,12 +22,7 @@ const SESSIONS: &str = r#"<netconf-state xmlns="urn:ietf:params:xml:ns:yang:ietf
 fn hello_get_close(base10_only: bool) -> Result<()> {
     let peer = Netconfd::start(base10_only)?;
     let rt = runtime()?;
-    let t = target(
-        peer.port,
-        &peer.client_key,
-        HostKeys::KnownHosts(peer.known_hosts.clone()),
-        Duration::from_secs(5),
-    );
+    let t = peer.login.target(Duration::from_secs(5));
     rt.block_on(async {
         let mut s = Session::new(t);
         let data = s.get(SESSIONS).await.with_context(|| peer.logs())?;
@@ -76,22 +55,20 @@ fn host_keys_are_checked_unless_the_lab_opts_out() -> Result<()> {
     let rt = runtime()?;
     // Another server's key in known_hosts.
     let other = Hostile::start(Misbehaviour::Good)?;
-    let wrong = std::fs::read_to_string(&other.known_hosts)?.replace(
-        &format!("[127.0.0.1]:{}", other.port),
-        &format!("[127.0.0.1]:{}", peer.port),
+    let wrong = std::fs::read_to_string(&other.login.known_hosts)?.replace(
+        &format!("[127.0.0.1]:{}", other.login.port),
+        &format!("[127.0.0.1]:{}", peer.login.port),
     );
-    let wrong_file = peer.known_hosts.with_file_name("wrong_known_hosts");
+    let wrong_file = peer.login.known_hosts.with_file_name("wrong_known_hosts");
     std::fs::write(&wrong_file, wrong)?;
-    let empty = peer.known_hosts.with_file_name("empty_known_hosts");
+    let empty = peer.login.known_hosts.with_file_name("empty_known_hosts");
     std::fs::write(&empty, "")?;
     rt.block_on(async {
         for (file, what) in [(&wrong_file, "a different key"), (&empty, "no entry")] {
-            let mut s = Session::new(target(
-                peer.port,
-                &peer.client_key,
-                HostKeys::KnownHosts(file.clone()),
-                Duration::from_secs(5),
-            ));
+            let mut s = Session::new(Arc::new(Target {
+                host_keys: HostKeys::KnownHosts(file.clone()),
+                ..(*peer.login.target(Duration::from_secs(5))).clone()
+            }));
             let e = s.get(SESSIONS).await.err().context(what)?;
             assert!(matches!(e, NcError::Connect { .. }), "{what}: {e}");
             assert!(
@@ -103,12 +80,10 @@ fn host_keys_are_checked_unless_the_lab_opts_out() -> Result<()> {
             let again = s.get(SESSIONS).await.err().context(what)?;
             assert!(matches!(again, NcError::Backoff { .. }), "{again}");
         }
-        let mut lab = Session::new(target(
-            peer.port,
-            &peer.client_key,
-            HostKeys::AcceptAny,
-            Duration::from_secs(5),
-        ));
+        let mut lab = Session::new(Arc::new(Target {
+            host_keys: HostKeys::AcceptAny,
+            ..(*peer.login.target(Duration::from_secs(5))).clone()
+        }));
         assert!(lab.get(SESSIONS).await?.contains("<session"));
         lab.close().await?;
         eprintln!("host keys: peak RSS {} MiB", peak_rss_mib());
@@ -128,13 +103,7 @@ fn a_key_with_a_passphrase_read_from_a_file() -> Result<()> {
                     file: key.clone(),
                     passphrase: Some(cnaas_shared::config::Secret::new(passphrase)),
                 },
-                ..(*target(
-                    peer.port,
-                    &key,
-                    HostKeys::KnownHosts(peer.known_hosts.clone()),
-                    Duration::from_secs(5),
-                ))
-                .clone()
+                ..(*peer.login.target(Duration::from_secs(5))).clone()
             })
         };
         let mut s = Session::new(with("key-passphrase-0815"));
@@ -174,12 +143,7 @@ fn peak_rss_mib() -> u64 {
 fn a_misbehaving_server_gives_clear_errors_and_reconnects() -> Result<()> {
     let peer = Hostile::start(Misbehaviour::Good)?;
     let rt = runtime()?;
-    let t = target(
-        peer.port,
-        &peer.client_key,
-        HostKeys::KnownHosts(peer.known_hosts.clone()),
-        Duration::from_secs(2),
-    );
+    let t = peer.login.target(Duration::from_secs(2));
     rt.block_on(async {
         let mut s = Session::new(t);
         let ok = s.interfaces().await.with_context(|| peer.logs())?;
@@ -196,12 +160,7 @@ fn a_misbehaving_server_gives_clear_errors_and_reconnects() -> Result<()> {
             // The open session answered well; a new one is needed to meet the new mode.
             drop(std::mem::replace(
                 &mut s,
-                Session::new(target(
-                    peer.port,
-                    &peer.client_key,
-                    HostKeys::KnownHosts(peer.known_hosts.clone()),
-                    Duration::from_secs(2),
-                )),
+                Session::new(peer.login.target(Duration::from_secs(2))),
             ));
             let e = s
                 .interfaces()
@@ -222,12 +181,7 @@ fn a_misbehaving_server_gives_clear_errors_and_reconnects() -> Result<()> {
         }
         // An <rpc-error> is the server's answer, not a broken session: no reconnect.
         peer.set(Misbehaviour::Refuse)?;
-        s = Session::new(target(
-            peer.port,
-            &peer.client_key,
-            HostKeys::KnownHosts(peer.known_hosts.clone()),
-            Duration::from_secs(2),
-        ));
+        s = Session::new(peer.login.target(Duration::from_secs(2)));
         let before = peer.sessions();
         for _ in 0..3 {
             let e = s

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use cnaas_agent::netconf::{Auth, HostKeys, Session, Target};
 use cnaas_shared::config::Secret;
-use cnaas_tests::netconf::{IfServer, Netconfd, local_user};
+use cnaas_tests::netconf::{IfServer, Netconfd};
 use cnaas_tests::{
     Mosquitto, event_arrivals, event_tap, free_port, http_json, now_ns, open_tempdir, percentile,
     proc_usage, start_binary, wait_until,
@@ -55,16 +55,8 @@ fn main() -> Result<()> {
     let ifs = IfServer::start(ports(), false)?;
     rt.block_on(async {
         let mut s = Session::new(Arc::new(Target {
-            address: format!("127.0.0.1:{}", netconfd.port),
-            user: local_user(),
-            auth: Auth::Key {
-                file: netconfd.client_key.clone(),
-                passphrase: None,
-            },
-            host_keys: HostKeys::KnownHosts(netconfd.known_hosts.clone()),
-            timeout: Duration::from_secs(5),
             max_message: 16 << 20,
-            notifications: false,
+            ..(*netconfd.login.target(Duration::from_secs(5))).clone()
         }));
         let t = Instant::now();
         s.get(MONITORING).await.ok();
