@@ -447,6 +447,35 @@ mod tests {
         assert_eq!(last_change_mark("yesterday"), None);
     }
 
+    const SAMPLE: &str = r#"<data><interfaces-state xmlns="urn:ietf:params:xml:ns:yang:ietf-interfaces"><interface><name>ge-0/0/1</name><admin-status>up</admin-status><oper-status>down</oper-status><if-index>7</if-index><statistics><in-octets>99</in-octets></statistics></interface></interfaces-state></data>"#;
+
+    proptest::proptest! {
+        // What a server sends is not trusted: any text is an answer or a ParseError, never a
+        // panic, and never an interface without a name.
+        #[test]
+        fn any_text_is_read_or_refused(text in "\\PC{0,400}") {
+            if let Ok(ifs) = parse(&text) {
+                proptest::prop_assert!(ifs.iter().all(|i| !i.name.is_empty()));
+            }
+        }
+
+        // A real reply cut anywhere, or with one byte replaced, is read or refused; whole, it
+        // keeps its one interface and its numbers.
+        #[test]
+        fn cut_or_damaged_replies(cut in 0usize..400, at in 0usize..400, ch in proptest::char::any()) {
+            let cut = SAMPLE.char_indices().map(|(i, _)| i).nth(cut).unwrap_or(SAMPLE.len());
+            let _ = parse(&SAMPLE[..cut]);
+            let mut damaged: Vec<char> = SAMPLE.chars().collect();
+            if let Some(c) = damaged.get_mut(at % SAMPLE.len()) {
+                *c = ch;
+            }
+            let _ = parse(&damaged.into_iter().collect::<String>());
+            let whole = parse(SAMPLE).unwrap();
+            proptest::prop_assert_eq!(whole.len(), 1);
+            proptest::prop_assert_eq!((whole[0].admin, whole[0].oper, whole[0].if_index), (Some(1), Some(2), Some(7)));
+        }
+    }
+
     #[test]
     fn which_notifications_are_about_interfaces() {
         assert!(is_about_interfaces(
