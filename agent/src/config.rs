@@ -133,7 +133,8 @@ pub struct Defaults {
     /// Failed link polls in a row before the device is declared unreachable.
     #[serde(default = "default_unreachable_after")]
     pub unreachable_after: u32,
-    /// GETBULK max-repetitions.
+    /// GETBULK max-repetitions, at most: a walk asks for the rows it found last time plus one,
+    /// within this and a budget of 256 varbinds a request.
     #[serde(default = "default_max_repetitions")]
     pub max_repetitions: u32,
     /// Counters plan interval (traffic, errors, discards, ifHighSpeed).
@@ -206,7 +207,7 @@ fn default_unreachable_after() -> u32 {
     3
 }
 fn default_max_repetitions() -> u32 {
-    25
+    64
 }
 
 /// `[[device]]`.

@@ -117,6 +117,27 @@ pub struct Walk {
 /// A sane upper bound on rows per column; a switch has at most a few thousand interfaces.
 const MAX_ROWS_PER_COLUMN: usize = 50_000;
 
+/// The most varbinds one GETBULK asks for (rows times columns). A switch's SNMP engine is
+/// CPU-bound (a Catalyst answers about 250-420 varbinds/s), so a response much larger than
+/// this would not come back within the default 800 ms timeout; smaller ones cost a round trip
+/// each. The link plan's three columns of a 48-port switch (50-55 rows) fit in one.
+pub const MAX_VARBINDS_PER_REQUEST: u32 = 256;
+
+/// Rows per column to ask for: enough for the whole table as the last walk of these columns
+/// found it (plus one, to see its end in the same response), within the configured
+/// max-repetitions, the varbind budget, and what the device could answer before (`too_big`).
+fn repetitions(cap: u32, too_big: Option<u32>, columns: usize, rows_last: Option<u32>) -> u32 {
+    let columns = u32::try_from(columns.max(1)).unwrap_or(u32::MAX);
+    let mut reps = cap.min(MAX_VARBINDS_PER_REQUEST / columns);
+    if let Some(limit) = too_big {
+        reps = reps.min(limit);
+    }
+    if let Some(rows) = rows_last {
+        reps = reps.min(rows.saturating_add(1));
+    }
+    reps.max(1)
+}
+
 /// One device's SNMP client. Not shared: the owner makes one request at a time.
 pub struct SnmpClient {
     target: Target,
@@ -125,6 +146,10 @@ pub struct SnmpClient {
     socket: Option<UdpSocket>,
     next_req_id: i32,
     stats: ClientStats,
+    /// Rows the last walk found, by its first column (a device has a handful of walks).
+    rows_last: Vec<(OidBuf, u32)>,
+    /// The max-repetitions the device last answered tooBig to, halved: never asked again.
+    too_big: Option<u32>,
 }
 
 type Varbinds = Vec<(OidBuf, SnmpValue)>;
@@ -141,6 +166,8 @@ impl SnmpClient {
             socket: None,
             next_req_id: i32::try_from(seed & 0x3fff_ffff).unwrap_or(1),
             stats: ClientStats::default(),
+            rows_last: Vec::new(),
+            too_big: None,
         }
     }
 
@@ -176,7 +203,9 @@ impl SnmpClient {
     }
 
     /// Walks several columns at once with GETBULK (and fetches `scalars` with the first
-    /// request, as non-repeaters). Each column's rows are in OID order.
+    /// request, as non-repeaters). Each column's rows are in OID order. It asks for as many
+    /// rows as the last walk of the same columns found (see [`repetitions`]), so a table that
+    /// has not grown comes in one request where the varbind budget allows.
     pub async fn bulk_walk(
         &mut self,
         scalars: &[&[u32]],
@@ -188,7 +217,18 @@ impl SnmpClient {
         };
         let mut cursors: Vec<OidBuf> = columns.iter().map(|c| c.to_vec()).collect();
         let mut active: Vec<usize> = (0..columns.len()).collect();
-        let mut reps = self.target.max_repetitions.max(1);
+        let key = columns.first().copied().unwrap_or_default();
+        let rows_last = self
+            .rows_last
+            .iter()
+            .find(|(k, _)| k.as_slice() == key)
+            .map(|(_, n)| *n);
+        let mut reps = repetitions(
+            self.target.max_repetitions,
+            self.too_big,
+            columns.len(),
+            rows_last,
+        );
         let mut first = true;
         while !active.is_empty() || (first && !scalars.is_empty()) {
             let non_repeaters: &[&[u32]] = if first { scalars } else { &[] };
@@ -204,8 +244,9 @@ impl SnmpClient {
                 )
                 .await?;
             if status == 1 && reps > 1 {
-                // tooBig: ask for fewer rows and try the same round again.
+                // tooBig: ask for fewer rows, now and from now on, and try the same round again.
                 reps = (reps / 2).max(1);
+                self.too_big = Some(reps);
                 continue;
             }
             if status != 0 {
@@ -250,6 +291,12 @@ impl SnmpClient {
                 .filter(|(_, d)| !d)
                 .map(|(c, _)| *c)
                 .collect();
+        }
+        let rows = walk.columns.iter().map(Vec::len).max().unwrap_or(0);
+        let rows = u32::try_from(rows).unwrap_or(u32::MAX);
+        match self.rows_last.iter_mut().find(|(k, _)| k.as_slice() == key) {
+            Some((_, n)) => *n = rows,
+            None => self.rows_last.push((key.to_vec(), rows)),
         }
         Ok(walk)
     }
@@ -610,7 +657,7 @@ mod tests {
             },
             timeout: Duration::from_secs(2),
             retries: 1,
-            max_repetitions: 25,
+            max_repetitions: 64,
         });
         for _ in 0..2 {
             let walk = c
@@ -626,9 +673,27 @@ mod tests {
             c.release();
             assert!(!c.is_open(), "a v2c session is closed between polls");
         }
-        // Three GETBULKs per walk (52 rows at 25 a time, and the end), twice.
-        assert_eq!(c.stats().requests, 6);
+        // One GETBULK per walk: 64 rows asked for the first time, then the 52 found plus one;
+        // the end of each column is seen in the same response.
+        assert_eq!(c.stats().requests, 2);
         token.cancel();
+    }
+
+    #[test]
+    fn repetitions_follow_the_table_within_the_bounds() {
+        // Nothing known yet: the configured cap, within the varbind budget.
+        assert_eq!(repetitions(64, None, 3, None), 64);
+        assert_eq!(repetitions(64, None, 18, None), 14);
+        assert_eq!(repetitions(64, None, 1000, None), 1);
+        // The last walk found 52 rows: 53, to see the end at once.
+        assert_eq!(repetitions(64, None, 3, Some(52)), 53);
+        // ... but never more than the cap, the budget, or what the device choked on.
+        assert_eq!(repetitions(25, None, 3, Some(52)), 25);
+        assert_eq!(repetitions(64, None, 18, Some(52)), 14);
+        assert_eq!(repetitions(64, Some(16), 3, Some(52)), 16);
+        // An empty table, or a zero cap, still asks for one row.
+        assert_eq!(repetitions(64, None, 3, Some(0)), 1);
+        assert_eq!(repetitions(0, None, 3, None), 1);
     }
 
     /// A device that first sends garbage, then a late answer to another request, then the
