@@ -85,7 +85,7 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
     } else {
         None
     };
-    let shared = Shared {
+    let shared = Arc::new(Shared {
         icmp,
         agent: cfg.id.clone(),
         roles: Arc::new(cfg.roles.clone()),
@@ -93,7 +93,7 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
         metrics,
         table,
         limit: Arc::new(Semaphore::new(cfg.max_concurrent)),
-    };
+    });
     let mut hints = HashMap::new();
     let trap_task = match cfg.traps_listen {
         Some(listen) => {

@@ -28,19 +28,20 @@ use crate::traps::Hint;
 /// re-polls, if a trap listener runs.
 pub async fn run_device(
     device: Device,
-    shared: Shared,
+    shared: Arc<Shared>,
     hints: Option<mpsc::Receiver<Hint>>,
     token: CancellationToken,
 ) {
+    // An async fn keeps its arguments for its whole life, so the task is built here and
+    // boxed, and `run` holds only the box: one copy of the task's state per device, not three.
     let span = tracing::info_span!("device", device = %device.name);
-    async move {
-        let prober = Prober::choose(&device, &shared).await;
-        DeviceTask::new(device, shared, prober)
-            .run(hints, token)
-            .await;
-    }
-    .instrument(span)
-    .await;
+    let prober = Prober::choose(&device, &shared)
+        .instrument(span.clone())
+        .await;
+    Box::new(DeviceTask::new(device, shared, prober))
+        .run(hints, token)
+        .instrument(span)
+        .await;
 }
 
 async fn next_hint(hints: &mut Option<mpsc::Receiver<Hint>>) -> Option<Hint> {
@@ -117,7 +118,7 @@ enum Wake {
     Notification,
 }
 
-async fn next_notification(nc: &mut Option<Netconf>) {
+async fn next_notification(nc: &mut Option<Box<Netconf>>) {
     match nc {
         Some(n) => {
             if n.wake.recv().await.is_none() {
@@ -130,10 +131,11 @@ async fn next_notification(nc: &mut Option<Netconf>) {
 
 struct DeviceTask {
     device: Device,
-    shared: Shared,
+    shared: Arc<Shared>,
     /// The SNMP client; none for a device polled over NETCONF only.
     client: Option<SnmpClient>,
-    netconf: Option<Netconf>,
+    /// Boxed: most devices have none, and every task would carry its size.
+    netconf: Option<Box<Netconf>>,
     prober: Prober,
     state: DeviceState,
     labels: HashMap<u32, Labels>,
@@ -148,7 +150,7 @@ struct DeviceTask {
 }
 
 impl DeviceTask {
-    fn new(device: Device, shared: Shared, prober: Prober) -> DeviceTask {
+    fn new(device: Device, shared: Arc<Shared>, prober: Prober) -> DeviceTask {
         let client = device.credentials.as_ref().map(|credentials| {
             SnmpClient::new(Target {
                 addr: device.address.clone(),
@@ -160,13 +162,13 @@ impl DeviceTask {
         });
         let netconf = device.netconf.as_ref().map(|t| {
             let (tx, rx) = mpsc::channel(1);
-            Netconf {
+            Box::new(Netconf {
                 session: netconf::Session::new(t.clone()),
                 reported_sessions: 0,
                 indexer: Indexer::default(),
                 wake: rx,
                 wake_tx: Some(tx),
-            }
+            })
         });
         let label = DeviceLabel {
             device: device.name.clone(),
@@ -199,7 +201,11 @@ impl DeviceTask {
         }
     }
 
-    async fn run(mut self, mut hints: Option<mpsc::Receiver<Hint>>, token: CancellationToken) {
+    async fn run(
+        mut self: Box<Self>,
+        mut hints: Option<mpsc::Receiver<Hint>>,
+        token: CancellationToken,
+    ) {
         // The first link poll comes within 2 s of start (spread over that window), so the agent
         // knows every device's state soon after a restart; the other plans follow it.
         let now = Instant::now();
@@ -247,16 +253,19 @@ impl DeviceTask {
             let Ok(_permit) = self.shared.limit.clone().acquire_owned().await else {
                 break;
             };
+            // The link poll's future lives inside this task's; the rarer plans are boxed, so
+            // that each of thousands of device tasks is as large as a link poll needs (14 KB
+            // per task before, 28 MB at 2,000 devices), not as large as the largest plan.
             let work = async {
                 match hint {
-                    Some(Wake::Trap(Hint::Port(i))) => self.confirm_port(i).await,
+                    Some(Wake::Trap(Hint::Port(i))) => Box::pin(self.confirm_port(i)).await,
                     Some(Wake::Trap(Hint::Repoll)) => self.poll_link(Source::Trap).await,
                     Some(Wake::Notification) => self.poll_link(Source::Netconf).await,
                     None => match plan {
                         Plan::Link => self.poll_link(Source::Poll).await,
-                        Plan::Counters => self.poll_counters().await,
-                        Plan::Vlan => self.poll_vlan().await,
-                        Plan::Reach => self.probe().await,
+                        Plan::Counters => Box::pin(self.poll_counters()).await,
+                        Plan::Vlan => Box::pin(self.poll_vlan()).await,
+                        Plan::Reach => Box::pin(self.probe()).await,
                     },
                 }
             };
@@ -285,7 +294,7 @@ impl DeviceTask {
 
     async fn poll_link(&mut self, source: Source) {
         if self.netconf.is_some() {
-            return self.poll_link_netconf(source).await;
+            return Box::pin(self.poll_link_netconf(source)).await;
         }
         let Some(client) = &mut self.client else {
             return;
@@ -321,7 +330,7 @@ impl DeviceTask {
                 self.rebooted_since_counters |= rebooted;
                 let due = self.labels_due.is_none_or(|t| Instant::now() >= t);
                 if due || rebooted || new_port {
-                    self.refresh_labels().await;
+                    Box::pin(self.refresh_labels()).await;
                 }
                 self.set_up(true);
                 self.snmp_only_warned = false;
@@ -330,7 +339,7 @@ impl DeviceTask {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "Link poll failed.");
-                self.link_poll_failed(&e.to_string(), "SNMP", source).await;
+                Box::pin(self.link_poll_failed(&e.to_string(), "SNMP", source)).await;
             }
         }
     }

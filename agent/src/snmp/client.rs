@@ -141,7 +141,7 @@ fn repetitions(cap: u32, too_big: Option<u32>, columns: usize, rows_last: Option
 /// One device's SNMP client. Not shared: the owner makes one request at a time.
 pub struct SnmpClient {
     target: Target,
-    session: Option<AsyncSession>,
+    session: Option<Box<AsyncSession>>,
     /// The v2c socket, connected to the device.
     socket: Option<UdpSocket>,
     next_req_id: i32,
@@ -319,6 +319,16 @@ impl SnmpClient {
             let community = community.expose().as_bytes().to_vec();
             return self.request_v2c(req, oids, &community).await;
         }
+        // Boxed: snmp2's v3 futures are large, and every device task would carry their size.
+        Box::pin(self.request_v3(req, oids)).await
+    }
+
+    /// [`request`](Self::request) over snmp2's session (SNMPv3 USM).
+    async fn request_v3(
+        &mut self,
+        req: Request,
+        oids: &[&[u32]],
+    ) -> Result<(u32, u32, Varbinds), SnmpError> {
         let addr = self.target.addr.clone();
         let oid_values: Vec<Oid<'static>> = oids
             .iter()
@@ -338,7 +348,7 @@ impl SnmpClient {
         while attempt < attempts {
             if self.session.is_none() {
                 match self.open_session().await {
-                    Ok(s) => self.session = Some(s),
+                    Ok(s) => self.session = Some(Box::new(s)),
                     Err(Open::Io(source)) => return Err(SnmpError::Io { addr, source }),
                     Err(Open::Timeout) => {
                         attempt += 1;
