@@ -8,6 +8,9 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use crate::plans::{LabelMap, Labels};
+use crate::state::LinkSnapshot;
+
 /// One port's exported state and labels.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortView {
@@ -17,12 +20,8 @@ pub struct PortView {
     pub oper: i64,
     /// ifLastChange in ticks.
     pub last_change: Option<u32>,
-    /// ifName.
-    pub name: String,
-    /// ifAlias.
-    pub alias: String,
-    /// ifDescr.
-    pub descr: String,
+    /// ifName, ifAlias, ifDescr: the device task's copy, shared.
+    pub labels: Arc<Labels>,
 }
 
 #[derive(Debug, Default)]
@@ -43,15 +42,46 @@ pub struct InterfaceTable {
 impl InterfaceTable {
     fn update(&self, device: &str, f: impl FnOnce(&mut DeviceView)) {
         if let Ok(mut map) = self.inner.write() {
-            f(map.entry(device.to_owned()).or_default());
+            match map.get_mut(device) {
+                Some(v) => f(v),
+                None => f(map.entry(device.to_owned()).or_default()),
+            }
         }
     }
 
-    /// Replaces one device's link state after a link poll.
-    pub fn set_device(&self, device: &str, uptime: Option<u32>, ports: BTreeMap<u32, PortView>) {
+    /// Sets one device's link state after a link poll. When the device has the same ports as
+    /// before (nearly always), the views are updated in place: a poll allocates nothing here.
+    /// `last_change` false leaves ifLastChange out (NETCONF's is a wall-clock time).
+    pub fn set_link(
+        &self,
+        device: &str,
+        snap: &LinkSnapshot,
+        labels: &LabelMap,
+        last_change: bool,
+    ) {
+        let view = |i: &u32, p: &crate::state::PortLink| PortView {
+            admin: p.admin,
+            oper: p.oper,
+            last_change: p.last_change.filter(|_| last_change),
+            labels: labels.get(i).cloned().unwrap_or_default(),
+        };
         self.update(device, |v| {
-            v.uptime = uptime;
-            v.ports = ports;
+            v.uptime = snap.uptime;
+            if !v.ports.keys().eq(snap.ports.keys()) {
+                v.ports = snap.ports.iter().map(|(i, p)| (*i, view(i, p))).collect();
+                return;
+            }
+            for ((i, old), p) in v.ports.iter_mut().zip(snap.ports.values()) {
+                old.admin = p.admin;
+                old.oper = p.oper;
+                old.last_change = p.last_change.filter(|_| last_change);
+                match labels.get(i) {
+                    Some(l) if !Arc::ptr_eq(l, &old.labels) => old.labels = l.clone(),
+                    Some(_) => {}
+                    None if *old.labels != Labels::default() => old.labels = Arc::default(),
+                    None => {}
+                }
+            }
         });
     }
 
@@ -88,10 +118,10 @@ fn port_labels<'a>(
 ) -> [(&'static str, &'a str); 5] {
     [
         ("device", device),
-        ("ifAlias", port.alias.as_str()),
-        ("ifDescr", port.descr.as_str()),
+        ("ifAlias", port.labels.alias.as_str()),
+        ("ifDescr", port.labels.descr.as_str()),
         ("ifIndex", if_index),
-        ("ifName", port.name.as_str()),
+        ("ifName", port.labels.name.as_str()),
     ]
 }
 
@@ -202,19 +232,42 @@ mod tests {
     #[test]
     fn renders_like_snmp_exporter() {
         let t = InterfaceTable::default();
-        let mut ports = BTreeMap::new();
-        ports.insert(
+        let snap = |oper: i64| LinkSnapshot {
+            uptime: Some(1234),
+            if_number: Some(1),
+            ports: [(
+                49,
+                crate::state::PortLink {
+                    admin: 1,
+                    oper,
+                    last_change: Some(4549),
+                },
+            )]
+            .into(),
+        };
+        let labels: LabelMap = [(
             49,
-            PortView {
-                admin: 1,
-                oper: 2,
-                last_change: Some(4549),
+            Arc::new(Labels {
                 name: "Te1/1/1".into(),
                 alias: "uplink: \"dist1\"".into(),
                 descr: "TenGigabitEthernet1/1/1".into(),
-            },
+            }),
+        )]
+        .into();
+        // First the device without labels, then with them and a changed state: the views
+        // are updated in place and take the shared labels.
+        t.set_link("a-b12-01", &snap(1), &LabelMap::new(), true);
+        assert_eq!(t.port("a-b12-01", 49).unwrap().labels.name, "");
+        t.set_link("a-b12-01", &snap(2), &labels, true);
+        let p = t.port("a-b12-01", 49).unwrap();
+        assert!(
+            Arc::ptr_eq(&p.labels, &labels[&49]),
+            "labels are shared, not copied"
         );
-        t.set_device("a-b12-01", Some(1234), ports);
+        assert_eq!((p.oper, p.last_change), (2, Some(4549)));
+        t.set_link("a-b12-01", &snap(2), &labels, false);
+        assert_eq!(t.port("a-b12-01", 49).unwrap().last_change, None);
+        t.set_link("a-b12-01", &snap(2), &labels, true);
         let mut reg = Registry::default();
         reg.register_collector(Box::new(t.clone()));
         let mut out = String::new();

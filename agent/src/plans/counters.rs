@@ -219,9 +219,12 @@ pub fn raw_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> Raw {
 }
 
 /// Exported values per port and column.
+///
+/// A Counter32 total is kept congruent to the device's raw value modulo 2^32 (it starts at the
+/// raw value and only ever grows by deltas taken modulo 2^32), so the previous raw value is the
+/// previous total's low 32 bits and need not be kept beside it.
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
-    last_raw: Raw,
     /// Shared with the exported interface table, not copied.
     totals: Arc<Raw>,
     discontinuities: BTreeMap<u32, u32>,
@@ -231,37 +234,35 @@ impl Totals {
     /// Folds in a poll. `reset` (after a reboot) restarts every total from the raw value; a
     /// port whose ifCounterDiscontinuityTime moved restarts on its own.
     pub fn update(&mut self, raw: Raw, reset: bool, discontinuities: BTreeMap<u32, u32>) {
-        let mut totals: Raw = BTreeMap::new();
-        for (&port, values) in &raw {
-            let moved = match (self.discontinuities.get(&port), discontinuities.get(&port)) {
-                (Some(before), Some(now)) => before != now,
-                _ => false,
-            };
-            let restart = reset || moved;
-            let prev_raw = self.last_raw.get(&port).filter(|_| !restart);
-            let prev_total = self.totals.get(&port).filter(|_| !restart);
-            let mut t = Row::default();
-            for (c, col) in COLUMNS.iter().enumerate() {
-                let Some(now) = values.get(c) else { continue };
-                t.set(
-                    c,
-                    match (
-                        col.kind,
-                        prev_raw.and_then(|p| p.get(c)),
-                        prev_total.and_then(|p| p.get(c)),
-                    ) {
-                        (Kind::Counter32, Some(before), Some(total)) => {
-                            // Modular difference: correct across one wrap between polls.
-                            let delta = (now.wrapping_sub(before)) & 0xffff_ffff;
-                            total.wrapping_add(delta)
-                        }
-                        _ => now,
-                    },
-                );
-            }
-            totals.insert(port, t);
-        }
-        self.last_raw = raw;
+        // Collected in key order, so the map is built densely (inserting one by one leaves
+        // its nodes half full: a third more memory for 100,000 ports).
+        let totals: Raw = raw
+            .iter()
+            .map(|(&port, values)| {
+                let moved = match (self.discontinuities.get(&port), discontinuities.get(&port)) {
+                    (Some(before), Some(now)) => before != now,
+                    _ => false,
+                };
+                let prev = self.totals.get(&port).filter(|_| !(reset || moved));
+                let mut t = Row::default();
+                for (c, col) in COLUMNS.iter().enumerate() {
+                    let Some(now) = values.get(c) else { continue };
+                    t.set(
+                        c,
+                        match (col.kind, prev.and_then(|p| p.get(c))) {
+                            (Kind::Counter32, Some(total)) => {
+                                // Modular difference against the last raw value (the total's
+                                // low 32 bits): correct across one wrap between polls.
+                                let delta = now.wrapping_sub(total) & 0xffff_ffff;
+                                total.wrapping_add(delta)
+                            }
+                            _ => now,
+                        },
+                    );
+                }
+                (port, t)
+            })
+            .collect();
         self.totals = Arc::new(totals);
         self.discontinuities = discontinuities;
     }
@@ -346,6 +347,28 @@ mod tests {
         t.update(raw(2, 9, 0), false, BTreeMap::new());
         assert!(!t.values().contains_key(&1));
         assert_eq!(t.values()[&2].get(0), Some(9));
+    }
+
+    proptest::proptest! {
+        // Without the previous raw value kept: the same totals as the textbook way (keep the
+        // last raw value, add the modular difference), over any readings and reboots.
+        #[test]
+        fn totals_match_keeping_the_last_raw_value(
+            polls in proptest::collection::vec((proptest::prelude::any::<u32>(), proptest::bool::weighted(0.1)), 1..60)
+        ) {
+            let mut t = Totals::default();
+            let (mut last, mut total): (Option<u64>, u64) = (None, 0);
+            for (now, reboot) in polls {
+                let now = u64::from(now);
+                t.update(raw(3, now, 0), reboot, BTreeMap::new());
+                total = match last {
+                    Some(before) if !reboot => total.wrapping_add(now.wrapping_sub(before) & 0xffff_ffff),
+                    _ => now,
+                };
+                last = Some(now);
+                proptest::prop_assert_eq!(t.values()[&3].get(0), Some(total));
+            }
+        }
     }
 
     #[test]

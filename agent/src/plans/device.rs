@@ -15,9 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::counters::{self, Totals};
-use super::{Labels, Shared, event_for, jitter, labels_from, link_snapshot, vlan};
+use super::{
+    LabelMap, Labels, Shared, event_for, jitter, labels_from, link_snapshot, share_labels, vlan,
+};
 use crate::config::{Device, Reachability};
-use crate::metrics::{DeviceLabel, PlanLabel, PortView};
+use crate::metrics::{DeviceLabel, PlanLabel};
 use crate::netconf::{self, interfaces::Indexer};
 use crate::snmp::oid;
 use crate::snmp::{ClientStats, SnmpClient, SnmpValue, Target};
@@ -138,7 +140,7 @@ struct DeviceTask {
     netconf: Option<Box<Netconf>>,
     prober: Prober,
     state: DeviceState,
-    labels: HashMap<u32, Labels>,
+    labels: LabelMap,
     labels_due: Option<Instant>,
     totals: Totals,
     rebooted_since_counters: bool,
@@ -334,7 +336,7 @@ impl DeviceTask {
                 }
                 self.set_up(true);
                 self.snmp_only_warned = false;
-                self.export(&snap);
+                self.export(&snap, true);
                 self.emit(&changes, Some(&snap), source);
             }
             Err(e) => {
@@ -567,7 +569,7 @@ impl DeviceTask {
         self.observe("labels", started, result.is_err());
         match result {
             Ok(walk) => {
-                self.labels = labels_from(&walk.columns);
+                self.labels = share_labels(&self.labels, labels_from(&walk.columns));
                 self.labels_due = Some(Instant::now() + self.device.labels_interval);
                 tracing::debug!(ports = self.labels.len(), "Labels refreshed.");
             }
@@ -577,28 +579,10 @@ impl DeviceTask {
         }
     }
 
-    fn export(&self, snap: &LinkSnapshot) {
-        let ports = snap
-            .ports
-            .iter()
-            .map(|(i, p)| {
-                let l = self.labels.get(i).cloned().unwrap_or_default();
-                (
-                    *i,
-                    PortView {
-                        admin: p.admin,
-                        oper: p.oper,
-                        last_change: p.last_change,
-                        name: l.name,
-                        alias: l.alias,
-                        descr: l.descr,
-                    },
-                )
-            })
-            .collect();
+    fn export(&self, snap: &LinkSnapshot, last_change: bool) {
         self.shared
             .table
-            .set_device(&self.device.name, snap.uptime, ports);
+            .set_link(&self.device.name, snap, &self.labels, last_change);
     }
 
     /// One `<get>` of interface state for `plan`, turned into what the plans use; None for a
@@ -642,15 +626,11 @@ impl DeviceTask {
         match converted {
             Ok((snap, labels, _)) => {
                 let changes = self.state.on_poll_ok(&snap);
-                self.labels = labels;
+                self.labels = share_labels(&self.labels, labels);
                 self.set_up(true);
                 self.snmp_only_warned = false;
                 // last-change is a wall-clock time here, not ifLastChange's sysUpTime ticks.
-                let mut exported = snap.clone();
-                for p in exported.ports.values_mut() {
-                    p.last_change = None;
-                }
-                self.export(&exported);
+                self.export(&snap, false);
                 self.emit(&changes, Some(&snap), source);
             }
             Err(e) => {

@@ -112,6 +112,21 @@ pub fn link_snapshot(
     }
 }
 
+/// Labels per ifIndex, each shared (by reference count) with the exported interface table, so
+/// a link poll copies no strings.
+pub type LabelMap = HashMap<u32, Arc<Labels>>;
+
+/// `new` labels as a [`LabelMap`], keeping `old`'s shared copy of every port whose labels did
+/// not change (the interface table then sees the same pointer and has nothing to update).
+pub fn share_labels(old: &LabelMap, new: HashMap<u32, Labels>) -> LabelMap {
+    new.into_iter()
+        .map(|(i, l)| match old.get(&i) {
+            Some(same) if **same == l => (i, same.clone()),
+            _ => (i, Arc::new(l)),
+        })
+        .collect()
+}
+
 /// Turns a label walk into labels per ifIndex.
 pub fn labels_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> HashMap<u32, Labels> {
     let mut out: HashMap<u32, Labels> = HashMap::new();
@@ -156,12 +171,12 @@ fn port_event(
     agent: &str,
     device: &Device,
     roles: &RolePatterns,
-    labels: &HashMap<u32, Labels>,
+    labels: &LabelMap,
     if_index: u32,
     kind: EventKind,
 ) -> Event {
     let mut e = Event::new(agent, &device.name, kind, Source::Poll);
-    let l = labels.get(&if_index);
+    let l = labels.get(&if_index).map(|l| &**l);
     e.if_index = Some(if_index);
     e.if_name = l.map(|l| l.name.clone()).filter(|s| !s.is_empty());
     e.if_alias = l.map(|l| l.alias.clone()).filter(|s| !s.is_empty());
@@ -177,7 +192,7 @@ pub fn event_for(
     agent: &str,
     device: &Device,
     roles: &RolePatterns,
-    labels: &HashMap<u32, Labels>,
+    labels: &LabelMap,
     snap: Option<&LinkSnapshot>,
     change: &Change,
 ) -> Event {
@@ -366,7 +381,7 @@ mod tests {
     #[test]
     fn events_carry_labels_role_and_status() {
         let roles = RolePatterns::default();
-        let labels: HashMap<u32, Labels> = [(
+        let walked: HashMap<u32, Labels> = [(
             49,
             Labels {
                 name: "Te1/1/1".into(),
@@ -375,6 +390,17 @@ mod tests {
             },
         )]
         .into();
+        let labels = share_labels(&LabelMap::new(), walked.clone());
+        // A refresh with the same labels keeps the shared copy; a changed port gets a new one.
+        assert!(Arc::ptr_eq(
+            &share_labels(&labels, walked.clone())[&49],
+            &labels[&49]
+        ));
+        let mut renamed = walked;
+        if let Some(l) = renamed.get_mut(&49) {
+            l.alias = "uplink: dist2".into();
+        }
+        assert_eq!(share_labels(&labels, renamed)[&49].alias, "uplink: dist2");
         let mut snap = LinkSnapshot::default();
         snap.ports.insert(
             49,
