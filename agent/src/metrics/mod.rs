@@ -75,6 +75,36 @@ pub struct AgentMetrics {
     pub traps: Family<crate::traps::ResultLabel, Counter>,
 }
 
+/// One device's health series, looked up once when its task starts: a poll then touches no
+/// family's hash map or lock (five lookups of a `String` label per poll before).
+#[derive(Debug, Clone)]
+pub struct DeviceSeries {
+    /// `link_polls` of the device.
+    pub link_polls: Counter,
+    /// `snmp_requests`, `snmp_timeouts`, `snmp_errors` of a device polled over SNMP.
+    pub snmp: Option<[Counter; 3]>,
+    /// `netconf_sessions` of a device polled over NETCONF.
+    pub netconf_sessions: Option<Counter>,
+}
+
+impl AgentMetrics {
+    /// The series of one device (created, at 0, if new).
+    pub fn device_series(&self, label: &DeviceLabel, snmp: bool, netconf: bool) -> DeviceSeries {
+        let counter = |f: &Family<DeviceLabel, Counter>| f.get_or_create(label).clone();
+        DeviceSeries {
+            link_polls: counter(&self.link_polls),
+            snmp: snmp.then(|| {
+                [
+                    counter(&self.snmp_requests),
+                    counter(&self.snmp_timeouts),
+                    counter(&self.snmp_errors),
+                ]
+            }),
+            netconf_sessions: netconf.then(|| counter(&self.netconf_sessions)),
+        }
+    }
+}
+
 fn poll_histogram() -> Histogram {
     Histogram::new([
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

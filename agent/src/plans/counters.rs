@@ -378,13 +378,13 @@ mod tests {
             .enumerate()
             .map(|(n, c)| {
                 vec![(
-                    [c.oid, &[5]].concat(),
+                    crate::snmp::oid::instance(c.oid, 5),
                     SnmpValue::Counter32(u32::try_from(n).unwrap_or(0)),
                 )]
             })
             .collect();
         cols.push(vec![(
-            [DISCONTINUITY, &[5]].concat(),
+            crate::snmp::oid::instance(DISCONTINUITY, 5),
             SnmpValue::Timeticks(77),
         )]);
         let r = raw_from(&cols);

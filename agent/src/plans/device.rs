@@ -19,7 +19,7 @@ use super::{
     LabelMap, Labels, Shared, event_for, jitter, labels_from, link_snapshot, share_labels, vlan,
 };
 use crate::config::{Device, Reachability};
-use crate::metrics::{DeviceLabel, PlanLabel};
+use crate::metrics::{DeviceLabel, DeviceSeries, PlanLabel};
 use crate::netconf::{self, interfaces::Indexer};
 use crate::snmp::oid;
 use crate::snmp::{ClientStats, SnmpClient, SnmpValue, Target};
@@ -149,6 +149,9 @@ struct DeviceTask {
     snmp_only_warned: bool,
     reported: ClientStats,
     label: DeviceLabel,
+    series: DeviceSeries,
+    /// What `device_up` last said (set only when it changes).
+    up: Option<bool>,
 }
 
 impl DeviceTask {
@@ -175,6 +178,9 @@ impl DeviceTask {
         let label = DeviceLabel {
             device: device.name.clone(),
         };
+        let series = shared
+            .metrics
+            .device_series(&label, client.is_some(), netconf.is_some());
         DeviceTask {
             device,
             shared,
@@ -190,6 +196,8 @@ impl DeviceTask {
             ping_seq: 0,
             snmp_only_warned: false,
             reported: ClientStats::default(),
+            series,
+            up: None,
             label,
         }
     }
@@ -313,11 +321,7 @@ impl DeviceTask {
             )
             .await;
         self.observe("link", started, result.is_err());
-        self.shared
-            .metrics
-            .link_polls
-            .get_or_create(&self.label)
-            .inc();
+        self.series.link_polls.inc();
         match result {
             Ok(walk) => {
                 let snap = link_snapshot(&walk.scalars, &walk.columns);
@@ -381,12 +385,15 @@ impl DeviceTask {
         self.emit(&changes, None, source);
     }
 
-    fn set_up(&self, up: bool) {
-        self.shared
-            .metrics
-            .device_up
-            .get_or_create(&self.label)
-            .set(i64::from(up));
+    fn set_up(&mut self, up: bool) {
+        if self.up != Some(up) {
+            self.up = Some(up);
+            self.shared
+                .metrics
+                .device_up
+                .get_or_create(&self.label)
+                .set(i64::from(up));
+        }
     }
 
     /// Re-reads one port after a trap; a confirmed change becomes an event with source `trap`.
@@ -596,11 +603,9 @@ impl DeviceTask {
         let result = nc.session.interfaces().await;
         let converted = result.map(|ifs| netconf::interfaces::to_plans(&ifs, &mut nc.indexer));
         let opened = nc.session.opened();
-        self.shared
-            .metrics
-            .netconf_sessions
-            .get_or_create(&self.label)
-            .inc_by(opened.saturating_sub(nc.reported_sessions));
+        if let Some(c) = &self.series.netconf_sessions {
+            c.inc_by(opened.saturating_sub(nc.reported_sessions));
+        }
         nc.reported_sessions = opened;
         self.observe(plan, started, converted.is_err());
         Some(converted)
@@ -612,11 +617,7 @@ impl DeviceTask {
         let Some(converted) = self.netconf_poll("link").await else {
             return;
         };
-        self.shared
-            .metrics
-            .link_polls
-            .get_or_create(&self.label)
-            .inc();
+        self.series.link_polls.inc();
         // Events from NETCONF say so; a trap-triggered confirmation stays `trap`.
         let source = if source == Source::Trap {
             Source::Trap
@@ -670,19 +671,18 @@ impl DeviceTask {
         if failed {
             m.poll_failures.get_or_create(&p).inc();
         }
-        let Some(client) = &self.client else {
+        let (Some(client), Some([requests, timeouts, errors])) = (&self.client, &self.series.snmp)
+        else {
             return;
         };
         let now = client.stats();
-        m.snmp_requests
-            .get_or_create(&self.label)
-            .inc_by(now.requests - self.reported.requests);
-        m.snmp_timeouts
-            .get_or_create(&self.label)
-            .inc_by(now.timeouts - self.reported.timeouts);
-        m.snmp_errors
-            .get_or_create(&self.label)
-            .inc_by(now.errors - self.reported.errors);
+        requests.inc_by(now.requests - self.reported.requests);
+        if now.timeouts != self.reported.timeouts {
+            timeouts.inc_by(now.timeouts - self.reported.timeouts);
+        }
+        if now.errors != self.reported.errors {
+            errors.inc_by(now.errors - self.reported.errors);
+        }
         self.reported = now;
     }
 }

@@ -77,31 +77,36 @@ pub fn link_snapshot(
     };
     let uptime = scalar(oid::SYS_UPTIME).and_then(SnmpValue::as_ticks);
     let if_number = scalar(oid::IF_NUMBER).and_then(SnmpValue::as_i64);
-    let mut admin = HashMap::new();
-    let mut last_change = HashMap::new();
     let mut ports = BTreeMap::new();
     if let [admin_col, oper_col, change_col] = columns {
+        // A walk's rows come in index order, so the map is built in one pass (densely), and
+        // the other two columns are filled in by lookup.
+        ports = oper_col
+            .iter()
+            .filter_map(|(o, v)| {
+                let i = oid::single_index(o, oid::IF_OPER_STATUS)?;
+                let oper = v.as_i64()?;
+                // A port without ifAdminStatus is taken as enabled.
+                let link = PortLink {
+                    admin: 1,
+                    oper,
+                    last_change: None,
+                };
+                Some((i, link))
+            })
+            .collect();
         for (o, v) in admin_col {
-            if let (Some(i), Some(x)) = (oid::single_index(o, oid::IF_ADMIN_STATUS), v.as_i64()) {
-                admin.insert(i, x);
+            if let (Some(i), Some(x)) = (oid::single_index(o, oid::IF_ADMIN_STATUS), v.as_i64())
+                && let Some(p) = ports.get_mut(&i)
+            {
+                p.admin = x;
             }
         }
         for (o, v) in change_col {
-            if let (Some(i), Some(x)) = (oid::single_index(o, oid::IF_LAST_CHANGE), v.as_ticks()) {
-                last_change.insert(i, x);
-            }
-        }
-        for (o, v) in oper_col {
-            if let (Some(i), Some(oper)) = (oid::single_index(o, oid::IF_OPER_STATUS), v.as_i64()) {
-                ports.insert(
-                    i,
-                    PortLink {
-                        // A port without ifAdminStatus is taken as enabled.
-                        admin: admin.get(&i).copied().unwrap_or(1),
-                        oper,
-                        last_change: last_change.get(&i).copied(),
-                    },
-                );
+            if let (Some(i), Some(x)) = (oid::single_index(o, oid::IF_LAST_CHANGE), v.as_ticks())
+                && let Some(p) = ports.get_mut(&i)
+            {
+                p.last_change = Some(x);
             }
         }
     }
@@ -267,15 +272,21 @@ mod tests {
 
     fn col(base: &[u32], rows: &[(u32, SnmpValue)]) -> Vec<(OidBuf, SnmpValue)> {
         rows.iter()
-            .map(|(i, v)| ([base, &[*i]].concat(), v.clone()))
+            .map(|(i, v)| (crate::snmp::oid::instance(base, *i), v.clone()))
             .collect()
     }
 
     #[test]
     fn snapshot_from_walk() {
         let scalars = vec![
-            ([oid::SYS_UPTIME, &[0]].concat(), SnmpValue::Timeticks(777)),
-            ([oid::IF_NUMBER, &[0]].concat(), SnmpValue::Integer(3)),
+            (
+                crate::snmp::oid::instance(oid::SYS_UPTIME, 0),
+                SnmpValue::Timeticks(777),
+            ),
+            (
+                crate::snmp::oid::instance(oid::IF_NUMBER, 0),
+                SnmpValue::Integer(3),
+            ),
         ];
         let columns = vec![
             col(

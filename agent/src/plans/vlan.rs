@@ -42,16 +42,28 @@ mod tests {
     #[test]
     fn bridge_ports_map_to_if_index() {
         let map = vec![
-            ([BASE_PORT_IF_INDEX, &[101]].concat(), SnmpValue::Integer(1)),
             (
-                [BASE_PORT_IF_INDEX, &[149]].concat(),
+                crate::snmp::oid::instance(BASE_PORT_IF_INDEX, 101),
+                SnmpValue::Integer(1),
+            ),
+            (
+                crate::snmp::oid::instance(BASE_PORT_IF_INDEX, 149),
                 SnmpValue::Integer(49),
             ),
         ];
         let pvid = vec![
-            ([DOT1Q_PVID, &[101]].concat(), SnmpValue::Unsigned32(10)),
-            ([DOT1Q_PVID, &[149]].concat(), SnmpValue::Unsigned32(1)),
-            ([DOT1Q_PVID, &[200]].concat(), SnmpValue::Unsigned32(99)),
+            (
+                crate::snmp::oid::instance(DOT1Q_PVID, 101),
+                SnmpValue::Unsigned32(10),
+            ),
+            (
+                crate::snmp::oid::instance(DOT1Q_PVID, 149),
+                SnmpValue::Unsigned32(1),
+            ),
+            (
+                crate::snmp::oid::instance(DOT1Q_PVID, 200),
+                SnmpValue::Unsigned32(99),
+            ),
         ];
         let p = pvids_from(&[map, pvid]);
         assert_eq!(p, [(1, 10), (49, 1)].into());

@@ -215,7 +215,7 @@ impl SnmpClient {
             scalars: Vec::new(),
             columns: vec![Vec::new(); columns.len()],
         };
-        let mut cursors: Vec<OidBuf> = columns.iter().map(|c| c.to_vec()).collect();
+        let mut cursors: Vec<OidBuf> = columns.iter().map(|c| OidBuf::from_slice(c)).collect();
         let mut active: Vec<usize> = (0..columns.len()).collect();
         let key = columns.first().copied().unwrap_or_default();
         let rows_last = self
@@ -296,7 +296,7 @@ impl SnmpClient {
         let rows = u32::try_from(rows).unwrap_or(u32::MAX);
         match self.rows_last.iter_mut().find(|(k, _)| k.as_slice() == key) {
             Some((_, n)) => *n = rows,
-            None => self.rows_last.push((key.to_vec(), rows)),
+            None => self.rows_last.push((OidBuf::from_slice(key), rows)),
         }
         Ok(walk)
     }

@@ -1,7 +1,8 @@
 //! The OIDs the agent polls (numeric: no MIB files are needed or loaded).
 
-/// An OID as its arcs.
-pub type OidBuf = Vec<u32>;
+/// An OID as its arcs. Inline up to 14 arcs (every column instance the agent polls, Q-BRIDGE's
+/// `dot1qPvid.N` the longest), so decoding a varbind allocates nothing for its name.
+pub type OidBuf = smallvec::SmallVec<[u32; 14]>;
 
 /// SNMPv2-MIB::sysUpTime (the scalar's column; `.0` is the instance).
 pub const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3];
@@ -19,6 +20,13 @@ pub const IF_LAST_CHANGE: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 9];
 pub const IF_NAME: &[u32] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1];
 /// IF-MIB::ifAlias.
 pub const IF_ALIAS: &[u32] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 18];
+
+/// The instance `column.index`.
+pub fn instance(column: &[u32], index: u32) -> OidBuf {
+    let mut o = OidBuf::from_slice(column);
+    o.push(index);
+    o
+}
 
 /// Whether `oid` lies strictly below `prefix`.
 pub fn is_under(oid: &[u32], prefix: &[u32]) -> bool {
