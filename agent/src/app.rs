@@ -21,6 +21,40 @@ use crate::snmp::Credentials;
 use crate::spool::Spool;
 use crate::traps::{self, Router, Source as TrapSource, TrapAuth};
 
+/// Descriptors kept free beside one socket per device: spool, MQTT, HTTP, the trap listener,
+/// NETCONF sessions, ICMP.
+const FD_RESERVE: u64 = 512;
+
+/// Whether every device may keep its socket open: raises the soft limit on open files to the
+/// hard limit (as Go's runtime does; systemd's default soft limit is 1,024) and checks that
+/// one socket per device fits.
+fn keep_sockets(devices: usize) -> bool {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum || (limit.current.is_some() && limit.maximum.is_none()) {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(error = %e, "Cannot raise the open-files limit.");
+        }
+    }
+    let soft = getrlimit(Resource::Nofile).current;
+    let need = u64::try_from(devices)
+        .unwrap_or(u64::MAX)
+        .saturating_add(FD_RESERVE);
+    let keep = soft.is_none_or(|n| n >= need);
+    if !keep {
+        tracing::warn!(
+            open_files_limit = ?soft,
+            devices,
+            "Too few file descriptors for a socket per device: sockets are opened per poll (more CPU). Raise LimitNOFILE."
+        );
+    }
+    keep
+}
+
 /// Runs until `token` is cancelled, then drains and returns.
 pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<()> {
     let mut registry = Registry::default();
@@ -93,6 +127,7 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
         metrics,
         table,
         limit: Arc::new(Semaphore::new(cfg.max_concurrent)),
+        keep_sockets: keep_sockets(cfg.devices.len()),
     });
     let mut hints = HashMap::new();
     let trap_task = match cfg.traps_listen {

@@ -283,7 +283,9 @@ impl DeviceTask {
                 () = work => {}
                 () = token.cancelled() => break,
             }
-            if let Some(c) = &mut self.client {
+            if let Some(c) = &mut self.client
+                && !self.shared.keep_sockets
+            {
                 c.release();
             }
             if hint.is_none() {

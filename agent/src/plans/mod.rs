@@ -62,6 +62,10 @@ pub struct Shared {
     pub table: InterfaceTable,
     /// Global bound on devices polled at once.
     pub limit: Arc<Semaphore>,
+    /// Whether a device keeps its SNMPv2c socket between polls (when the process may hold a
+    /// descriptor per device): opening and closing one per poll was an eighth of the agent's
+    /// CPU at 2,000 devices.
+    pub keep_sockets: bool,
 }
 
 /// Turns a link walk into a snapshot. Rows with unexpected types are skipped.
