@@ -28,7 +28,7 @@ pub struct PortView {
 struct DeviceView {
     uptime: Option<u32>,
     ports: BTreeMap<u32, PortView>,
-    counters: Arc<crate::plans::counters::Raw>,
+    counters: Arc<crate::plans::counters::Rows>,
     pvids: BTreeMap<u32, u32>,
 }
 
@@ -86,7 +86,7 @@ impl InterfaceTable {
     }
 
     /// Replaces one device's counters after a counters poll.
-    pub fn set_counters(&self, device: &str, counters: Arc<crate::plans::counters::Raw>) {
+    pub fn set_counters(&self, device: &str, counters: Arc<crate::plans::counters::Rows>) {
         self.update(device, |v| v.counters = counters);
     }
 
@@ -118,10 +118,10 @@ fn port_labels<'a>(
 ) -> [(&'static str, &'a str); 5] {
     [
         ("device", device),
-        ("ifAlias", port.labels.alias.as_str()),
-        ("ifDescr", port.labels.descr.as_str()),
+        ("ifAlias", &*port.labels.alias),
+        ("ifDescr", &*port.labels.descr),
         ("ifIndex", if_index),
-        ("ifName", port.labels.name.as_str()),
+        ("ifName", &*port.labels.name),
     ]
 }
 
@@ -178,7 +178,7 @@ impl Collector for InterfaceTable {
                     continue;
                 };
                 for (if_index, values) in view.counters.iter() {
-                    let (Some(v), Some(port)) = (values.get(c), view.ports.get(if_index)) else {
+                    let (Some(v), Some(port)) = (values.get(c), view.ports.get(&if_index)) else {
                         continue;
                     };
                     let idx = if_index.to_string();
@@ -257,7 +257,7 @@ mod tests {
         // First the device without labels, then with them and a changed state: the views
         // are updated in place and take the shared labels.
         t.set_link("a-b12-01", &snap(1), &LabelMap::new(), true);
-        assert_eq!(t.port("a-b12-01", 49).unwrap().labels.name, "");
+        assert_eq!(&*t.port("a-b12-01", 49).unwrap().labels.name, "");
         t.set_link("a-b12-01", &snap(2), &labels, true);
         let p = t.port("a-b12-01", 49).unwrap();
         assert!(

@@ -281,9 +281,9 @@ pub fn to_plans(
         labels.insert(
             i,
             Labels {
-                name: st.name.clone(),
-                alias: st.description.clone().unwrap_or_default(),
-                descr: st.name.clone(),
+                name: st.name.as_str().into(),
+                alias: st.description.as_deref().unwrap_or_default().into(),
+                descr: st.name.as_str().into(),
             },
         );
         let mut row = Row::default();
@@ -418,8 +418,8 @@ mod tests {
         assert_eq!(snap.if_number, Some(3));
         assert_eq!(snap.ports[&513].oper, 2);
         assert_eq!(snap.ports[&513].last_change, Some(1_795_575_600));
-        assert_eq!(labels[&513].alias, "uplink dist-1");
-        assert_eq!(labels[&513].name, "ge-0/0/1");
+        assert_eq!(&*labels[&513].alias, "uplink dist-1");
+        assert_eq!(&*labels[&513].name, "ge-0/0/1");
         let row = &raw[&513];
         assert_eq!(row.get(column("ifHCInOctets").unwrap()), Some(10));
         assert_eq!(row.get(column("ifOutErrors").unwrap()), Some(2));

@@ -218,6 +218,34 @@ pub fn raw_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> Raw {
     out
 }
 
+/// Exported rows in ifIndex order, in one allocation of the exact size (a `BTreeMap`'s nodes
+/// cost a third more: 5 MB at 100,000 ports).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rows(Vec<(u32, Row)>);
+
+impl Rows {
+    /// The row of `port`.
+    pub fn get(&self, port: u32) -> Option<&Row> {
+        let i = self.0.binary_search_by_key(&port, |(p, _)| *p).ok()?;
+        self.0.get(i).map(|(_, r)| r)
+    }
+
+    /// Every port's row, in ifIndex order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Row)> {
+        self.0.iter().map(|(p, r)| (*p, r))
+    }
+
+    /// How many ports.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Exported values per port and column.
 ///
 /// A Counter32 total is kept congruent to the device's raw value modulo 2^32 (it starts at the
@@ -226,7 +254,7 @@ pub fn raw_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> Raw {
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
     /// Shared with the exported interface table, not copied.
-    totals: Arc<Raw>,
+    totals: Arc<Rows>,
     discontinuities: BTreeMap<u32, u32>,
 }
 
@@ -234,16 +262,15 @@ impl Totals {
     /// Folds in a poll. `reset` (after a reboot) restarts every total from the raw value; a
     /// port whose ifCounterDiscontinuityTime moved restarts on its own.
     pub fn update(&mut self, raw: Raw, reset: bool, discontinuities: BTreeMap<u32, u32>) {
-        // Collected in key order, so the map is built densely (inserting one by one leaves
-        // its nodes half full: a third more memory for 100,000 ports).
-        let totals: Raw = raw
+        // `raw` iterates in ifIndex order, so the rows come out sorted.
+        let totals: Vec<(u32, Row)> = raw
             .iter()
             .map(|(&port, values)| {
                 let moved = match (self.discontinuities.get(&port), discontinuities.get(&port)) {
                     (Some(before), Some(now)) => before != now,
                     _ => false,
                 };
-                let prev = self.totals.get(&port).filter(|_| !(reset || moved));
+                let prev = self.totals.get(port).filter(|_| !(reset || moved));
                 let mut t = Row::default();
                 for (c, col) in COLUMNS.iter().enumerate() {
                     let Some(now) = values.get(c) else { continue };
@@ -263,18 +290,19 @@ impl Totals {
                 (port, t)
             })
             .collect();
-        self.totals = Arc::new(totals);
+        self.totals = Arc::new(Rows(totals));
         self.discontinuities = discontinuities;
     }
 
     /// The exported values.
-    pub fn values(&self) -> &Arc<Raw> {
+    pub fn values(&self) -> &Arc<Rows> {
         &self.totals
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn raw(port: u32, in_octets: u64, hc_in: u64) -> Raw {
@@ -302,14 +330,14 @@ mod tests {
     fn counter32_wraps_are_accumulated_not_dropped() {
         let mut t = Totals::default();
         t.update(raw(1, 4_294_967_000, 10), false, BTreeMap::new());
-        assert_eq!(t.values()[&1].get(0), Some(4_294_967_000));
+        assert_eq!(t.values().get(1).unwrap().get(0), Some(4_294_967_000));
         // Wrapped: 296 octets to the top, then 704 more.
         t.update(raw(1, 704, 20), false, BTreeMap::new());
-        assert_eq!(t.values()[&1].get(0), Some(4_294_968_000));
+        assert_eq!(t.values().get(1).unwrap().get(0), Some(4_294_968_000));
         t.update(raw(1, 1704, 30), false, BTreeMap::new());
-        assert_eq!(t.values()[&1].get(0), Some(4_294_969_000));
+        assert_eq!(t.values().get(1).unwrap().get(0), Some(4_294_969_000));
         // Counter64 is exported as read.
-        assert_eq!(t.values()[&1].get(8), Some(30));
+        assert_eq!(t.values().get(1).unwrap().get(8), Some(30));
     }
 
     #[test]
@@ -318,8 +346,8 @@ mod tests {
         t.update(raw(1, 1000, 1000), false, BTreeMap::new());
         t.update(raw(1, 2000, 2000), false, BTreeMap::new());
         t.update(raw(1, 50, 50), true, BTreeMap::new());
-        assert_eq!(t.values()[&1].get(0), Some(50));
-        assert_eq!(t.values()[&1].get(8), Some(50));
+        assert_eq!(t.values().get(1).unwrap().get(0), Some(50));
+        assert_eq!(t.values().get(1).unwrap().get(8), Some(50));
     }
 
     #[test]
@@ -332,8 +360,8 @@ mod tests {
         later.extend(raw(2, 40, 0));
         // Port 2's counters were cleared at tick 900: 40 is a new start, not a wrap.
         t.update(later, false, [(1, 5), (2, 900)].into());
-        assert_eq!(t.values()[&1].get(0), Some(3000));
-        assert_eq!(t.values()[&2].get(0), Some(40));
+        assert_eq!(t.values().get(1).unwrap().get(0), Some(3000));
+        assert_eq!(t.values().get(2).unwrap().get(0), Some(40));
     }
 
     #[test]
@@ -343,10 +371,11 @@ mod tests {
         let mut both = raw(1, 200, 0);
         both.extend(raw(2, 7, 0));
         t.update(both, false, BTreeMap::new());
-        assert_eq!(t.values()[&2].get(0), Some(7));
+        assert_eq!(t.values().get(2).unwrap().get(0), Some(7));
         t.update(raw(2, 9, 0), false, BTreeMap::new());
-        assert!(!t.values().contains_key(&1));
-        assert_eq!(t.values()[&2].get(0), Some(9));
+        assert!(t.values().get(1).is_none());
+        assert_eq!(t.values().len(), 1);
+        assert_eq!(t.values().get(2).unwrap().get(0), Some(9));
     }
 
     proptest::proptest! {
@@ -366,7 +395,7 @@ mod tests {
                     _ => now,
                 };
                 last = Some(now);
-                proptest::prop_assert_eq!(t.values()[&3].get(0), Some(total));
+                proptest::prop_assert_eq!(t.values().get(3).unwrap().get(0), Some(total));
             }
         }
     }

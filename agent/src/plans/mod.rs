@@ -34,15 +34,16 @@ use crate::snmp::SnmpValue;
 use crate::snmp::oid::{self, OidBuf};
 use crate::state::{Change, LinkSnapshot, PortLink};
 
-/// ifName, ifAlias and ifDescr of one port.
+/// ifName, ifAlias and ifDescr of one port. `Box<str>`, not `String`: labels are set once per
+/// refresh and held for 100,000 ports, so neither the capacity word nor spare capacity is kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Labels {
     /// ifName.
-    pub name: String,
+    pub name: Box<str>,
     /// ifAlias.
-    pub alias: String,
+    pub alias: Box<str>,
     /// ifDescr.
-    pub descr: String,
+    pub descr: Box<str>,
 }
 
 /// What every device task shares.
@@ -141,9 +142,9 @@ pub fn labels_from(columns: &[Vec<(OidBuf, SnmpValue)>]) -> HashMap<u32, Labels>
     let mut out: HashMap<u32, Labels> = HashMap::new();
     type Setter = fn(&mut Labels, String);
     let cols: [(&[u32], Setter); 3] = [
-        (oid::IF_DESCR, |l, s| l.descr = s),
-        (oid::IF_NAME, |l, s| l.name = s),
-        (oid::IF_ALIAS, |l, s| l.alias = s),
+        (oid::IF_DESCR, |l, s| l.descr = s.into_boxed_str()),
+        (oid::IF_NAME, |l, s| l.name = s.into_boxed_str()),
+        (oid::IF_ALIAS, |l, s| l.alias = s.into_boxed_str()),
     ];
     for ((column, set), rows) in cols.iter().zip(columns) {
         for (o, v) in rows {
@@ -163,7 +164,7 @@ pub fn port_role(
     labels: Option<&Labels>,
 ) -> PortRole {
     if let Some(l) = labels
-        && let Some(r) = device.ports.get(&l.name)
+        && let Some(r) = device.ports.get(&*l.name)
     {
         return *r;
     }
@@ -187,8 +188,8 @@ fn port_event(
     let mut e = Event::new(agent, &device.name, kind, Source::Poll);
     let l = labels.get(&if_index).map(|l| &**l);
     e.if_index = Some(if_index);
-    e.if_name = l.map(|l| l.name.clone()).filter(|s| !s.is_empty());
-    e.if_alias = l.map(|l| l.alias.clone()).filter(|s| !s.is_empty());
+    e.if_name = l.map(|l| l.name.to_string()).filter(|s| !s.is_empty());
+    e.if_alias = l.map(|l| l.alias.to_string()).filter(|s| !s.is_empty());
     e.attrs.insert(
         "role".into(),
         json!(port_role(device, roles, if_index, l).as_str()),
@@ -372,7 +373,7 @@ mod tests {
         let l = |name: &str, alias: &str| Labels {
             name: name.into(),
             alias: alias.into(),
-            descr: String::new(),
+            descr: Box::default(),
         };
         assert_eq!(
             port_role(&d, &roles, 49, Some(&l("Te1/1/1", "whatever"))),
@@ -415,7 +416,7 @@ mod tests {
         if let Some(l) = renamed.get_mut(&49) {
             l.alias = "uplink: dist2".into();
         }
-        assert_eq!(share_labels(&labels, renamed)[&49].alias, "uplink: dist2");
+        assert_eq!(&*share_labels(&labels, renamed)[&49].alias, "uplink: dist2");
         let mut snap = LinkSnapshot::default();
         snap.ports.insert(
             49,
@@ -474,10 +475,10 @@ mod tests {
             l[&1],
             Labels {
                 name: "Gi1/0/1".into(),
-                alias: String::new(),
+                alias: Box::default(),
                 descr: "GigabitEthernet1/0/1".into()
             }
         );
-        assert_eq!(l[&2].alias, "uplink");
+        assert_eq!(&*l[&2].alias, "uplink");
     }
 }
