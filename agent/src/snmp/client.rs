@@ -126,13 +126,14 @@ pub const MAX_VARBINDS_PER_REQUEST: u32 = 256;
 /// Rows per column to ask for: enough for the whole table as the last walk of these columns
 /// found it (plus one, to see its end in the same response), within the configured
 /// max-repetitions, the varbind budget, and what the device could answer before (`too_big`).
+/// A table found empty says nothing about its size (a device still booting): the cap then.
 fn repetitions(cap: u32, too_big: Option<u32>, columns: usize, rows_last: Option<u32>) -> u32 {
     let columns = u32::try_from(columns.max(1)).unwrap_or(u32::MAX);
     let mut reps = cap.min(MAX_VARBINDS_PER_REQUEST / columns);
     if let Some(limit) = too_big {
         reps = reps.min(limit);
     }
-    if let Some(rows) = rows_last {
+    if let Some(rows) = rows_last.filter(|&r| r > 0) {
         reps = reps.min(rows.saturating_add(1));
     }
     reps.max(1)
@@ -701,8 +702,10 @@ mod tests {
         assert_eq!(repetitions(25, None, 3, Some(52)), 25);
         assert_eq!(repetitions(64, None, 18, Some(52)), 14);
         assert_eq!(repetitions(64, Some(16), 3, Some(52)), 16);
-        // An empty table, or a zero cap, still asks for one row.
-        assert_eq!(repetitions(64, None, 3, Some(0)), 1);
+        // A table found empty asks for the cap again, not for one row at a time; a zero cap
+        // still asks for one row.
+        assert_eq!(repetitions(64, None, 3, Some(0)), 64);
+        assert_eq!(repetitions(64, None, 3, Some(1)), 2);
         assert_eq!(repetitions(0, None, 3, None), 1);
     }
 
