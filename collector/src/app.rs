@@ -120,6 +120,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
                 attempts: cfg.notify.attempts,
                 backoff: cfg.notify.backoff,
                 max_backoff: cfg.notify.max_backoff,
+                late_retry: cfg.notify.late_retry,
             },
             metrics: metrics.clone(),
             wake,

@@ -67,6 +67,29 @@ pub enum ChangeState {
     Cancelled,
 }
 
+impl Change {
+    /// Where the change stands at `now`: `scheduled`, `active` (inside its window), `done`
+    /// (the window is over) or `cancelled`. Only scheduled/cancelled is stored; the rest
+    /// follows from the clock.
+    pub fn phase(&self, now: DateTime<Utc>) -> &'static str {
+        match self.state {
+            ChangeState::Cancelled => "cancelled",
+            ChangeState::Scheduled if self.ends_at <= now => "done",
+            ChangeState::Scheduled if self.starts_at <= now => "active",
+            ChangeState::Scheduled => "scheduled",
+        }
+    }
+
+    /// The API's view: the stored fields with `state` as the [`phase`](Change::phase) at `now`.
+    pub fn to_api_json(&self, now: DateTime<Utc>) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("state".into(), self.phase(now).into());
+        }
+        v
+    }
+}
+
 /// A stored change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {

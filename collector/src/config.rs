@@ -125,6 +125,10 @@ pub struct NotifySection {
     /// Longest wait between retries.
     #[serde(default = "default_max_backoff")]
     pub max_backoff: HumanDuration,
+    /// How often a notification that failed for good is tried again while what it is about
+    /// is still open (it is delivered late, marked `delayed`, when its channel is back).
+    #[serde(default = "default_late_retry")]
+    pub late_retry: HumanDuration,
 }
 
 impl Default for NotifySection {
@@ -138,6 +142,7 @@ impl Default for NotifySection {
             attempts: default_attempts(),
             backoff: default_backoff(),
             max_backoff: default_max_backoff(),
+            late_retry: default_late_retry(),
         }
     }
 }
@@ -153,6 +158,9 @@ fn default_backoff() -> HumanDuration {
 }
 fn default_max_backoff() -> HumanDuration {
     HumanDuration::secs(300)
+}
+fn default_late_retry() -> HumanDuration {
+    HumanDuration::secs(600)
 }
 
 /// Delivery policy and the internal queues, resolved.
@@ -174,6 +182,8 @@ pub struct NotifyConfig {
     pub backoff: std::time::Duration,
     /// Longest retry wait.
     pub max_backoff: std::time::Duration,
+    /// Wait between late attempts of a notification that failed for good.
+    pub late_retry: std::time::Duration,
     /// The channels.
     pub channels: Vec<ChannelEntry>,
 }
@@ -662,6 +672,7 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
             attempts: f.notify.attempts,
             backoff: f.notify.backoff.get(),
             max_backoff: f.notify.max_backoff.get(),
+            late_retry: f.notify.late_retry.get(),
             channels: f.channel.clone(),
         },
     });

@@ -129,13 +129,21 @@ pub fn looks_personal(to: &str) -> bool {
     let to = to.trim();
     if let Some((local, _)) = to.split_once('@') {
         let local = local.to_lowercase();
-        if FUNCTIONAL.iter().any(|w| local.contains(w)) {
-            return false;
-        }
         let parts: Vec<&str> = local
-            .split(['.', '-', '_'])
+            .split(['.', '-', '_', '+'])
             .filter(|p| !p.is_empty())
             .collect();
+        // A short functional word must be a whole part (`it@`, `it-drift@`), or it would
+        // match inside names (`birgitte.hansen@`); longer ones may stand inside a part
+        // (`itservicedesk@`).
+        let functional = |p: &str| {
+            FUNCTIONAL
+                .iter()
+                .any(|w| p == *w || (w.len() >= 4 && p.contains(w)))
+        };
+        if parts.iter().any(|p| functional(p)) {
+            return false;
+        }
         return parts.len() >= 2 && parts.iter().all(|p| p.chars().all(char::is_alphabetic));
     }
     // A phone number (SMS) is usually someone's own phone; a duty phone is the exception.
@@ -290,6 +298,11 @@ mod tests {
             ("kari-anne.berg@uni-b.no", true),
             ("ola@uni-b.no", false),
             ("noc.drift@uni-b.no", false),
+            // "it" is a functional word only as a whole part, not inside a name.
+            ("birgitte.hansen@uni-b.no", true),
+            ("it@uni-b.no", false),
+            ("it.drift@uni-b.no", false),
+            ("itservicedesk@uni-b.no", false),
             ("+47 912 34 567", true),
             ("https://sms.example.org/send", false),
         ] {

@@ -56,6 +56,12 @@ pub enum Input {
         /// The last error.
         error: String,
     },
+    /// A channel with an open `notification_failed` incident delivered again: resolve it and
+    /// make the channel's failed notifications due now.
+    ChannelRecovered {
+        /// Channel name.
+        channel: String,
+    },
     /// An agent status message.
     Status {
         /// Agent id.
@@ -132,7 +138,7 @@ pub fn spawn(
             Ok(pending) => correlator.restore_pending(&pending),
             Err(e) => tracing::error!(error = %e, "Cannot read the quarantined alarms; starting without them."),
         }
-        metrics.incidents_open.set(i64::try_from(correlator.open_incidents()).unwrap_or(i64::MAX));
+        set_open_count(store.as_ref(), &metrics);
         let cx = Cx { store: store.as_ref(), inventory: &inventory, metrics: &metrics, notices: &notices };
         while let Some(first) = rx.blocking_recv() {
             // Take what is queued (bounded), so a burst shares one transaction per run of events.
@@ -160,11 +166,27 @@ pub fn spawn(
                 }
             }
             flush_events(&cx, &mut correlator, acker.as_ref(), &mut events);
-            metrics.incidents_open.set(i64::try_from(correlator.open_incidents()).unwrap_or(i64::MAX));
+            set_open_count(store.as_ref(), &metrics);
         }
         tracing::info!("Engine stopped.");
     })?;
     Ok((tx, handle))
+}
+
+/// Sets the open-incidents gauge from the store (every open incident, also those the
+/// correlator does not track, such as failed channels).
+fn set_open_count(store: &dyn Store, metrics: &CollectorMetrics) {
+    match store.count_open() {
+        Ok(n) => {
+            metrics
+                .incidents_open
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        Err(e) => {
+            metrics.store_errors.inc();
+            tracing::error!(error = %e, "Cannot count the open incidents.");
+        }
+    }
 }
 
 /// What the engine needs to queue notifications.
@@ -239,9 +261,10 @@ fn flush_events(
 /// Stores events and correlates them, all in one transaction (retried whole on failure).
 fn store_events(cx: &Cx<'_>, correlator: &mut Correlator, events: &[&Event]) {
     let now = Utc::now();
-    let (mut stored, mut duplicate) = (0u64, 0u64);
+    let (mut stored, mut duplicate, mut future) = (0u64, 0u64, 0u64);
+    let stale_before = correlator.stale_events();
     let queued = with_retry(cx.metrics, "events", || {
-        (stored, duplicate) = (0, 0);
+        (stored, duplicate, future) = (0, 0, 0);
         let mut queued = Done::default();
         cx.store.transaction(&mut |tx| {
             queued = observed(tx, cx, now, |o| {
@@ -249,6 +272,10 @@ fn store_events(cx: &Cx<'_>, correlator: &mut Correlator, events: &[&Event]) {
                     let role = correlate::resolve_role(event, cx.inventory);
                     if o.insert_event(event, role, now)? {
                         stored += 1;
+                        if correlate::event_time(event.observed_at, now).1 {
+                            future += 1;
+                            tracing::warn!(event = %event.id, agent = %event.agent, device = %event.device, observed_at = %event.observed_at, "Event observed in the future (clock skew?): judged at the collector's time.");
+                        }
                         correlator.on_event(event, role, now, o)?;
                     } else {
                         duplicate += 1;
@@ -263,6 +290,10 @@ fn store_events(cx: &Cx<'_>, correlator: &mut Correlator, events: &[&Event]) {
     });
     cx.metrics.events_stored.inc_by(stored);
     cx.metrics.events_duplicate.inc_by(duplicate);
+    cx.metrics.events_future.inc_by(future);
+    cx.metrics
+        .events_stale
+        .inc_by(correlator.stale_events().saturating_sub(stale_before));
     cx.committed(queued);
 }
 
@@ -428,6 +459,20 @@ impl IncidentTx for Observed<'_> {
         tracing::info!(incident, "Incident re-opened.");
         Ok(())
     }
+    fn merge(&mut self, incident: i64, into: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.touched = true;
+        self.inner.merge(incident, into, at)?;
+        self.record(incident, TransitionKind::Merged, None);
+        self.metrics
+            .incidents
+            .get_or_create(&IncidentLabel {
+                kind: "any",
+                transition: "merged",
+            })
+            .inc();
+        tracing::info!(incident, into, "Incident merged into another.");
+        Ok(())
+    }
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError> {
         self.touched = true;
         self.inner.set_transitions(incident, transitions)
@@ -544,6 +589,14 @@ fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
             });
             cx.committed(queued);
         }
+        Input::ChannelRecovered { channel } => {
+            let now = Utc::now();
+            let queued = in_transaction(cx, "channel recovered", now, |o| {
+                channel_recovered(o, &channel, now)
+            });
+            cx.committed(queued);
+            cx.notices.wake.notify_one();
+        }
         Input::DeadLetter { letter, reason } => {
             tracing::warn!(topic = %letter.topic, agent = ?letter.agent, reason = %letter.reason, "Message refused; kept as a dead letter.");
             metrics
@@ -589,9 +642,47 @@ fn in_transaction(
     })
 }
 
-/// Marks a notification failed and opens a `notification_failed` incident about it, which
-/// routing sends to SSC on the other channels. A failed report of a failure is not reported
-/// again (two broken channels would feed each other); it stays in the API and the metrics.
+/// The alarm key of a channel's `notification_failed` incident.
+fn channel_alarm(channel: &str) -> String {
+    crate::store::alarm_key(
+        &format!("{}{channel}", crate::notify::route::FAILED_CHANNEL_PREFIX),
+        None,
+        AlarmKind::NotificationFailed,
+    )
+}
+
+/// A channel delivers again: its incident resolves (SSC hears of it) and its failed
+/// notifications are tried at once.
+fn channel_recovered(
+    o: &mut Observed<'_>,
+    channel: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let key = channel_alarm(channel);
+    let Some(outbox) = o.outbox() else {
+        return Ok(());
+    };
+    let retried = outbox.retry_failed(channel, now)?;
+    let Some(id) = outbox.open_by_key(&key)? else {
+        return Ok(());
+    };
+    o.clear_member(id, &key, now)?;
+    o.resolve(id, now)?;
+    o.note(
+        id,
+        now,
+        "resolved",
+        None,
+        &format!(
+            "channel {channel} delivers again; {retried} failed notification(s) are sent late now"
+        ),
+    )
+}
+
+/// Marks a notification failed and opens the `notification_failed` incident of its channel
+/// (one per failing channel: later failures are lines of its history), which routing sends
+/// to SSC on the other channels. A failed report of a failure is not reported again (two
+/// broken channels would feed each other); it stays in the API and the metrics.
 fn report_failure(
     o: &mut Observed<'_>,
     id: i64,
@@ -624,14 +715,29 @@ fn report_failure(
         About::Change => format!("Change {}", n.about_id),
         About::ChangeOrder => format!("Change order {}", n.about_id),
     };
+    let key = channel_alarm(&n.channel);
+    if let Some(open) = outbox.open_by_key(&key)? {
+        o.note(
+            open,
+            now,
+            "notification_failed",
+            None,
+            &format!("{subject}: {what}"),
+        )?;
+        if about.is_some() {
+            o.note(
+                n.about_id,
+                now,
+                "notification_failed",
+                None,
+                &format!("{what}; incident {open} tells SSC"),
+            )?;
+        }
+        return Ok(());
+    }
     let new = NewIncident {
         kind: AlarmKind::NotificationFailed,
-        key: format!(
-            "{}{}|{}|notification_failed",
-            crate::notify::route::FAILED_CHANNEL_PREFIX,
-            n.channel,
-            n.id
-        ),
+        key,
         severity: 2,
         device: format!(
             "{}{}",
@@ -644,7 +750,10 @@ fn report_failure(
         role: None,
         site: about.as_ref().and_then(|i| i.site.clone()),
         customer: None,
-        summary: format!("{subject}: {what}"),
+        summary: format!(
+            "Notifications on channel {} fail (first: {subject}: {what})",
+            n.channel
+        ),
     };
     let opened = o.open(&new, now)?;
     o.note(opened, now, "opened", None, &new.summary)?;

@@ -59,6 +59,13 @@ pub struct CollectorMetrics {
     pub notifications: Family<NotificationLabel, Counter>,
     /// Notifications queued in the outbox.
     pub notifications_queued: Counter,
+    /// Events observed more than the allowed skew in the future (judged at the collector's
+    /// time instead).
+    pub events_future: Counter,
+    /// Events older than the newest applied observation of their port (ignored by the rules).
+    pub events_stale: Counter,
+    /// Notifications delivered only after they had failed for good.
+    pub notifications_delayed: Counter,
 }
 
 impl CollectorMetrics {
@@ -79,7 +86,26 @@ impl CollectorMetrics {
             mqtt_connected: Gauge::default(),
             notifications: Family::default(),
             notifications_queued: Counter::default(),
+            events_future: Counter::default(),
+            events_stale: Counter::default(),
+            notifications_delayed: Counter::default(),
         };
+        let r0 = registry.sub_registry_with_prefix("cnaas_collector");
+        r0.register(
+            "events_future",
+            "Events observed more than 5 s ahead of the collector's clock, judged at the collector's time",
+            m.events_future.clone(),
+        );
+        r0.register(
+            "events_stale",
+            "Events older than the newest applied observation of their port, ignored by the rules",
+            m.events_stale.clone(),
+        );
+        r0.register(
+            "notifications_delayed",
+            "Notifications delivered after they had failed for good (channel back, or resent)",
+            m.notifications_delayed.clone(),
+        );
         let r = registry.sub_registry_with_prefix("cnaas_collector");
         r.register(
             "events_stored",

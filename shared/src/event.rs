@@ -35,11 +35,16 @@ pub enum EventKind {
     DeviceReachable,
     /// The device restarted (`sysUpTime` went backwards).
     DeviceRebooted,
+    /// The agent's snapshot of a device: sent after the agent starts, after it reconnects to
+    /// the broker, and when the device answers again, so alarms it contradicts clear. The
+    /// ports are in `attrs` as ifIndex lists (see [`StateSync`]). Added to wire version 1
+    /// without a version change: a collector that does not know it keeps it as a dead letter.
+    StateSync,
 }
 
 impl EventKind {
     /// Every kind, in a stable order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::LinkDown,
         EventKind::LinkUp,
         EventKind::AdminDown,
@@ -48,6 +53,7 @@ impl EventKind {
         EventKind::DeviceUnreachable,
         EventKind::DeviceReachable,
         EventKind::DeviceRebooted,
+        EventKind::StateSync,
     ];
 
     /// The name used on the wire and in metrics.
@@ -61,6 +67,7 @@ impl EventKind {
             EventKind::DeviceUnreachable => "device_unreachable",
             EventKind::DeviceReachable => "device_reachable",
             EventKind::DeviceRebooted => "device_rebooted",
+            EventKind::StateSync => "state_sync",
         }
     }
 
@@ -90,6 +97,54 @@ impl FromStr for EventKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or(())
+    }
+}
+
+/// The port lists of a `state_sync` event: `attrs.up`, `attrs.down` and `attrs.disabled`
+/// (administratively down), each an array of ifIndex numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateSync {
+    /// Ports whose link is up.
+    pub up: Vec<u32>,
+    /// Ports whose link is down (down, notPresent, lowerLayerDown).
+    pub down: Vec<u32>,
+    /// Ports shut on purpose.
+    pub disabled: Vec<u32>,
+}
+
+impl StateSync {
+    /// Writes the lists into an event's attributes.
+    pub fn write(&self, attrs: &mut Map<String, Value>) {
+        for (name, list) in [
+            ("up", &self.up),
+            ("down", &self.down),
+            ("disabled", &self.disabled),
+        ] {
+            attrs.insert(name.into(), Value::from(list.clone()));
+        }
+    }
+
+    /// Reads the lists of a `state_sync` event; None when one is missing or not a list of
+    /// ifIndex numbers.
+    pub fn from_event(e: &Event) -> Option<StateSync> {
+        let list = |name: &str| -> Option<Vec<u32>> {
+            e.attrs
+                .get(name)?
+                .as_array()?
+                .iter()
+                .map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect()
+        };
+        Some(StateSync {
+            up: list("up")?,
+            down: list("down")?,
+            disabled: list("disabled")?,
+        })
+    }
+
+    /// Whether the snapshot says the port is not down (up, or shut on purpose).
+    pub fn is_not_down(&self, if_index: u32) -> bool {
+        self.up.contains(&if_index) || self.disabled.contains(&if_index)
     }
 }
 

@@ -19,5 +19,5 @@ pub mod role;
 pub mod runtime;
 pub mod topics;
 
-pub use event::{DecodeError, Event, EventKind, Source};
+pub use event::{DecodeError, Event, EventKind, Source, StateSync};
 pub use role::PortRole;

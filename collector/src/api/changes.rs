@@ -91,9 +91,11 @@ pub(super) async fn list_changes(
     let store = st.store.clone();
     let all = blocking(move || store.changes()).await?;
     let own = own_customer(&who);
+    let now = chrono::Utc::now();
     let list: Vec<_> = all
         .into_iter()
         .filter(|c| own.is_none_or(|o| c.customers.iter().any(|x| x == o)))
+        .map(|c| c.to_api_json(now))
         .collect();
     Ok(Json(json!({ "changes": list })))
 }
@@ -139,7 +141,7 @@ pub(super) async fn create_change(
     tracing::info!(change = change.id, kind = ?change.kind, devices = change.devices.len(), "Change announced.");
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::to_value(&change).unwrap_or_default()),
+        Json(change.to_api_json(chrono::Utc::now())),
     )
         .into_response())
 }
@@ -216,7 +218,7 @@ pub(super) async fn change_action(
     })
     .await?;
     tracing::info!(change = id, action = %action, by = %principal.name, "Change updated.");
-    Ok(Json(serde_json::to_value(&change).unwrap_or_default()).into_response())
+    Ok(Json(change.to_api_json(chrono::Utc::now())).into_response())
 }
 
 /// Change orders, newest first (a customer token sees its own).

@@ -105,6 +105,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/incidents/{id}/{action}", post(act))
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/notifications", get(list_notifications))
+        .route(
+            "/api/v1/notifications/{id}/resend",
+            post(resend_notification),
+        )
         .route("/api/v1/customers", get(list_customers))
         .route(
             "/api/v1/changes",
@@ -174,6 +178,10 @@ pub(crate) fn own_customer(p: &Option<Principal>) -> Option<&str> {
 #[serde(deny_unknown_fields)]
 struct ActionBody {
     comment: Option<String>,
+    /// With `resolve`: resolve although alarms are still active (each opens a new incident
+    /// after its hold time).
+    #[serde(default)]
+    force: bool,
 }
 
 async fn act(
@@ -201,6 +209,10 @@ async fn act(
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?
+    };
+    let action = match action {
+        Action::Resolve if body.force => Action::ForceResolve,
+        other => other,
     };
     perform(&st, &principal, id, action, body.comment).await?;
     let store = st.store.clone();
@@ -315,7 +327,7 @@ pub(crate) async fn perform(
     }
 }
 
-const STATES: [&str; 4] = ["open", "acknowledged", "resolved", "closed"];
+const STATES: [&str; 5] = ["open", "acknowledged", "resolved", "closed", "merged"];
 const MAX_LIMIT: u32 = 1000;
 
 #[derive(Debug, Deserialize)]
@@ -504,6 +516,58 @@ struct NotificationQuery {
 
 /// Every delivery and its state, newest first. A customer token sees what was sent to its own
 /// people about its own incidents.
+/// SSC (or 2nd line) sends a notification again: a failed one is tried at once and marked
+/// delayed when it goes through; a delivered one is queued again.
+async fn resend_notification(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = who(&st, &headers)?;
+    let Some(principal) = who else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this collector has no tokens file; the API is read-only",
+        ));
+    };
+    if !principal.role.operates() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("role of `{}` may not resend notifications", principal.name),
+        ));
+    }
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("`{id}` is not a notification id"),
+        )
+    })?;
+    let store = st.store.clone();
+    let before = blocking(move || store.resend(id, chrono::Utc::now())).await?;
+    match before.as_deref() {
+        None => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("notification {id} not found"),
+            ));
+        }
+        Some(state @ ("pending" | "superseded")) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "notification {id} is {state}; only a failed or delivered one can be sent again"
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    tracing::info!(notification = id, actor = %principal.name, "Notification resent on request.");
+    st.notices.wake.notify_one();
+    Ok(Json(
+        serde_json::json!({ "id": id, "resent": true, "was": before }),
+    ))
+}
+
 async fn list_notifications(
     State(st): State<ApiState>,
     headers: HeaderMap,

@@ -10,7 +10,11 @@
 //!   grouping window join the incident opened first;
 //! - an alarm that comes back within the re-open window re-opens its resolved incident.
 //!
-//! An incident resolves when all its member alarms have cleared. Time is a parameter.
+//! An incident resolves when all its member alarms have cleared. Time is a parameter; a port's
+//! hold time and flapping are judged by when the agent observed each event (a spool replayed
+//! after a broker outage tells the outage as it happened), clamped to the collector's clock.
+//! The semantics at the edges (merges, re-opens in and out of maintenance, people resolving
+//! active alarms, agent state sync) are written down in `docs/incidents.md`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -50,9 +54,25 @@ impl Default for Rules {
     }
 }
 
+/// How far ahead of the collector's clock an event's observation time may be before it is
+/// taken as wrong: such an event is judged at the collector's time (and counted).
+pub const MAX_SKEW: TimeDelta = TimeDelta::seconds(5);
+
+/// When an event happened for the rules: its observation time, never later than `now` (a
+/// small skew is folded in silently); the flag says it was more than [`MAX_SKEW`] ahead.
+pub fn event_time(observed: DateTime<Utc>, now: DateTime<Utc>) -> (DateTime<Utc>, bool) {
+    (observed.min(now), observed > now + MAX_SKEW)
+}
+
 #[derive(Debug, Clone, Default)]
 struct PortEntry {
     alarm: PortAlarm,
+    /// The `link_down` event that started the current episode (linked to the incident when
+    /// the hold time runs out, so the report's first time is when the fault began).
+    down_event: Option<(String, DateTime<Utc>)>,
+    /// The observation time of the newest event applied: an older one arriving later is
+    /// stale and must not override it.
+    last_seen: Option<DateTime<Utc>>,
     if_name: Option<String>,
     if_alias: Option<String>,
     role: Option<PortRole>,
@@ -87,8 +107,11 @@ pub enum Action {
     Ack,
     /// Hand it to 2nd line (a flag; the state does not change).
     Escalate,
-    /// open/acknowledged -> resolved, whatever its alarms say.
+    /// open/acknowledged -> resolved when none of its alarms is active any more (else 409).
     Resolve,
+    /// open/acknowledged -> resolved although alarms are still active, said explicitly; each
+    /// still-active alarm opens a new incident after its hold time.
+    ForceResolve,
     /// resolved -> closed.
     Close,
     /// A line of history.
@@ -103,7 +126,7 @@ impl Action {
         match self {
             Action::Ack => "acknowledged",
             Action::Escalate => "escalated",
-            Action::Resolve => "resolved",
+            Action::Resolve | Action::ForceResolve => "resolved",
             Action::Close => "closed",
             Action::Comment => "comment",
             Action::LocalWork => "local_work",
@@ -135,9 +158,16 @@ pub struct Correlator {
     ports: HashMap<(String, u32), PortEntry>,
     devices: HashMap<String, DeviceEntry>,
     open: HashMap<i64, OpenIncident>,
-    last_resolved: HashMap<String, (i64, DateTime<Utc>)>,
+    /// Root alarm -> the incident it resolved, when, and whether that incident was flagged
+    /// as in maintenance.
+    last_resolved: HashMap<String, (i64, DateTime<Utc>, bool)>,
     /// Site probes that are offline, with their incident.
     agents_offline: HashMap<String, i64>,
+    /// Site probes still offline whose incident a person resolved: a new one opens at the
+    /// next tick after the device hold time.
+    agents_rearmed: HashMap<String, DateTime<Utc>>,
+    /// Stale events (older than the newest applied to their port) that were ignored.
+    stale: u64,
     maintenance: Box<dyn Maintenance>,
 }
 
@@ -194,6 +224,8 @@ impl Correlator {
             open: HashMap::new(),
             last_resolved: HashMap::new(),
             agents_offline: HashMap::new(),
+            agents_rearmed: HashMap::new(),
+            stale: 0,
             maintenance: Box::new(NoMaintenance),
         }
     }
@@ -216,6 +248,14 @@ impl Correlator {
         let alarm = alarm_key(agent, None, AlarmKind::AgentOffline);
         match status {
             "offline" if !self.agents_offline.contains_key(agent) => {
+                self.agents_rearmed.remove(agent);
+                // Many probes going offline at once (a broker restart, a network outage on
+                // the collector's side) are one incident listing them, not one each.
+                if let Some(id) = self.agent_group(now) {
+                    self.join(id, &alarm, Relation::Member, now, None, tx)?;
+                    self.agents_offline.insert(agent.to_owned(), id);
+                    return Ok(());
+                }
                 let new = NewIncident {
                     kind: AlarmKind::AgentOffline,
                     key: alarm.clone(),
@@ -231,10 +271,11 @@ impl Correlator {
                         "Site probe {agent} is offline: its devices are not monitored"
                     ),
                 };
-                let id = self.open(&new, now, None, tx)?;
+                let id = self.open(&new, now, now, None, tx)?;
                 self.agents_offline.insert(agent.to_owned(), id);
             }
             "online" => {
+                self.agents_rearmed.remove(agent);
                 if let Some(id) = self.agents_offline.remove(agent) {
                     self.clear(id, &alarm, now, None, tx)?;
                 }
@@ -244,9 +285,30 @@ impl Correlator {
         Ok(())
     }
 
+    /// An open `agent_offline` incident opened within the grouping window.
+    fn agent_group(&self, now: DateTime<Utc>) -> Option<i64> {
+        let mut ids: Vec<i64> = self
+            .agents_offline
+            .values()
+            .copied()
+            .filter(|id| {
+                self.open
+                    .get(id)
+                    .is_some_and(|o| now - o.opened_at <= self.rules.group_window)
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.first().copied()
+    }
+
     /// Rebuilds the memory of open incidents after a restart, from the store.
     pub fn restore(&mut self, members: &[OpenMember], now: DateTime<Utc>) {
         for m in members {
+            // A failing channel's incident is the engine's, resolved when the channel
+            // delivers again; the correlator does not hold it.
+            if m.alarm.ends_with("||notification_failed") {
+                continue;
+            }
             let entry = self.open.entry(m.incident).or_insert_with(|| OpenIncident {
                 device: m.device.clone(),
                 site: m.site.clone(),
@@ -308,9 +370,26 @@ impl Correlator {
         }
     }
 
-    /// Number of incidents open now.
+    /// Number of incidents the correlator holds open now (the store's count, which includes
+    /// incidents it does not track such as failed channels, is the one to report).
     pub fn open_incidents(&self) -> usize {
         self.open.len()
+    }
+
+    /// Events ignored because a newer observation of their port had been applied already.
+    pub fn stale_events(&self) -> u64 {
+        self.stale
+    }
+
+    /// The alarms of an open incident that are still active, sorted.
+    pub fn active_alarms(&self, incident: i64) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .open
+            .get(&incident)
+            .map(|o| o.active.iter().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
     }
 
     /// A person's action on an incident, checked against its state.
@@ -346,14 +425,20 @@ impl Correlator {
                 )));
             }
             Action::Escalate => tx.set_escalated(incident, now)?,
-            Action::Resolve if !active => {
+            Action::Resolve | Action::ForceResolve if !active => {
                 return Err(CommandError::Conflict(format!(
                     "incident {incident} is already {state}"
                 )));
             }
-            Action::Resolve => {
+            Action::Resolve if !self.active_alarms(incident).is_empty() => {
+                return Err(CommandError::Conflict(format!(
+                    "incident {incident} still has active alarms ({}); resolve it with \"force\": true to say that you know, and each of them opens a new incident after its hold time",
+                    self.active_alarms(incident).join(", ")
+                )));
+            }
+            Action::Resolve | Action::ForceResolve => {
                 tx.resolve(incident, now)?;
-                self.forget(incident);
+                self.forget(incident, now, tx)?;
             }
             Action::Close if state != "resolved" => {
                 return Err(CommandError::Invalid(format!(
@@ -381,26 +466,60 @@ impl Correlator {
         Ok(())
     }
 
-    /// Drops an incident a person resolved: its alarms stay as they are, but belong to no
-    /// incident any more (a new fault after they clear opens a new one).
-    fn forget(&mut self, incident: i64) {
-        self.open.remove(&incident);
-        for p in self.ports.values_mut() {
-            if p.incident == Some(incident) {
-                p.incident = None;
+    /// Drops an incident a person resolved. An alarm of it that is still active starts over:
+    /// a port that is still down goes back into quarantine from `now` and a device that still
+    /// does not answer waits its hold time again, so the fault opens a new incident then
+    /// rather than staying hidden (DESIGN.md: nothing fails silently).
+    fn forget(
+        &mut self,
+        incident: i64,
+        now: DateTime<Utc>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let Some(o) = self.open.remove(&incident) else {
+            return Ok(());
+        };
+        let mut rearm = Vec::new();
+        for ((device, i), p) in &mut self.ports {
+            let mine = p.incident == Some(incident) || p.flap_incident == Some(incident);
+            if !mine {
+                continue;
             }
-            if p.flap_incident == Some(incident) {
-                p.flap_incident = None;
+            p.incident = None;
+            p.flap_incident = None;
+            if p.alarm.is_down() {
+                p.alarm = PortAlarm::restored_pending(now);
+                p.down_event = None;
+                rearm.push(alarm_key(device, Some(*i), AlarmKind::LinkDown));
+            } else {
+                p.alarm = PortAlarm::default();
             }
+        }
+        for key in rearm {
+            tx.set_pending(&key, now)?;
         }
         for d in self.devices.values_mut() {
             if d.incident == Some(incident) {
                 d.incident = None;
+                if d.active {
+                    d.active = false;
+                    d.down_since = Some(now);
+                }
             }
         }
+        for alarm in &o.active {
+            if let Some(agent) = alarm.strip_suffix("||agent_offline")
+                && self.agents_offline.get(agent) == Some(&incident)
+            {
+                self.agents_offline.remove(agent);
+                self.agents_rearmed.insert(agent.to_owned(), now);
+            }
+        }
+        Ok(())
     }
 
-    /// Applies one stored event.
+    /// Applies one stored event at the collector's time `now`; the rules judge it by when
+    /// it was observed ([`event_time`]).
     pub fn on_event(
         &mut self,
         e: &Event,
@@ -409,32 +528,29 @@ impl Correlator {
         tx: &mut dyn IncidentTx,
     ) -> Result<(), StoreError> {
         let event_id = e.id.to_string();
+        let (at, _) = event_time(e.observed_at, now);
         match (e.kind, e.if_index) {
             (EventKind::LinkDown | EventKind::LinkUp | EventKind::AdminDown, Some(i))
                 if role.is_some_and(PortRole::is_watched) =>
             {
                 let key = (e.device.clone(), i);
                 let entry = self.ports.entry(key.clone()).or_default();
+                if entry.last_seen.is_some_and(|last| at < last) {
+                    self.stale += 1;
+                    tracing::info!(device = %e.device, if_index = i, event = %e.id, kind = e.kind.as_str(), "Stale event: the port has a newer observation; ignored.");
+                    return Ok(());
+                }
+                entry.last_seen = Some(at);
                 entry.if_name = e.if_name.clone().or(entry.if_name.take());
                 entry.if_alias = e.if_alias.clone().or(entry.if_alias.take());
                 entry.role = role;
-                let outcomes = match e.kind {
-                    EventKind::LinkDown => entry.alarm.on_down(now),
-                    _ => entry.alarm.on_up(now),
-                };
-                self.apply_port(&key, &outcomes, now, Some(&event_id), tx)?;
-                // A zero hold time activates at once rather than at the next tick.
-                let outcomes = self
-                    .ports
-                    .get_mut(&key)
-                    .map(|p| p.alarm.tick(now, self.rules.link_hold))
-                    .unwrap_or_default();
-                self.apply_port(&key, &outcomes, now, Some(&event_id), tx)?;
+                self.port_transition(&key, e.kind == EventKind::LinkDown, at, &event_id, tx)?;
             }
+            (EventKind::StateSync, _) => self.state_sync(e, at, &event_id, tx)?,
             (EventKind::DeviceUnreachable, _) => {
                 let d = self.devices.entry(e.device.clone()).or_default();
                 if d.down_since.is_none() {
-                    d.down_since = Some(now);
+                    d.down_since = Some(at);
                 }
                 self.maybe_activate_device(&e.device, now, Some(&event_id), tx)?;
             }
@@ -465,19 +581,122 @@ impl Correlator {
                 );
                 new.summary = format!("{} (VLAN {old} -> {vlan})", new.summary);
                 new.key = format!("{}|{}", new.key, e.id);
-                self.open(&new, now, Some(&event_id), tx)?;
+                self.open(&new, now, at, Some(&event_id), tx)?;
             }
             (EventKind::DeviceReachable, _) => {
-                let d = self.devices.entry(e.device.clone()).or_default();
-                d.down_since = None;
-                if std::mem::take(&mut d.active)
-                    && let Some(incident) = d.incident.take()
-                {
-                    let alarm = alarm_key(&e.device, None, AlarmKind::DeviceDown);
-                    self.clear(incident, &alarm, now, Some(&event_id), tx)?;
-                }
+                self.device_answers(&e.device, at, &event_id, tx)?;
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A watched port went down (`down`) or up at `at` (its observation time). The hold time
+    /// is judged by observation times too: before an up is applied, a down that had lasted
+    /// longer than the hold activates, so an outage replayed late is still an incident.
+    fn port_transition(
+        &mut self,
+        key: &(String, u32),
+        down: bool,
+        at: DateTime<Utc>,
+        event_id: &str,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let hold = self.rules.link_hold;
+        if !down {
+            let outcomes = self
+                .ports
+                .get_mut(key)
+                .map(|p| p.alarm.tick(at, hold))
+                .unwrap_or_default();
+            self.apply_port(key, &outcomes, at, None, tx)?;
+        }
+        let Some(entry) = self.ports.get_mut(key) else {
+            return Ok(());
+        };
+        let was_down = entry.alarm.is_down();
+        let outcomes = if down {
+            entry.alarm.on_down(at)
+        } else {
+            entry.alarm.on_up(at)
+        };
+        if down && !was_down {
+            entry.down_event = Some((event_id.to_owned(), at));
+        }
+        self.apply_port(key, &outcomes, at, Some(event_id), tx)?;
+        // A zero hold time activates at once rather than at the next tick.
+        let outcomes = self
+            .ports
+            .get_mut(key)
+            .map(|p| p.alarm.tick(at, hold))
+            .unwrap_or_default();
+        self.apply_port(key, &outcomes, at, Some(event_id), tx)?;
+        if let Some(p) = self.ports.get_mut(key)
+            && !p.alarm.is_down()
+        {
+            p.down_event = None;
+        }
+        Ok(())
+    }
+
+    /// The device answers again: its `device_down` alarm clears.
+    fn device_answers(
+        &mut self,
+        device: &str,
+        at: DateTime<Utc>,
+        event_id: &str,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let Some(d) = self.devices.get_mut(device) else {
+            return Ok(());
+        };
+        d.down_since = None;
+        if std::mem::take(&mut d.active)
+            && let Some(incident) = d.incident.take()
+        {
+            let alarm = alarm_key(device, None, AlarmKind::DeviceDown);
+            self.clear(incident, &alarm, at, Some(event_id), tx)?;
+        }
+        Ok(())
+    }
+
+    /// An agent's snapshot of a device after it (re)started, reconnected or saw the device
+    /// answer again (`attrs.up`, `attrs.down`, `attrs.disabled`: ifIndex lists). The device
+    /// answers, and every alarm the snapshot contradicts clears: a port that recovered while
+    /// the agent was away is reported up here, never by a `link_up`.
+    fn state_sync(
+        &mut self,
+        e: &Event,
+        at: DateTime<Utc>,
+        event_id: &str,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let Some(sync) = cnaas_shared::StateSync::from_event(e) else {
+            tracing::warn!(device = %e.device, event = %e.id, "state_sync without readable port lists; ignored.");
+            return Ok(());
+        };
+        self.device_answers(&e.device, at, event_id, tx)?;
+        let mut contradicted: Vec<(String, u32)> = self
+            .ports
+            .iter()
+            .filter(|((dev, i), p)| dev == &e.device && p.alarm.is_down() && sync.is_not_down(*i))
+            .map(|(k, _)| k.clone())
+            .collect();
+        contradicted.sort();
+        for key in contradicted {
+            if self
+                .ports
+                .get(&key)
+                .and_then(|p| p.last_seen)
+                .is_some_and(|last| at < last)
+            {
+                continue;
+            }
+            tracing::info!(device = %key.0, if_index = key.1, "The agent's state sync says the port is up: its alarm clears.");
+            if let Some(p) = self.ports.get_mut(&key) {
+                p.last_seen = Some(at);
+            }
+            self.port_transition(&key, false, at, event_id, tx)?;
         }
         Ok(())
     }
@@ -502,6 +721,16 @@ impl Correlator {
             .collect();
         for name in pending {
             self.maybe_activate_device(&name, now, None, tx)?;
+        }
+        let mut rearmed: Vec<String> = self
+            .agents_rearmed
+            .iter()
+            .filter(|(_, since)| now - **since >= self.rules.device_hold)
+            .map(|(a, _)| a.clone())
+            .collect();
+        rearmed.sort();
+        for agent in rearmed {
+            self.agent_status(&agent, "offline", now, tx)?;
         }
         self.end_maintenance(now, tx)
     }
@@ -641,27 +870,43 @@ impl Correlator {
         }
     }
 
-    /// Opens an incident for an alarm, or re-opens its incident resolved moments ago.
+    /// Opens an incident for an alarm (`first` is when its fault began: the incident's first
+    /// time), or re-opens its incident resolved moments ago. Both go through the same
+    /// maintenance check: inside a window the customer is not told, outside it they are
+    /// (whatever the incident's flag was when it resolved).
     fn open(
         &mut self,
         new: &NewIncident,
         now: DateTime<Utc>,
+        first: DateTime<Utc>,
         event: Option<&str>,
         tx: &mut dyn IncidentTx,
     ) -> Result<i64, StoreError> {
-        if let Some(&(id, at)) = self.last_resolved.get(&new.key)
+        let in_maintenance = self.maintenance.in_window(&new.device, now);
+        if let Some(&(id, at, was_in_maintenance)) = self.last_resolved.get(&new.key)
             && now - at <= self.rules.reopen_window
         {
             tx.reopen(id, now)?;
             tx.add_member(id, &new.key, Relation::Root, now)?;
+            if in_maintenance != was_in_maintenance {
+                tx.set_in_maintenance(id, in_maintenance)?;
+                let why = if in_maintenance {
+                    "the device is inside a maintenance window"
+                } else {
+                    "the device is no longer inside a maintenance window"
+                };
+                tx.note(id, now, "maintenance_flag", None, why)?;
+            }
             tx.note(id, now, "reopened", event, &new.summary)?;
             self.last_resolved.remove(&new.key);
             self.track(id, new, now);
+            if let Some(o) = self.open.get_mut(&id) {
+                o.in_maintenance = in_maintenance;
+            }
             return Ok(id);
         }
-        let id = tx.open(new, now)?;
+        let id = tx.open(new, first.min(now))?;
         tx.note(id, now, "opened", event, &new.summary)?;
-        let in_maintenance = self.maintenance.in_window(&new.device, now);
         if in_maintenance {
             tx.set_in_maintenance(id, true)?;
             tx.note(
@@ -724,12 +969,56 @@ impl Correlator {
         o.active.remove(alarm);
         if o.active.is_empty() {
             let root = o.root.clone();
+            let in_maintenance = o.in_maintenance;
             self.open.remove(&incident);
             tx.resolve(incident, now)?;
             tx.note(incident, now, "resolved", event, alarm)?;
-            self.last_resolved.insert(root, (incident, now));
+            self.last_resolved
+                .insert(root, (incident, now, in_maintenance));
         } else {
             tx.note(incident, now, "cleared", event, alarm)?;
+        }
+        Ok(())
+    }
+
+    /// Moves an alarm out of `incident` because `into` takes it in (a device down takes in its
+    /// ports, a parent its shadowed devices, a flapping port its link alarm). Nothing cleared:
+    /// when nothing is left active in `incident` it is *merged* into `into`, not resolved, so
+    /// nobody hears a false "resolved"; whoever heard of it hears of `into`'s resolution.
+    fn move_out(
+        &mut self,
+        incident: i64,
+        alarm: &str,
+        into: i64,
+        now: DateTime<Utc>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        tx.clear_member(incident, alarm, now)?;
+        let Some(o) = self.open.get_mut(&incident) else {
+            return Ok(());
+        };
+        o.active.remove(alarm);
+        if o.active.is_empty() {
+            self.open.remove(&incident);
+            tx.merge(incident, into, now)?;
+            tx.note(
+                incident,
+                now,
+                "merged",
+                None,
+                &format!("merged into #{into}"),
+            )?;
+            tx.note(into, now, "took_in", None, &format!("took in #{incident}"))?;
+            // An alarm of a merged incident that comes back belongs to a new episode.
+            self.last_resolved.retain(|_, (id, _, _)| *id != incident);
+        } else {
+            tx.note(
+                incident,
+                now,
+                "moved",
+                None,
+                &format!("{alarm} moved to #{into}"),
+            )?;
         }
         Ok(())
     }
@@ -759,10 +1048,15 @@ impl Correlator {
                 }
                 Outcome::Activate => {
                     tx.clear_pending(&link)?;
+                    // The event that began the fault is linked to the incident (its first
+                    // time), also when the hold time ran out at a tick.
+                    let started = self.ports.get(key).and_then(|p| p.down_event.clone());
+                    let first = started.as_ref().map_or(now, |(_, at)| *at);
+                    let cause = started.as_ref().map(|(id, _)| id.as_str()).or(event);
                     let target = self.port_target(device, now);
                     let incident = match target {
                         Some((id, relation)) => {
-                            self.join(id, &link, relation, now, event, tx)?;
+                            self.join(id, &link, relation, now, cause, tx)?;
                             id
                         }
                         None => {
@@ -772,7 +1066,7 @@ impl Correlator {
                                 Some(if_index),
                                 self.ports.get(key),
                             );
-                            self.open(&new, now, event, tx)?
+                            self.open(&new, now, first, cause, tx)?
                         }
                     };
                     if let Some(p) = self.ports.get_mut(key) {
@@ -787,18 +1081,24 @@ impl Correlator {
                 }
                 Outcome::FlapStarted { transitions } => {
                     tx.clear_pending(&link)?;
-                    if let Some(incident) = self.ports.get_mut(key).and_then(|p| p.incident.take())
-                    {
-                        self.clear(incident, &link, now, event, tx)?;
-                    }
                     let new = self.new_incident(
                         AlarmKind::PortFlapping,
                         device,
                         Some(if_index),
                         self.ports.get(key),
                     );
-                    let id = self.open(&new, now, event, tx)?;
+                    let first = self
+                        .ports
+                        .get(key)
+                        .and_then(|p| p.down_event.as_ref().map(|(_, at)| *at))
+                        .unwrap_or(now);
+                    let id = self.open(&new, now, first, event, tx)?;
                     tx.set_transitions(id, *transitions)?;
+                    // The link alarm's incident is folded into the flapping one.
+                    if let Some(incident) = self.ports.get_mut(key).and_then(|p| p.incident.take())
+                    {
+                        self.move_out(incident, &link, id, now, tx)?;
+                    }
                     if let Some(p) = self.ports.get_mut(key) {
                         p.flap_incident = Some(id);
                     }
@@ -854,6 +1154,7 @@ impl Correlator {
         if d.active || !due {
             return Ok(());
         }
+        let first = d.down_since.unwrap_or(now);
         let alarm = alarm_key(name, None, AlarmKind::DeviceDown);
         let mut down = self.down_devices();
         down.insert(name.to_owned());
@@ -872,7 +1173,7 @@ impl Correlator {
             }
             None if is_root_cause => {
                 let new = self.new_incident(AlarmKind::DeviceDown, name, None, None);
-                self.open(&new, now, event, tx)?
+                self.open(&new, now, first, event, tx)?
             }
             None => match self.group_with(name, now) {
                 Some(id) => {
@@ -881,7 +1182,7 @@ impl Correlator {
                 }
                 None => {
                     let new = self.new_incident(AlarmKind::DeviceDown, name, None, None);
-                    self.open(&new, now, event, tx)?
+                    self.open(&new, now, first, event, tx)?
                 }
             },
         };
@@ -912,7 +1213,7 @@ impl Correlator {
         for child in &behind {
             let alarm = alarm_key(child, None, AlarmKind::DeviceDown);
             if let Some(old) = self.devices.get(child).and_then(|d| d.incident) {
-                self.clear(old, &alarm, now, None, tx)?;
+                self.move_out(old, &alarm, incident, now, tx)?;
             }
             self.join(incident, &alarm, Relation::Shadowed, now, None, tx)?;
             if let Some(d) = self.devices.get_mut(child) {
@@ -931,7 +1232,7 @@ impl Correlator {
             .collect();
         for ((dev, i), old) in moving {
             let alarm = alarm_key(&dev, Some(i), AlarmKind::LinkDown);
-            self.clear(old, &alarm, now, None, tx)?;
+            self.move_out(old, &alarm, incident, now, tx)?;
             let relation = if dev == name {
                 Relation::Member
             } else {

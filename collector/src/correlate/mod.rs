@@ -13,5 +13,7 @@ pub mod port;
 mod roles;
 pub mod topology;
 
-pub use correlator::{Action, CommandError, Correlator, Maintenance, NoMaintenance, Rules};
+pub use correlator::{
+    Action, CommandError, Correlator, MAX_SKEW, Maintenance, NoMaintenance, Rules, event_time,
+};
 pub use roles::resolve_role;

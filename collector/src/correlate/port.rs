@@ -84,6 +84,11 @@ impl PortAlarm {
         self.active
     }
 
+    /// Whether the port is down as far as the alarm knows (pending, active or flapping).
+    pub fn is_down(&self) -> bool {
+        self.down_since.is_some()
+    }
+
     /// Whether the port is flapping.
     pub fn is_flapping(&self) -> bool {
         self.flap.is_flapping()

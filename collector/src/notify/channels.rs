@@ -452,6 +452,7 @@ mod tests {
             subject: None,
             body: None,
             payload: None,
+            delayed: false,
         }
     }
 

@@ -2,8 +2,12 @@
 //! retry sends the same message), hands it to its channel, and records the outcome. A failure
 //! is retried with exponential backoff; a recipient still failing after the retry budget (or
 //! failing for good) is reported to the engine, which marks it `failed` and opens a
-//! `notification_failed` incident for SSC on another channel. Until the engine has done so the
-//! row stays pending, so a crash in between reports it again rather than losing it.
+//! `notification_failed` incident for SSC on another channel (one per failing channel). Until
+//! the engine has done so the row stays pending, so a crash in between reports it again rather
+//! than losing it. A failed row is still tried every `late_retry` while what it is about is
+//! open; delivered then, it is marked `delayed`. The first delivery on a channel that had
+//! failed tells the engine, which resolves the channel's incident and makes every failed row of
+//! that channel due at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +34,8 @@ pub struct RetryPolicy {
     pub backoff: Duration,
     /// Longest wait.
     pub max_backoff: Duration,
+    /// Wait between late attempts of a notification that failed for good.
+    pub late_retry: Duration,
 }
 
 impl RetryPolicy {
@@ -70,6 +76,9 @@ pub struct Dispatcher {
     pub engine: mpsc::WeakSender<Envelope>,
 }
 
+/// Channels with an open `notification_failed` incident, as the dispatcher knows them.
+type Failing = std::sync::Mutex<std::collections::HashSet<String>>;
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -85,18 +94,26 @@ impl Dispatcher {
     /// Delivers until `token` is cancelled; deliveries under way are finished first (each is
     /// bounded by its channel's timeout), what is not yet due stays in the outbox.
     pub async fn run(self, token: CancellationToken) {
-        let me = Arc::new(self);
+        let store = self.store.clone();
+        let failing: Failing = match blocking(move || store.failing_channels()).await {
+            Ok(c) => std::sync::Mutex::new(c.into_iter().collect()),
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read which channels are failing.");
+                Failing::default()
+            }
+        };
+        let me = Arc::new((self, failing));
         loop {
             if token.is_cancelled() {
                 break;
             }
-            let store = me.store.clone();
+            let store = me.0.store.clone();
             let due = blocking(move || store.due_notifications(Utc::now(), BATCH)).await;
             let due = match due {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(error = %e, "Cannot read the outbox; trying again.");
-                    me.metrics.store_errors.inc();
+                    me.0.metrics.store_errors.inc();
                     tokio::select! {
                         () = token.cancelled() => break,
                         () = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -104,7 +121,7 @@ impl Dispatcher {
                 }
             };
             if due.is_empty() {
-                let store = me.store.clone();
+                let store = me.0.store.clone();
                 let wait = match blocking(move || store.next_due()).await {
                     Ok(Some(t)) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO),
                     _ => Duration::from_secs(60),
@@ -112,7 +129,7 @@ impl Dispatcher {
                 .clamp(Duration::from_millis(5), Duration::from_secs(60));
                 tokio::select! {
                     () = token.cancelled() => break,
-                    () = me.wake.notified() => {}
+                    () = me.0.wake.notified() => {}
                     () = tokio::time::sleep(wait) => {}
                 }
                 continue;
@@ -120,7 +137,7 @@ impl Dispatcher {
             let mut set = JoinSet::new();
             for n in due {
                 let me = me.clone();
-                set.spawn(async move { me.deliver_one(n).await });
+                set.spawn(async move { me.0.deliver_one(n, &me.1).await });
             }
             while set.join_next().await.is_some() {}
         }
@@ -206,8 +223,16 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver_one(&self, n: Notification) {
-        let outcome = if n.attempts >= self.policy.attempts {
+    async fn tell_engine(&self, input: Input) -> bool {
+        match self.engine.upgrade() {
+            Some(tx) => tx.send(Envelope { input, ack: None }).await.is_ok(),
+            None => false,
+        }
+    }
+
+    async fn deliver_one(&self, n: Notification, failing: &Failing) {
+        let late = n.state == "failed";
+        let outcome = if n.attempts >= self.policy.attempts && !late {
             // Spent before a restart; the engine never confirmed the failure.
             Err(ChannelError::Permanent(
                 n.last_error
@@ -224,8 +249,33 @@ impl Dispatcher {
         match outcome {
             Ok(()) => {
                 self.count(&n.channel, "delivered");
-                tracing::info!(notification = n.id, about = n.about.as_str(), id = n.about_id, channel = %n.channel, audience = %n.audience, transition = %n.transition, "Notification delivered.");
+                if late {
+                    self.metrics.notifications_delayed.inc();
+                }
+                tracing::info!(notification = n.id, about = n.about.as_str(), id = n.about_id, channel = %n.channel, audience = %n.audience, transition = %n.transition, delayed = late, "Notification delivered.");
                 self.record(&n, Delivery::Delivered).await;
+                let was_failing = failing
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&n.channel);
+                if was_failing {
+                    tracing::info!(channel = %n.channel, "The channel delivers again.");
+                    let input = Input::ChannelRecovered {
+                        channel: n.channel.clone(),
+                    };
+                    if !self.tell_engine(input).await {
+                        tracing::error!(channel = %n.channel, "The engine has stopped; the channel's incident is resolved after a restart.");
+                    }
+                }
+            }
+            Err(ChannelError::Transient(error) | ChannelError::Permanent(error)) if late => {
+                // Failed for good before and reported: tried again now and then while what
+                // it is about is open.
+                self.count(&n.channel, "retry");
+                tracing::debug!(notification = n.id, channel = %n.channel, error = %error, "Late delivery failed; trying again later.");
+                let next = Utc::now()
+                    + TimeDelta::from_std(self.policy.late_retry).unwrap_or(TimeDelta::MAX);
+                self.record(&n, Delivery::Retry { error, next }).await;
             }
             Err(ChannelError::Transient(error)) if failures < self.policy.attempts => {
                 let wait = self.policy.delay(failures);
@@ -249,15 +299,15 @@ impl Dispatcher {
                     },
                 )
                 .await;
+                failing
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(n.channel.clone());
                 let input = Input::NotificationFailed {
                     notification: n.id,
                     error,
                 };
-                let sent = match self.engine.upgrade() {
-                    Some(tx) => tx.send(Envelope { input, ack: None }).await.is_ok(),
-                    None => false,
-                };
-                if !sent {
+                if !self.tell_engine(input).await {
                     tracing::error!(
                         notification = n.id,
                         "The engine has stopped; the failure is reported after a restart."
@@ -278,6 +328,7 @@ mod tests {
             attempts: 8,
             backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(20),
+            late_retry: Duration::from_secs(600),
         };
         let waits: Vec<u64> = (1..=6).map(|f| p.delay(f).as_secs()).collect();
         assert_eq!(waits, [2, 4, 8, 16, 20, 20]);

@@ -63,12 +63,45 @@ pub fn enqueue(
         let Some(incident) = outbox.incident(t.incident)? else {
             continue;
         };
-        if t.kind == TransitionKind::Resolved && outbox.opening_untold(t.incident, now)? {
-            tracing::info!(
-                incident = t.incident,
-                "Resolved before its opening was due: nobody is told of either."
-            );
+        if t.kind == TransitionKind::Merged {
+            // Taken into another incident: an opening not yet told is never told; one that
+            // was told is followed by the other incident's resolution, not by a false one.
+            outbox.opening_untold(t.incident, now)?;
             continue;
+        }
+        let mut recipients = routing.recipients(t.kind, &incident);
+        if t.kind == TransitionKind::Resolved {
+            if outbox.opening_untold(t.incident, now)? {
+                tracing::info!(
+                    incident = t.incident,
+                    "Resolved before its opening was due: nobody is told of either."
+                );
+                recipients.clear();
+            }
+            // Whoever heard of an incident merged into this one hears that it ended.
+            for told in outbox.told_of_merged(t.incident)? {
+                if recipients
+                    .iter()
+                    .any(|r| r.point.channel == told.channel && r.point.to == told.recipient)
+                {
+                    continue;
+                }
+                let Some(audience) = super::Audience::parse(&told.audience) else {
+                    continue;
+                };
+                recipients.push(Recipient {
+                    audience,
+                    point: crate::customers::ContactPoint {
+                        channel: told.channel,
+                        to: told.recipient,
+                        name: None,
+                    },
+                    language: told.language,
+                });
+            }
+            if recipients.is_empty() {
+                continue;
+            }
         }
         let n = outbox.history_count(t.incident, t.kind.action())?.max(1);
         let transition = format!("{}-{n}", t.kind.action());
@@ -80,7 +113,7 @@ pub fn enqueue(
             due_at: routing.due_at(t.kind, &incident.kind, now),
             now,
         };
-        for r in routing.recipients(t.kind, &incident) {
+        for r in recipients {
             let key = format!(
                 "inc-{}/{transition}/{}/{}/{}",
                 incident.id,

@@ -83,6 +83,7 @@ fn state_label(lang: Lang, state: &str) -> String {
         ("acknowledged", Lang::Nb) => "kvittert".into(),
         ("resolved", Lang::Nb) => "løst".into(),
         ("closed", Lang::Nb) => "lukket".into(),
+        ("merged", Lang::Nb) => "slått sammen".into(),
         (s, _) => s.to_owned(),
     }
 }
@@ -675,6 +676,7 @@ mod tests {
                 transitions: None,
                 escalated: false,
                 in_maintenance: false,
+                merged_into: None,
             },
             alarms: vec![
                 alarm("d-b12|49|link_down", "root"),
@@ -710,6 +712,7 @@ mod tests {
             subject: None,
             body: None,
             payload: None,
+            delayed: false,
         }
     }
 

@@ -51,6 +51,20 @@ impl Audience {
         }
     }
 
+    /// From the stored name.
+    pub fn parse(s: &str) -> Option<Audience> {
+        [
+            Audience::Ssc,
+            Audience::Secondline,
+            Audience::Incident,
+            Audience::Technical,
+            Audience::LocalSupport,
+            Audience::Change,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+
     /// Whether the customer's own people read it (their language, not SSC's).
     pub fn is_customer(self) -> bool {
         matches!(
@@ -76,6 +90,9 @@ pub enum TransitionKind {
     /// The maintenance window of an incident's device ended with the fault still there: the
     /// customer hears of it now.
     MaintenanceEnded,
+    /// It was taken into another incident (nobody is told; whoever heard of it hears of the
+    /// other one's resolution).
+    Merged,
 }
 
 impl TransitionKind {
@@ -88,6 +105,7 @@ impl TransitionKind {
             TransitionKind::Escalated => "escalated",
             TransitionKind::LocalWork => "local_work",
             TransitionKind::MaintenanceEnded => "maintenance_ended",
+            TransitionKind::Merged => "merged",
         }
     }
 }
@@ -209,6 +227,7 @@ impl Routing {
                 }
             }
             TransitionKind::Escalated => internal(Audience::Secondline, &self.secondline, &mut out),
+            TransitionKind::Merged => {}
             TransitionKind::LocalWork => {
                 if let Some(c) = customer {
                     external(Audience::LocalSupport, &c.local_support, c, &mut out);
@@ -362,6 +381,7 @@ mod tests {
             transitions: None,
             escalated: false,
             in_maintenance: false,
+            merged_into: None,
         }
     }
 

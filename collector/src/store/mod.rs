@@ -144,6 +144,9 @@ pub trait IncidentTx {
     fn resolve(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Opens a resolved incident again.
     fn reopen(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Marks an incident `merged` into another (its alarms now belong to `into`). Incidents
+    /// merged into it before follow it to `into`.
+    fn merge(&mut self, incident: i64, into: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// The running transition count of a flapping incident.
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError>;
     /// State and escalated flag of an incident, if it exists.
@@ -192,6 +195,13 @@ pub trait OutboxTx {
     fn opening_untold(&mut self, incident: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Marks a notification failed for good; returns it (None if it is not pending).
     fn fail(&mut self, id: i64, error: &str) -> Result<Option<Notification>, StoreError>;
+    /// Who was told (or is about to be told) of an opening of the incidents merged into
+    /// `incident`: they are told of its resolution too.
+    fn told_of_merged(&mut self, incident: i64) -> Result<Vec<ToldOf>, StoreError>;
+    /// The open (or acknowledged) incident of an alarm key, if any.
+    fn open_by_key(&mut self, key: &str) -> Result<Option<i64>, StoreError>;
+    /// Makes every failed notification of a channel due at `at` (the channel is back).
+    fn retry_failed(&mut self, channel: &str, at: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Stores an accepted change (its `id` is ignored); returns its id.
     fn insert_change(&mut self, change: &crate::changes::Change) -> Result<i64, StoreError>;
     /// Stores a change's new window, state, revision, notice time and reason.
@@ -201,6 +211,21 @@ pub trait OutboxTx {
         &mut self,
         order: &crate::changes::ChangeOrder,
     ) -> Result<i64, StoreError>;
+}
+
+/// A recipient who heard of an incident, as the outbox recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToldOf {
+    /// `ssc`, `incident`, `technical`, ...
+    pub audience: String,
+    /// Channel name.
+    pub channel: String,
+    /// Address on the channel.
+    pub recipient: String,
+    /// Language.
+    pub language: String,
+    /// The customer whose people it is for.
+    pub customer: Option<String>,
 }
 
 /// What a notification is about.
@@ -307,6 +332,8 @@ pub struct Notification {
     pub body: Option<String>,
     /// JSON document, once rendered.
     pub payload: Option<serde_json::Value>,
+    /// Delivered only after it had failed for good (its channel came back, or SSC resent it).
+    pub delayed: bool,
 }
 
 /// What a delivery attempt came to.
@@ -402,7 +429,8 @@ pub struct Incident {
     pub id: i64,
     /// Alarm type.
     pub kind: String,
-    /// `open`, `acknowledged`, `resolved` or `closed`.
+    /// `open`, `acknowledged`, `resolved`, `closed`, or `merged` (taken into another incident,
+    /// named by `merged_into`).
     pub state: String,
     /// 1-5.
     pub severity: u8,
@@ -434,6 +462,8 @@ pub struct Incident {
     pub escalated: bool,
     /// Opened while its device was inside a maintenance window.
     pub in_maintenance: bool,
+    /// For a `merged` incident: the incident it was taken into.
+    pub merged_into: Option<i64>,
 }
 
 /// An alarm of an incident.
@@ -626,6 +656,12 @@ pub trait Store: Send + Sync {
         at: DateTime<Utc>,
         outcome: &Delivery,
     ) -> Result<(), StoreError>;
+    /// The channels with an open `notification_failed` incident.
+    fn failing_channels(&self) -> Result<Vec<String>, StoreError>;
+    /// SSC asks for a notification to be sent again now: a failed one is tried at once (and
+    /// marked delayed when it goes through), a delivered one is queued again. Returns the
+    /// state it had (None: no such notification); pending or superseded ones are left alone.
+    fn resend(&self, id: i64, at: DateTime<Utc>) -> Result<Option<String>, StoreError>;
     /// Lists notifications, newest first.
     fn list_notifications(
         &self,

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{
     About, DeadLetter, Delivery, EventFilter, HistoryEntry, Incident, IncidentAlarm,
     IncidentDetail, IncidentFilter, IncidentTx, NewIncident, NewNotification, Notification,
-    NotificationFilter, OpenMember, OutboxTx, Relation, Store, StoreError, StoredEvent,
+    NotificationFilter, OpenMember, OutboxTx, Relation, Store, StoreError, StoredEvent, ToldOf,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` says how many have run.
@@ -173,6 +173,44 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     );
     ",
+    // 9: an incident taken into another is `merged` (not resolved) and names the one it went
+    // into; a notification delivered after it had failed is marked `delayed`. SQLite cannot
+    // change a CHECK constraint, so the incidents table is rebuilt (foreign keys are off
+    // while migrations run, see `SqliteStore::open`).
+    r"
+    CREATE TABLE incidents_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        alarm_key TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved', 'closed', 'merged')),
+        severity INTEGER NOT NULL CHECK (severity BETWEEN 1 AND 5),
+        device TEXT NOT NULL,
+        if_index INTEGER,
+        if_name TEXT,
+        if_alias TEXT,
+        role TEXT,
+        site TEXT,
+        customer TEXT,
+        summary TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        resolved_at TEXT,
+        transitions INTEGER,
+        escalated INTEGER NOT NULL DEFAULT 0,
+        in_maintenance INTEGER NOT NULL DEFAULT 0,
+        merged_into INTEGER
+    );
+    INSERT INTO incidents_new (id, kind, alarm_key, state, severity, device, if_index, if_name, if_alias, role, site, customer, summary, opened_at, updated_at, resolved_at, transitions, escalated, in_maintenance)
+        SELECT id, kind, alarm_key, state, severity, device, if_index, if_name, if_alias, role, site, customer, summary, opened_at, updated_at, resolved_at, transitions, escalated, in_maintenance FROM incidents;
+    DROP TABLE incidents;
+    ALTER TABLE incidents_new RENAME TO incidents;
+    CREATE UNIQUE INDEX incidents_one_open_per_alarm ON incidents(alarm_key)
+        WHERE state IN ('open', 'acknowledged');
+    CREATE INDEX incidents_state ON incidents(state, id);
+    CREATE INDEX incidents_customer ON incidents(customer, id);
+    CREATE INDEX incidents_merged_into ON incidents(merged_into) WHERE merged_into IS NOT NULL;
+    ALTER TABLE notifications ADD COLUMN delayed INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -206,9 +244,11 @@ impl SqliteStore {
         let mut writer = Connection::open(path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "NORMAL")?;
-        writer.pragma_update(None, "foreign_keys", "ON")?;
         writer.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Foreign keys are switched on only after the migrations: a migration that rebuilds a
+        // table (SQLite's way to change a constraint) must be able to drop the old one.
         migrate(&mut writer)?;
+        writer.pragma_update(None, "foreign_keys", "ON")?;
         let reader = Connection::open(path)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(SqliteStore {
@@ -260,7 +300,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-const INCIDENT_COLUMNS: &str = "id, kind, state, severity, device, if_index, if_name, if_alias, role, site, customer, summary, opened_at, updated_at, resolved_at, transitions, escalated, in_maintenance";
+const INCIDENT_COLUMNS: &str = "id, kind, state, severity, device, if_index, if_name, if_alias, role, site, customer, summary, opened_at, updated_at, resolved_at, transitions, escalated, in_maintenance, merged_into";
 
 fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<(Incident, [String; 2], Option<String>)> {
     Ok((
@@ -283,6 +323,7 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<(Incident, [String; 2], Op
             transitions: r.get(15)?,
             escalated: r.get(16)?,
             in_maintenance: r.get(17)?,
+            merged_into: r.get(18)?,
         },
         [r.get(12)?, r.get(13)?],
         r.get(14)?,
@@ -469,6 +510,16 @@ impl IncidentTx for SqliteTx<'_, '_> {
         Ok(())
     }
 
+    fn merge(&mut self, incident: i64, into: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE incidents SET state = 'merged', merged_into = ?2, resolved_at = ?3, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![incident, into, ts(at)])?;
+        self.tx
+            .prepare_cached("UPDATE incidents SET merged_into = ?2 WHERE merged_into = ?1")?
+            .execute(params![incident, into])?;
+        Ok(())
+    }
+
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError> {
         self.tx
             .prepare_cached("UPDATE incidents SET transitions = ?2 WHERE id = ?1")?
@@ -629,6 +680,46 @@ impl OutboxTx for SqliteTx<'_, '_> {
             .transpose()
     }
 
+    fn told_of_merged(&mut self, incident: i64) -> Result<Vec<ToldOf>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT DISTINCT n.audience, n.channel, n.recipient, n.language, n.customer
+             FROM notifications n JOIN incidents i ON i.id = n.about_id
+             WHERE n.about = 'incident' AND i.merged_into = ?1
+               AND n.state IN ('pending', 'delivered', 'failed')
+               AND (n.transition LIKE 'opened-%' OR n.transition LIKE 'reopened-%' OR n.transition LIKE 'maintenance_ended-%')
+             ORDER BY n.audience, n.channel, n.recipient",
+        )?;
+        let rows = stmt.query_map([incident], |r| {
+            Ok(ToldOf {
+                audience: r.get(0)?,
+                channel: r.get(1)?,
+                recipient: r.get(2)?,
+                language: r.get(3)?,
+                customer: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn retry_failed(&mut self, channel: &str, at: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "UPDATE notifications SET due_at = ?2 WHERE channel = ?1 AND state = 'failed'",
+            )?
+            .execute(params![channel, ts(at)])?)
+    }
+
+    fn open_by_key(&mut self, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT id FROM incidents WHERE alarm_key = ?1 AND state IN ('open', 'acknowledged')",
+            )?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
     fn insert_change(&mut self, c: &crate::changes::Change) -> Result<i64, StoreError> {
         self.tx
             .prepare_cached(
@@ -691,7 +782,14 @@ impl OutboxTx for SqliteTx<'_, '_> {
     }
 }
 
-const NOTIFICATION_COLUMNS: &str = "id, key, about, about_id, transition, audience, channel, recipient, language, detail, state, attempts, created_at, due_at, delivered_at, last_error, subject, body, payload, customer";
+/// The notifications the dispatcher works on: pending ones, and failed ones while what they
+/// are about is open (an incident open or acknowledged; a change notice or order for two
+/// weeks), tried again now and then and delivered late.
+const DELIVERABLE: &str = "(state = 'pending' OR (state = 'failed' AND (
+        (about = 'incident' AND EXISTS (SELECT 1 FROM incidents i WHERE i.id = about_id AND i.state IN ('open', 'acknowledged')))
+        OR (about != 'incident' AND created_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-14 days')))))";
+
+const NOTIFICATION_COLUMNS: &str = "id, key, about, about_id, transition, audience, channel, recipient, language, detail, state, attempts, created_at, due_at, delivered_at, last_error, subject, body, payload, customer, delayed";
 
 type NotificationRow = (Notification, [String; 2], [Option<String>; 2]);
 
@@ -718,6 +816,7 @@ fn notification_from_row(r: &Row<'_>) -> rusqlite::Result<NotificationRow> {
             subject: r.get(16)?,
             body: r.get(17)?,
             payload: None,
+            delayed: r.get(20)?,
         },
         [r.get(12)?, r.get(13)?],
         [r.get(14)?, r.get(18)?],
@@ -850,7 +949,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Notification>, StoreError> {
         let conn = self.reader();
         let sql = format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2"
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE {DELIVERABLE} AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![ts(now), limit], notification_from_row)?;
@@ -860,7 +959,9 @@ impl Store for SqliteStore {
     fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let conn = self.reader();
         let next: Option<String> = conn
-            .prepare_cached("SELECT MIN(due_at) FROM notifications WHERE state = 'pending'")?
+            .prepare_cached(&format!(
+                "SELECT MIN(due_at) FROM notifications WHERE {DELIVERABLE}"
+            ))?
             .query_row([], |r| r.get(0))?;
         next.map(|s| parse_ts("notifications", &s)).transpose()
     }
@@ -890,7 +991,8 @@ impl Store for SqliteStore {
         match outcome {
             Delivery::Delivered => conn
                 .prepare_cached(
-                    "UPDATE notifications SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = NULL WHERE id = ?1",
+                    "UPDATE notifications SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = NULL,
+                        delayed = CASE WHEN state = 'failed' OR delayed = 1 THEN 1 ELSE 0 END WHERE id = ?1",
                 )?
                 .execute(params![id, ts(at)])?,
             Delivery::Retry { error, next } => conn
@@ -900,6 +1002,43 @@ impl Store for SqliteStore {
                 .execute(params![id, error, ts(*next)])?,
         };
         Ok(())
+    }
+
+    fn failing_channels(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT device FROM incidents WHERE kind = 'notification_failed' AND state IN ('open', 'acknowledged')",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for device in rows {
+            let device = device?;
+            if let Some(c) = device.strip_prefix(crate::notify::route::FAILED_CHANNEL_PREFIX) {
+                out.push(c.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    fn resend(&self, id: i64, at: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+        let conn = self.writer();
+        let state: Option<String> = conn
+            .prepare_cached("SELECT state FROM notifications WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        match state.as_deref() {
+            // Stays `failed` until delivered, so it is marked delayed then.
+            Some("failed") => conn
+                .prepare_cached("UPDATE notifications SET due_at = ?2 WHERE id = ?1")?
+                .execute(params![id, ts(at)])?,
+            Some("delivered") => conn
+                .prepare_cached(
+                    "UPDATE notifications SET state = 'pending', due_at = ?2, attempts = 0, delayed = 1 WHERE id = ?1",
+                )?
+                .execute(params![id, ts(at)])?,
+            _ => 0,
+        };
+        Ok(state)
     }
 
     fn list_notifications(&self, f: &NotificationFilter) -> Result<Vec<Notification>, StoreError> {

@@ -464,6 +464,7 @@ mod tests {
             transitions: None,
             escalated: false,
             in_maintenance: false,
+            merged_into: None,
         }
     }
 

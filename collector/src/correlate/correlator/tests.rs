@@ -98,6 +98,13 @@ impl IncidentTx for Fake {
         self.incidents.get_mut(&incident).unwrap().state = "open";
         Ok(())
     }
+    fn merge(&mut self, incident: i64, into: i64, _at: DateTime<Utc>) -> Result<(), StoreError> {
+        let i = self.incidents.get_mut(&incident).unwrap();
+        i.state = "merged";
+        i.history
+            .push(("merged".into(), format!("merged into #{into}")));
+        Ok(())
+    }
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError> {
         self.incidents.get_mut(&incident).unwrap().transitions = Some(transitions);
         Ok(())
@@ -167,6 +174,31 @@ impl Fake {
     }
 }
 
+/// The tests give each event's time as `now`: the event is observed then too.
+trait On {
+    fn on(
+        &mut self,
+        e: &Event,
+        role: Option<PortRole>,
+        now: DateTime<Utc>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError>;
+}
+
+impl On for Correlator {
+    fn on(
+        &mut self,
+        e: &Event,
+        role: Option<PortRole>,
+        now: DateTime<Utc>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let mut e = e.clone();
+        e.observed_at = now;
+        self.on_event(&e, role, now, tx)
+    }
+}
+
 fn t(s: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
 }
@@ -227,7 +259,7 @@ fn a_dead_distribution_switch_is_one_incident_with_its_access_switches_shadowed(
             names.push("dist".into());
         }
         for (k, n) in names.iter().enumerate() {
-            c.on_event(
+            c.on(
                 &device(EventKind::DeviceUnreachable, n),
                 None,
                 t(i64::try_from(k).unwrap()),
@@ -247,7 +279,7 @@ fn a_dead_distribution_switch_is_one_incident_with_its_access_switches_shadowed(
         assert_eq!(shadowed, 5, "{inc:#?}");
         // Everything comes back: resolved.
         for (k, n) in names.iter().enumerate() {
-            c.on_event(
+            c.on(
                 &device(EventKind::DeviceReachable, n),
                 None,
                 t(100 + i64::try_from(k).unwrap()),
@@ -265,35 +297,35 @@ fn quarantine_and_flapping_for_a_watched_port() {
     let mut c = Correlator::new(rules(60), inventory());
     let mut tx = Fake::default();
     // Down for 30 s: transient.
-    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
         .unwrap();
     c.tick(t(20), &mut tx).unwrap();
-    c.on_event(&port(EventKind::LinkUp, "x9", 49), UP, t(30), &mut tx)
+    c.on(&port(EventKind::LinkUp, "x9", 49), UP, t(30), &mut tx)
         .unwrap();
     c.tick(t(100), &mut tx).unwrap();
     assert!(tx.incidents.is_empty());
     // Down for good: an incident after the hold time.
-    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(1000), &mut tx)
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(1000), &mut tx)
         .unwrap();
     c.tick(t(1059), &mut tx).unwrap();
     assert!(tx.incidents.is_empty());
     c.tick(t(1060), &mut tx).unwrap();
     assert_eq!(tx.open().len(), 1);
-    c.on_event(&port(EventKind::LinkUp, "x9", 49), UP, t(1100), &mut tx)
+    c.on(&port(EventKind::LinkUp, "x9", 49), UP, t(1100), &mut tx)
         .unwrap();
     assert!(tx.open().is_empty());
     // Ten flaps in a minute: one port_flapping incident with the running count.
     let mut c = Correlator::new(rules(60), inventory());
     let mut tx = Fake::default();
     for n in 0..10 {
-        c.on_event(
+        c.on(
             &port(EventKind::LinkDown, "x9", 49),
             UP,
             t(2000 + n * 6),
             &mut tx,
         )
         .unwrap();
-        c.on_event(
+        c.on(
             &port(EventKind::LinkUp, "x9", 49),
             UP,
             t(2003 + n * 6),
@@ -317,7 +349,7 @@ fn quarantine_and_flapping_for_a_watched_port() {
 fn an_access_ports_are_not_watched_and_the_device_takes_in_its_ports() {
     let mut c = Correlator::new(rules(0), inventory());
     let mut tx = Fake::default();
-    c.on_event(
+    c.on(
         &port(EventKind::LinkDown, "x9", 3),
         Some(PortRole::Access),
         t(0),
@@ -326,10 +358,10 @@ fn an_access_ports_are_not_watched_and_the_device_takes_in_its_ports() {
     .unwrap();
     assert!(tx.incidents.is_empty());
     // The uplink goes first (zero hold: at once), then the whole device.
-    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
         .unwrap();
     assert_eq!(tx.open().len(), 1);
-    c.on_event(
+    c.on(
         &device(EventKind::DeviceUnreachable, "x9"),
         None,
         t(30),
@@ -351,7 +383,7 @@ fn a_storm_on_one_site_is_one_incident_and_reopening_reuses_it() {
     let mut tx = Fake::default();
     for (k, n) in ["a1", "a2", "a3"].iter().enumerate() {
         for i in 1..=10 {
-            c.on_event(
+            c.on(
                 &port(EventKind::LinkDown, n, i),
                 Some(PortRole::Downlink),
                 t(i64::try_from(k).unwrap()),
@@ -364,7 +396,7 @@ fn a_storm_on_one_site_is_one_incident_and_reopening_reuses_it() {
     assert_eq!(open.len(), 1, "one site, one window: {open:#?}");
     assert_eq!(open[0].members.len(), 30);
     // Later, outside the window: a new incident.
-    c.on_event(
+    c.on(
         &port(EventKind::LinkDown, "a4", 1),
         Some(PortRole::Downlink),
         t(60),
@@ -375,7 +407,7 @@ fn a_storm_on_one_site_is_one_incident_and_reopening_reuses_it() {
     // Everything of the first clears: resolved; it breaks again a minute later: re-opened.
     for n in ["a1", "a2", "a3"] {
         for i in 1..=10 {
-            c.on_event(
+            c.on(
                 &port(EventKind::LinkUp, n, i),
                 Some(PortRole::Downlink),
                 t(70),
@@ -385,21 +417,21 @@ fn a_storm_on_one_site_is_one_incident_and_reopening_reuses_it() {
         }
     }
     assert_eq!(tx.open().len(), 1);
-    c.on_event(
+    c.on(
         &port(EventKind::LinkDown, "a4", 1),
         Some(PortRole::Downlink),
         t(71),
         &mut tx,
     )
     .unwrap();
-    c.on_event(
+    c.on(
         &port(EventKind::LinkUp, "a4", 1),
         Some(PortRole::Downlink),
         t(72),
         &mut tx,
     )
     .unwrap();
-    c.on_event(
+    c.on(
         &port(EventKind::LinkDown, "a1", 1),
         Some(PortRole::Downlink),
         t(130),
@@ -413,7 +445,7 @@ fn a_storm_on_one_site_is_one_incident_and_reopening_reuses_it() {
 fn restart_continues_open_incidents() {
     let mut c = Correlator::new(rules(0), inventory());
     let mut tx = Fake::default();
-    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
         .unwrap();
     let (&id, inc) = tx.incidents.iter().next().unwrap();
     let members: Vec<OpenMember> = inc
@@ -435,7 +467,7 @@ fn restart_continues_open_incidents() {
     c2.restore(&members, t(50));
     assert_eq!(c2.open_incidents(), 1);
     // ... so the recovery resolves it.
-    c2.on_event(&port(EventKind::LinkUp, "x9", 49), UP, t(60), &mut tx)
+    c2.on(&port(EventKind::LinkUp, "x9", 49), UP, t(60), &mut tx)
         .unwrap();
     assert!(tx.open().is_empty());
 }
@@ -444,7 +476,7 @@ fn restart_continues_open_incidents() {
 fn the_life_cycle_of_an_incident() {
     let mut c = Correlator::new(rules(0), inventory());
     let mut tx = Fake::default();
-    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
         .unwrap();
     let id = *tx.incidents.keys().next().unwrap();
     let cmd = |c: &mut Correlator, tx: &mut Fake, a: Action, text: Option<&str>| {
@@ -482,7 +514,12 @@ fn the_life_cycle_of_an_incident() {
         Some("called the helpdesk"),
     )
     .unwrap();
-    cmd(&mut c, &mut tx, Action::Resolve, None).unwrap();
+    // The link is still down: resolving needs saying so explicitly.
+    assert!(matches!(
+        cmd(&mut c, &mut tx, Action::Resolve, None),
+        Err(CommandError::Conflict(m)) if m.contains("x9|49|link_down")
+    ));
+    cmd(&mut c, &mut tx, Action::ForceResolve, None).unwrap();
     assert_eq!(c.open_incidents(), 0);
     assert!(matches!(
         cmd(&mut c, &mut tx, Action::Resolve, None),
@@ -501,10 +538,22 @@ fn the_life_cycle_of_an_incident() {
         c.command(999, Action::Ack, "desk", None, t(11), &mut tx),
         Err(CommandError::NotFound(999))
     ));
-    // The port's alarm no longer belongs to the closed incident: clearing it changes nothing.
-    c.on_event(&port(EventKind::LinkUp, "x9", 49), UP, t(20), &mut tx)
+    // The port is still down: after its hold time (zero here) a new incident opens, and
+    // the port coming up resolves that one; the closed incident stays closed.
+    c.tick(t(12), &mut tx).unwrap();
+    let open: Vec<i64> = tx
+        .incidents
+        .iter()
+        .filter(|(_, i)| i.state == "open")
+        .map(|(k, _)| *k)
+        .collect();
+    assert_eq!(open.len(), 1);
+    assert_ne!(open[0], id);
+    assert_eq!(tx.incidents[&open[0]].key, "x9|49|link_down");
+    c.on(&port(EventKind::LinkUp, "x9", 49), UP, t(20), &mut tx)
         .unwrap();
     assert_eq!(tx.incidents[&id].state, "closed");
+    assert_eq!(tx.incidents[&open[0]].state, "resolved");
 }
 
 #[test]
@@ -521,7 +570,7 @@ fn agent_offline_reboots_and_vlan_changes() {
     c.agent_status("site-b12", "online", t(2), &mut tx).unwrap();
     assert!(tx.open().is_empty());
     // A reboot is recorded, resolved at once.
-    c.on_event(
+    c.on(
         &device(EventKind::DeviceRebooted, "x9"),
         None,
         t(3),
@@ -534,13 +583,12 @@ fn agent_offline_reboots_and_vlan_changes() {
     let mut v = port(EventKind::VlanChanged, "x9", 5);
     v.attrs.insert("old".into(), serde_json::json!(10));
     v.attrs.insert("new".into(), serde_json::json!(20));
-    c.on_event(&v, Some(PortRole::Access), t(4), &mut tx)
-        .unwrap();
+    c.on(&v, Some(PortRole::Access), t(4), &mut tx).unwrap();
     assert_eq!(tx.incidents.len(), 2);
     let mut v = port(EventKind::VlanChanged, "x9", 49);
     v.attrs.insert("old".into(), serde_json::json!(1));
     v.attrs.insert("new".into(), serde_json::json!(99));
-    c.on_event(&v, UP, t(5), &mut tx).unwrap();
+    c.on(&v, UP, t(5), &mut tx).unwrap();
     let open = tx.open();
     assert_eq!(open.len(), 1);
     assert!(open[0].key.starts_with("x9|49|vlan_changed"));
@@ -556,7 +604,7 @@ fn maintenance_flags_and_device_roles_set_severity() {
     }
     let mut c = Correlator::new(rules(0), inventory()).with_maintenance(Box::new(Window));
     let mut tx = Fake::default();
-    c.on_event(
+    c.on(
         &device(EventKind::DeviceUnreachable, "x9"),
         None,
         t(0),
@@ -564,14 +612,14 @@ fn maintenance_flags_and_device_roles_set_severity() {
     )
     .unwrap();
     assert!(tx.incidents.values().all(|i| i.in_maintenance));
-    c.on_event(
+    c.on(
         &device(EventKind::DeviceReachable, "x9"),
         None,
         t(1),
         &mut tx,
     )
     .unwrap();
-    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(500), &mut tx)
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(500), &mut tx)
         .unwrap();
     assert_eq!(tx.open().len(), 1);
     assert!(!tx.open()[0].in_maintenance, "after the window");
@@ -581,7 +629,7 @@ fn maintenance_flags_and_device_roles_set_severity() {
 fn a_quarantined_alarm_survives_a_restart() {
     let mut c = Correlator::new(rules(60), inventory());
     let mut tx = Fake::default();
-    c.on_event(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
         .unwrap();
     assert!(tx.pending.contains("x9|49|link_down"));
     // Restart at t=30: the new engine learns the pending alarm and activates it on time.
@@ -607,7 +655,7 @@ proptest::proptest! {
         for (down, gap) in steps {
             now += gap;
             let kind = if down { EventKind::LinkDown } else { EventKind::LinkUp };
-            c.on_event(&port(kind, "x9", 49), UP, t(now), &mut tx).unwrap();
+            c.on(&port(kind, "x9", 49), UP, t(now), &mut tx).unwrap();
             c.tick(t(now + 1), &mut tx).unwrap();
             let open = tx.open();
             proptest::prop_assert!(open.len() <= 1, "{open:#?}");
@@ -636,7 +684,7 @@ fn a_fault_outlasting_overlapping_windows_leaves_maintenance_when_the_last_one_e
     let mut c = Correlator::new(rules(0), inventory())
         .with_maintenance(Box::new(Windows(vec![(0, 100), (50, 200)])));
     let mut tx = Fake::default();
-    c.on_event(
+    c.on(
         &device(EventKind::DeviceUnreachable, "x9"),
         None,
         t(10),
@@ -661,14 +709,14 @@ fn a_fault_outlasting_overlapping_windows_leaves_maintenance_when_the_last_one_e
     let mut c =
         Correlator::new(rules(0), inventory()).with_maintenance(Box::new(Windows(vec![(0, 100)])));
     let mut tx = Fake::default();
-    c.on_event(
+    c.on(
         &device(EventKind::DeviceUnreachable, "x9"),
         None,
         t(10),
         &mut tx,
     )
     .unwrap();
-    c.on_event(
+    c.on(
         &device(EventKind::DeviceReachable, "x9"),
         None,
         t(20),
