@@ -144,6 +144,8 @@ struct DeviceTask {
     labels_due: Option<Instant>,
     totals: Totals,
     rebooted_since_counters: bool,
+    /// The publisher's connect count when this device last reported its full state.
+    seen_connects: u64,
     if_number: Option<i64>,
     ping_seq: u16,
     snmp_only_warned: bool,
@@ -192,6 +194,7 @@ impl DeviceTask {
             labels_due: None,
             totals: Totals::default(),
             rebooted_since_counters: false,
+            seen_connects: 0,
             if_number: None,
             ping_seq: 0,
             snmp_only_warned: false,
@@ -333,6 +336,7 @@ impl DeviceTask {
                     && std::mem::replace(&mut self.if_number, snap.if_number) != snap.if_number;
                 let new_port =
                     if_number_changed || snap.ports.keys().any(|i| !self.state.knows_port(*i));
+                self.sync_after_reconnect();
                 let changes = self.state.on_poll_ok(&snap);
                 let rebooted = changes.iter().any(|c| matches!(c, Change::Rebooted { .. }));
                 self.rebooted_since_counters |= rebooted;
@@ -551,6 +555,15 @@ impl DeviceTask {
         false
     }
 
+    /// After the agent (re)connected to the broker, the next link poll reports every port.
+    fn sync_after_reconnect(&mut self) {
+        let connects = self.shared.publisher.connects();
+        if connects != self.seen_connects {
+            self.seen_connects = connects;
+            self.state.request_sync();
+        }
+    }
+
     fn emit(&self, changes: &[Change], snap: Option<&LinkSnapshot>, source: Source) {
         for c in changes {
             let mut e = event_for(
@@ -628,6 +641,7 @@ impl DeviceTask {
         };
         match converted {
             Ok((snap, labels, _)) => {
+                self.sync_after_reconnect();
                 let changes = self.state.on_poll_ok(&snap);
                 self.labels = share_labels(&self.labels, labels);
                 self.set_up(true);

@@ -255,6 +255,11 @@ pub fn event_for(
             e.attrs.insert("new_uptime".into(), json!(new_uptime));
             e
         }
+        Change::Sync(sync) => {
+            let mut e = Event::new(agent, &device.name, EventKind::StateSync, Source::Poll);
+            sync.write(&mut e.attrs);
+            e
+        }
     }
 }
 

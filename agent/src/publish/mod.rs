@@ -52,9 +52,18 @@ pub enum PublishError {
 pub struct PublishHandle {
     tx: mpsc::Sender<Event>,
     metrics: AgentMetrics,
+    connects: Arc<AtomicU64>,
 }
 
 impl PublishHandle {
+    /// How many times the publisher has connected to the broker. A device task that sees it
+    /// change sends a `state_sync` at its next link poll: whatever the collector missed while
+    /// the agent was cut off (a spool that overflowed, a collector that was restored from an
+    /// older state), the snapshot repairs.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
+    }
+
     /// Queues an event for the spool. Never blocks a poller: if the writer is so far behind
     /// that the queue is full, the event is dropped, counted and logged as an error.
     pub fn submit(&self, event: Event) {
@@ -140,6 +149,7 @@ struct Shared {
     status_wanted: AtomicBool,
     other_acks: AtomicU64,
     closing: AtomicBool,
+    connects: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -194,9 +204,14 @@ pub fn spawn(
         status_wanted: AtomicBool::new(false),
         other_acks: AtomicU64::new(0),
         closing: AtomicBool::new(false),
+        connects: Arc::new(AtomicU64::new(0)),
     });
     shared.update_depth();
-    let handle = PublishHandle { tx, metrics };
+    let handle = PublishHandle {
+        tx,
+        metrics,
+        connects: shared.connects.clone(),
+    };
     let writer_done = CancellationToken::new();
     let writer = tokio::spawn(spool_writer(rx, shared.clone(), writer_done.clone()));
     let stop_driver = CancellationToken::new();
@@ -348,6 +363,7 @@ async fn drive(mut eventloop: rumqttc::EventLoop, shared: Arc<Shared>, stop: Can
             Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(250);
                 shared.state.connected.store(true, Ordering::Relaxed);
+                shared.connects.fetch_add(1, Ordering::Relaxed);
                 shared.metrics.mqtt_connected.set(1);
                 tracing::info!(agent = %shared.agent, "Connected to the MQTT broker.");
                 // Re-sent on every connect, so a lost one is repaired; QoS 0 is enough.

@@ -74,6 +74,9 @@ pub enum Change {
         /// sysUpTime now.
         new_uptime: u32,
     },
+    /// The state of every port, for the collector to clear what it contradicts: after the
+    /// agent starts, after it reconnects to the broker, and when the device answers again.
+    Sync(cnaas_shared::StateSync),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +117,9 @@ pub struct DeviceState {
     uptime: Option<u32>,
     failures: u32,
     reach: Reach,
+    /// The next successful link poll also reports every port's state (a fresh start knows
+    /// nothing of what the collector holds).
+    sync_due: bool,
 }
 
 impl Default for DeviceState {
@@ -124,6 +130,7 @@ impl Default for DeviceState {
             uptime: None,
             failures: 0,
             reach: Reach::Unknown,
+            sync_due: true,
         }
     }
 }
@@ -146,12 +153,21 @@ impl DeviceState {
         self.ports.contains_key(&if_index)
     }
 
+    /// Asks for a `state_sync` with the next successful link poll.
+    pub fn request_sync(&mut self) {
+        self.sync_due = true;
+    }
+
     /// The device answered (a poll or a reachability probe): reachable again if it was down.
     pub fn on_answer(&mut self) -> Option<Change> {
         let change = (self.reach == Reach::Down).then_some(Change::Reachability {
             kind: EventKind::DeviceReachable,
             failures: self.failures,
         });
+        if change.is_some() {
+            // Ports may have come back while it did not answer: the next poll tells all.
+            self.sync_due = true;
+        }
         self.reach = Reach::Up;
         self.failures = 0;
         change
@@ -200,7 +216,24 @@ impl DeviceState {
             next.insert(if_index, (*cur, cur_link));
         }
         self.ports = next;
+        if std::mem::take(&mut self.sync_due) {
+            out.push(Change::Sync(self.snapshot()));
+        }
         out
+    }
+
+    /// Every known port as up, down or disabled (ports of no opinion are left out).
+    fn snapshot(&self) -> cnaas_shared::StateSync {
+        let mut s = cnaas_shared::StateSync::default();
+        for (&i, (_, link)) in &self.ports {
+            match link {
+                Link::Up => s.up.push(i),
+                Link::Down => s.down.push(i),
+                Link::Disabled => s.disabled.push(i),
+                Link::Unknown => {}
+            }
+        }
+        s
     }
 
     /// Applies a fresh reading of one port (a trap confirmation) and returns its changes.
@@ -320,6 +353,47 @@ mod tests {
         );
         assert!(matches!(c[0], Change::Port { initial: true, .. }));
         assert!(s.is_reachable());
+    }
+
+    fn syncs(changes: &[Change]) -> Vec<cnaas_shared::StateSync> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Sync(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_full_state_is_reported_after_a_start_a_reconnect_and_a_return() {
+        let mut s = DeviceState::default();
+        let ports = [(1, 1, 1, 0), (2, 1, 2, 0), (3, 2, 2, 0), (4, 1, 4, 0)];
+        let first = syncs(&s.on_poll_ok(&snap(100, &ports)));
+        assert_eq!(
+            first,
+            [cnaas_shared::StateSync {
+                up: vec![1],
+                down: vec![2],
+                disabled: vec![3],
+            }],
+            "a port of no opinion (unknown) is left out"
+        );
+        assert!(syncs(&s.on_poll_ok(&snap(200, &ports))).is_empty());
+        s.request_sync();
+        assert_eq!(syncs(&s.on_poll_ok(&snap(300, &ports))).len(), 1);
+        // Unreachable, then back: the first poll after the return tells all.
+        s.on_poll_failed(1);
+        let back = s.on_poll_ok(&snap(400, &[(1, 1, 1, 0), (2, 1, 1, 350)]));
+        assert!(matches!(back[0], Change::Reachability { .. }));
+        assert_eq!(
+            syncs(&back),
+            [cnaas_shared::StateSync {
+                up: vec![1, 2],
+                down: vec![],
+                disabled: vec![],
+            }]
+        );
     }
 
     #[test]
