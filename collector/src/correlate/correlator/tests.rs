@@ -8,6 +8,8 @@ use cnaas_shared::Source;
 /// An in-memory store transaction: what the engine did, to assert on.
 #[derive(Default)]
 struct Fake {
+    /// (incident, event id) of every event linked to an incident.
+    linked: Vec<(i64, String)>,
     pending: std::collections::BTreeSet<String>,
     next: i64,
     incidents: BTreeMap<i64, FakeIncident>,
@@ -15,6 +17,7 @@ struct Fake {
 
 #[derive(Debug, Clone)]
 struct FakeIncident {
+    opened_at: DateTime<Utc>,
     in_maintenance: bool,
     key: String,
     state: &'static str,
@@ -33,13 +36,14 @@ impl IncidentTx for Fake {
     ) -> Result<bool, StoreError> {
         Ok(true)
     }
-    fn open(&mut self, new: &NewIncident, _at: DateTime<Utc>) -> Result<i64, StoreError> {
+    fn open(&mut self, new: &NewIncident, at: DateTime<Utc>) -> Result<i64, StoreError> {
         self.next += 1;
         let mut members = BTreeMap::new();
         members.insert(new.key.clone(), (Relation::Root, true));
         self.incidents.insert(
             self.next,
             FakeIncident {
+                opened_at: at,
                 in_maintenance: false,
                 key: new.key.clone(),
                 state: "open",
@@ -82,12 +86,15 @@ impl IncidentTx for Fake {
     }
     fn note(
         &mut self,
-        _i: i64,
+        i: i64,
         _at: DateTime<Utc>,
         _a: &str,
-        _e: Option<&str>,
+        e: Option<&str>,
         _d: &str,
     ) -> Result<(), StoreError> {
+        if let Some(e) = e {
+            self.linked.push((i, e.to_owned()));
+        }
         Ok(())
     }
     fn resolve(&mut self, incident: i64, _at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -726,4 +733,176 @@ fn a_fault_outlasting_overlapping_windows_leaves_maintenance_when_the_last_one_e
     c.tick(t(150), &mut tx).unwrap();
     assert!(tx.open().is_empty());
     assert!(tx.incidents.values().all(|i| i.in_maintenance));
+}
+
+/// The window covers x9 while `now` is in [100, 200).
+struct Window100;
+impl Maintenance for Window100 {
+    fn in_window(&self, device: &str, now: DateTime<Utc>) -> bool {
+        device == "x9" && now >= t(100) && now < t(200)
+    }
+}
+
+#[test]
+fn a_reopen_goes_through_the_maintenance_check_both_ways() {
+    let mut c = Correlator::new(rules(0), inventory()).with_maintenance(Box::new(Window100));
+    let mut tx = Fake::default();
+    // Opened and resolved before the window, re-opened inside it: flagged.
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(50), &mut tx)
+        .unwrap();
+    let id = *tx.incidents.keys().next().unwrap();
+    assert!(!tx.incidents[&id].in_maintenance);
+    c.on(&port(EventKind::LinkUp, "x9", 49), UP, t(90), &mut tx)
+        .unwrap();
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(120), &mut tx)
+        .unwrap();
+    assert_eq!(tx.incidents.len(), 1, "re-opened, not a new one");
+    assert_eq!(tx.incidents[&id].state, "open");
+    assert!(tx.incidents[&id].in_maintenance, "re-opened in the window");
+    // Resolved in the window, re-opened after it: no longer flagged.
+    c.on(&port(EventKind::LinkUp, "x9", 49), UP, t(150), &mut tx)
+        .unwrap();
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(250), &mut tx)
+        .unwrap();
+    assert_eq!(tx.incidents[&id].state, "open");
+    assert!(!tx.incidents[&id].in_maintenance, "re-opened after the window");
+}
+
+#[test]
+fn a_link_incident_taken_in_by_its_device_is_merged_not_resolved() {
+    let mut c = Correlator::new(rules(0), inventory());
+    let mut tx = Fake::default();
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+        .unwrap();
+    let link = *tx.incidents.keys().next().unwrap();
+    // Long after the grouping window the whole device dies.
+    c.on(
+        &device(EventKind::DeviceUnreachable, "x9"),
+        None,
+        t(60),
+        &mut tx,
+    )
+    .unwrap();
+    let dev = *tx.incidents.keys().last().unwrap();
+    assert_ne!(dev, link);
+    assert_eq!(tx.incidents[&link].state, "merged");
+    assert_eq!(tx.incidents[&dev].state, "open");
+    assert!(tx.incidents[&dev].members["x9|49|link_down"].1);
+    // Only when everything is back does anything resolve.
+    c.on(
+        &device(EventKind::DeviceReachable, "x9"),
+        None,
+        t(90),
+        &mut tx,
+    )
+    .unwrap();
+    assert_eq!(tx.incidents[&dev].state, "open", "the link is still down");
+    c.on(&port(EventKind::LinkUp, "x9", 49), UP, t(95), &mut tx)
+        .unwrap();
+    assert_eq!(tx.incidents[&dev].state, "resolved");
+    assert_eq!(tx.incidents[&link].state, "merged");
+}
+
+#[test]
+fn an_outage_replayed_late_is_judged_by_when_it_happened() {
+    // Hold 10 s: down at 0, up at 30, both arrive at 100 (the probe could not reach the
+    // broker). The outage lasted longer than the hold: an incident, opened and resolved.
+    let mut c = Correlator::new(rules(10), inventory());
+    let mut tx = Fake::default();
+    let mut down = port(EventKind::LinkDown, "x9", 49);
+    down.observed_at = t(0);
+    let mut up = port(EventKind::LinkUp, "x9", 49);
+    up.observed_at = t(30);
+    c.on_event(&down, UP, t(100), &mut tx).unwrap();
+    c.on_event(&up, UP, t(100), &mut tx).unwrap();
+    assert_eq!(tx.incidents.len(), 1);
+    let (id, inc) = tx.incidents.iter().next().unwrap();
+    assert_eq!(inc.state, "resolved");
+    assert_eq!(inc.opened_at, t(0), "first time is when the link went down");
+    assert!(tx.linked.contains(&(*id, down.id.to_string())));
+    // A 5 s outage replayed late stays transient.
+    let mut c = Correlator::new(rules(10), inventory());
+    let mut tx = Fake::default();
+    down.observed_at = t(0);
+    up.observed_at = t(5);
+    c.on_event(&down, UP, t(100), &mut tx).unwrap();
+    c.on_event(&up, UP, t(100), &mut tx).unwrap();
+    assert!(tx.incidents.is_empty());
+    // An older observation arriving after a newer one is stale and ignored.
+    let mut late_down = port(EventKind::LinkDown, "x9", 49);
+    late_down.observed_at = t(3);
+    c.on_event(&late_down, UP, t(101), &mut tx).unwrap();
+    c.tick(t(500), &mut tx).unwrap();
+    assert!(tx.incidents.is_empty());
+    assert_eq!(c.stale_events(), 1);
+    // An event from the future is judged at the collector's time.
+    assert_eq!(event_time(t(1000), t(100)), (t(100), true));
+    assert_eq!(event_time(t(103), t(100)), (t(100), false));
+    assert_eq!(event_time(t(40), t(100)), (t(40), false));
+}
+
+#[test]
+fn the_event_that_began_a_held_fault_is_linked_to_its_incident() {
+    let mut c = Correlator::new(rules(60), inventory());
+    let mut tx = Fake::default();
+    let down = port(EventKind::LinkDown, "x9", 49);
+    c.on(&down, UP, t(0), &mut tx).unwrap();
+    c.tick(t(60), &mut tx).unwrap();
+    let (id, inc) = tx.incidents.iter().next().unwrap();
+    assert_eq!(inc.opened_at, t(0));
+    assert_eq!(tx.linked, [(*id, down.id.to_string())]);
+}
+
+#[test]
+fn a_state_sync_clears_what_it_contradicts() {
+    let mut c = Correlator::new(rules(0), inventory());
+    let mut tx = Fake::default();
+    c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(0), &mut tx)
+        .unwrap();
+    c.on(&port(EventKind::LinkDown, "x9", 50), UP, t(0), &mut tx)
+        .unwrap();
+    assert_eq!(tx.open().len(), 1, "one storm group");
+    // The agent restarts; port 49 came back while it was away, 50 is still down.
+    let mut sync = device(EventKind::StateSync, "x9");
+    cnaas_shared::StateSync {
+        up: vec![1, 49],
+        down: vec![50],
+        disabled: vec![],
+    }
+    .write(&mut sync.attrs);
+    c.on(&sync, None, t(100), &mut tx).unwrap();
+    let open = tx.open();
+    assert_eq!(open.len(), 1);
+    assert!(!open[0].members["x9|49|link_down"].1);
+    assert!(open[0].members["x9|50|link_down"].1);
+    sync.id = uuid::Uuid::now_v7();
+    cnaas_shared::StateSync {
+        up: vec![1, 49, 50],
+        down: vec![],
+        disabled: vec![],
+    }
+    .write(&mut sync.attrs);
+    c.on(&sync, None, t(200), &mut tx).unwrap();
+    assert!(tx.open().is_empty());
+}
+
+#[test]
+fn many_probes_offline_at_once_are_one_incident() {
+    let mut c = Correlator::new(rules(0), inventory());
+    let mut tx = Fake::default();
+    for n in 0..100 {
+        c.agent_status(&format!("probe{n}"), "offline", t(n / 20), &mut tx)
+            .unwrap();
+    }
+    assert_eq!(tx.open().len(), 1);
+    assert_eq!(tx.open()[0].members.len(), 100);
+    for n in 0..100 {
+        c.agent_status(&format!("probe{n}"), "online", t(30), &mut tx)
+            .unwrap();
+    }
+    assert!(tx.open().is_empty());
+    // One probe much later: its own incident.
+    c.agent_status("probe7", "offline", t(1000), &mut tx).unwrap();
+    assert_eq!(tx.open().len(), 1);
+    assert_eq!(tx.open()[0].members.len(), 1);
 }
