@@ -189,6 +189,99 @@ fn set_open_count(store: &dyn Store, metrics: &CollectorMetrics) {
     }
 }
 
+/// The engine's write path driven synchronously, with the clock given by the caller: what the
+/// engine thread does with each input, for the model-based test of the whole engine
+/// (correlator, store, routing and outbox together) and for tools.
+pub struct Core {
+    store: Arc<dyn Store>,
+    inventory: Arc<Inventory>,
+    metrics: CollectorMetrics,
+    notices: Notices,
+    correlator: Correlator,
+}
+
+impl Core {
+    /// An engine over `store`, restored from what it holds, with these maintenance windows.
+    pub fn new(
+        store: Arc<dyn Store>,
+        inventory: Arc<Inventory>,
+        rules: Rules,
+        notices: Notices,
+        maintenance: Box<dyn correlate::Maintenance>,
+        now: DateTime<Utc>,
+    ) -> Result<Core, StoreError> {
+        let mut correlator =
+            Correlator::new(rules, inventory.clone()).with_maintenance(maintenance);
+        correlator.restore(&store.open_members()?, now);
+        correlator.restore_pending(&store.pending_alarms()?);
+        let mut registry = prometheus_client::registry::Registry::default();
+        Ok(Core {
+            store,
+            inventory,
+            metrics: CollectorMetrics::register(&mut registry),
+            notices,
+            correlator,
+        })
+    }
+
+    fn run(&mut self, input: Input, now: DateTime<Utc>) {
+        let cx = Cx {
+            store: self.store.as_ref(),
+            inventory: &self.inventory,
+            metrics: &self.metrics,
+            notices: &self.notices,
+        };
+        process_at(&cx, &mut self.correlator, input, now);
+    }
+
+    /// Stores and correlates one event at `now`.
+    pub fn event(&mut self, event: Event, now: DateTime<Utc>) {
+        let input = Input::Event {
+            event,
+            received: Instant::now(),
+        };
+        self.run(input, now);
+    }
+
+    /// The rules' timers at `now`.
+    pub fn tick(&mut self, now: DateTime<Utc>) {
+        self.run(Input::Tick, now);
+    }
+
+    /// An agent status message at `now`.
+    pub fn status(&mut self, agent: &str, status: &str, now: DateTime<Utc>) {
+        let input = Input::Status {
+            agent: agent.to_owned(),
+            status: status.to_owned(),
+            payload: String::new(),
+        };
+        self.run(input, now);
+    }
+
+    /// A person's action at `now`.
+    pub fn command(
+        &mut self,
+        incident: i64,
+        action: Action,
+        actor: &str,
+        comment: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CommandError> {
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        let input = Input::Command {
+            incident,
+            action,
+            actor: actor.to_owned(),
+            comment: comment.map(str::to_owned),
+            reply,
+        };
+        self.run(input, now);
+        answer
+            .try_recv()
+            .unwrap_or_else(|_| Err(CommandError::Invalid("the engine gave no answer".into())))
+    }
+}
+
 /// What the engine needs to queue notifications.
 #[derive(Debug, Clone)]
 pub struct Notices {
@@ -260,7 +353,15 @@ fn flush_events(
 
 /// Stores events and correlates them, all in one transaction (retried whole on failure).
 fn store_events(cx: &Cx<'_>, correlator: &mut Correlator, events: &[&Event]) {
-    let now = Utc::now();
+    store_events_at(cx, correlator, events, Utc::now());
+}
+
+fn store_events_at(
+    cx: &Cx<'_>,
+    correlator: &mut Correlator,
+    events: &[&Event],
+    now: DateTime<Utc>,
+) {
     let (mut stored, mut duplicate, mut future) = (0u64, 0u64, 0u64);
     let stale_before = correlator.stale_events();
     let queued = with_retry(cx.metrics, "events", || {
@@ -459,6 +560,9 @@ impl IncidentTx for Observed<'_> {
         tracing::info!(incident, "Incident re-opened.");
         Ok(())
     }
+    fn extend_first(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.extend_first(incident, at)
+    }
     fn merge(&mut self, incident: i64, into: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.touched = true;
         self.inner.merge(incident, into, at)?;
@@ -528,11 +632,16 @@ impl IncidentTx for Observed<'_> {
 }
 
 fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
+    process_at(cx, correlator, input, Utc::now());
+}
+
+/// One input at the time `now` (the engine passes the clock; the model-based test its own).
+fn process_at(cx: &Cx<'_>, correlator: &mut Correlator, input: Input, now: DateTime<Utc>) {
     let metrics = cx.metrics;
     match input {
         // The main loop stores events in runs (flush_events); a single one goes the same way.
         Input::Event { event, received } => {
-            store_events(cx, correlator, &[&event]);
+            store_events_at(cx, correlator, &[&event], now);
             metrics.processing.observe(received.elapsed().as_secs_f64());
         }
         Input::Command {
@@ -542,7 +651,6 @@ fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
             comment,
             reply,
         } => {
-            let now = Utc::now();
             let mut outcome = Ok(());
             let mut queued = Done::default();
             let stored = cx.store.process(None, &mut |tx| {
@@ -575,7 +683,6 @@ fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
             let _ = reply.send(result);
         }
         Input::Tick => {
-            let now = Utc::now();
             let queued = in_transaction(cx, "tick", now, |o| correlator.tick(now, o));
             cx.committed(queued);
         }
@@ -583,14 +690,12 @@ fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
             notification,
             error,
         } => {
-            let now = Utc::now();
             let queued = in_transaction(cx, "notification failure", now, |o| {
                 report_failure(o, notification, &error, now)
             });
             cx.committed(queued);
         }
         Input::ChannelRecovered { channel } => {
-            let now = Utc::now();
             let queued = in_transaction(cx, "channel recovered", now, |o| {
                 channel_recovered(o, &channel, now)
             });
@@ -612,7 +717,6 @@ fn process(cx: &Cx<'_>, correlator: &mut Correlator, input: Input) {
         } => {
             metrics.agent_status.inc();
             tracing::info!(agent = %agent, status = %status, "Agent status.");
-            let now = Utc::now();
             with_retry(metrics, "agent status", || {
                 cx.store.set_agent_status(&agent, &status, &payload, now)
             });

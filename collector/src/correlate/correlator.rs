@@ -85,6 +85,9 @@ struct PortEntry {
 #[derive(Debug, Clone, Default)]
 struct DeviceEntry {
     down_since: Option<DateTime<Utc>>,
+    /// A person resolved its incident while it was still down: the hold starts over from
+    /// here (the fault's first time stays `down_since`).
+    rearmed_at: Option<DateTime<Utc>>,
     active: bool,
     incident: Option<i64>,
 }
@@ -488,8 +491,9 @@ impl Correlator {
             p.incident = None;
             p.flap_incident = None;
             if p.alarm.is_down() {
+                // The fault is the same: the new incident's first time is still when the
+                // port went down (its event moves to the new incident).
                 p.alarm = PortAlarm::restored_pending(now);
-                p.down_event = None;
                 rearm.push(alarm_key(device, Some(*i), AlarmKind::LinkDown));
             } else {
                 p.alarm = PortAlarm::default();
@@ -503,7 +507,7 @@ impl Correlator {
                 d.incident = None;
                 if d.active {
                     d.active = false;
-                    d.down_since = Some(now);
+                    d.rearmed_at = Some(now);
                 }
             }
         }
@@ -651,6 +655,7 @@ impl Correlator {
             return Ok(());
         };
         d.down_since = None;
+        d.rearmed_at = None;
         if std::mem::take(&mut d.active)
             && let Some(incident) = d.incident.take()
         {
@@ -1057,6 +1062,7 @@ impl Correlator {
                     let incident = match target {
                         Some((id, relation)) => {
                             self.join(id, &link, relation, now, cause, tx)?;
+                            tx.extend_first(id, first)?;
                             id
                         }
                         None => {
@@ -1149,7 +1155,8 @@ impl Correlator {
             return Ok(());
         };
         let due = d
-            .down_since
+            .rearmed_at
+            .or(d.down_since)
             .is_some_and(|since| now - since >= self.rules.device_hold);
         if d.active || !due {
             return Ok(());
@@ -1215,6 +1222,9 @@ impl Correlator {
             if let Some(old) = self.devices.get(child).and_then(|d| d.incident) {
                 self.move_out(old, &alarm, incident, now, tx)?;
             }
+            if let Some(since) = self.devices.get(child).and_then(|d| d.down_since) {
+                tx.extend_first(incident, since)?;
+            }
             self.join(incident, &alarm, Relation::Shadowed, now, None, tx)?;
             if let Some(d) = self.devices.get_mut(child) {
                 d.incident = Some(incident);
@@ -1233,6 +1243,13 @@ impl Correlator {
         for ((dev, i), old) in moving {
             let alarm = alarm_key(&dev, Some(i), AlarmKind::LinkDown);
             self.move_out(old, &alarm, incident, now, tx)?;
+            if let Some((_, since)) = self
+                .ports
+                .get(&(dev.clone(), i))
+                .and_then(|p| p.down_event.clone())
+            {
+                tx.extend_first(incident, since)?;
+            }
             let relation = if dev == name {
                 Relation::Member
             } else {

@@ -71,14 +71,16 @@ pub fn enqueue(
         }
         let mut recipients = routing.recipients(t.kind, &incident);
         if t.kind == TransitionKind::Resolved {
+            // Exactly those who heard of an opening (of it, a re-opening, the end of its
+            // maintenance window, or of an incident merged into it) hear that it ended; an
+            // opening not yet sent is superseded and never told.
             if outbox.opening_untold(t.incident, now)? {
                 tracing::info!(
                     incident = t.incident,
-                    "Resolved before its opening was due: nobody is told of either."
+                    "Resolved before its opening was sent: its recipients are told of neither."
                 );
-                recipients.clear();
             }
-            // Whoever heard of an incident merged into this one hears that it ended.
+            recipients.clear();
             for told in outbox.told_of_merged(t.incident)? {
                 if recipients
                     .iter()

@@ -144,6 +144,9 @@ pub trait IncidentTx {
     fn resolve(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Opens a resolved incident again.
     fn reopen(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Moves the incident's first time back to `at` if that is earlier (an alarm that joins
+    /// it began before it opened).
+    fn extend_first(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Marks an incident `merged` into another (its alarms now belong to `into`). Incidents
     /// merged into it before follow it to `into`.
     fn merge(&mut self, incident: i64, into: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
@@ -195,8 +198,8 @@ pub trait OutboxTx {
     fn opening_untold(&mut self, incident: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Marks a notification failed for good; returns it (None if it is not pending).
     fn fail(&mut self, id: i64, error: &str) -> Result<Option<Notification>, StoreError>;
-    /// Who was told (or is about to be told) of an opening of the incidents merged into
-    /// `incident`: they are told of its resolution too.
+    /// Who was told (or is about to be told) of an opening of `incident` or of an incident
+    /// merged into it: exactly they are told of its resolution.
     fn told_of_merged(&mut self, incident: i64) -> Result<Vec<ToldOf>, StoreError>;
     /// The open (or acknowledged) incident of an alarm key, if any.
     fn open_by_key(&mut self, key: &str) -> Result<Option<i64>, StoreError>;

@@ -510,6 +510,13 @@ impl IncidentTx for SqliteTx<'_, '_> {
         Ok(())
     }
 
+    fn extend_first(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE incidents SET opened_at = ?2 WHERE id = ?1 AND opened_at > ?2")?
+            .execute(params![incident, ts(at)])?;
+        Ok(())
+    }
+
     fn merge(&mut self, incident: i64, into: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.tx
             .prepare_cached("UPDATE incidents SET state = 'merged', merged_into = ?2, resolved_at = ?3, updated_at = ?3 WHERE id = ?1")?
@@ -644,7 +651,7 @@ impl OutboxTx for SqliteTx<'_, '_> {
     }
 
     fn opening_untold(&mut self, incident: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        const OPENING: &str = "(transition LIKE 'opened-%' OR transition LIKE 'reopened-%')";
+        const OPENING: &str = "(transition LIKE 'opened-%' OR transition LIKE 'reopened-%' OR transition LIKE 'maintenance_ended-%')";
         self.tx
             .prepare_cached(&format!(
                 "UPDATE notifications SET state = 'superseded', last_error = 'resolved before it was due', delivered_at = ?2
@@ -684,7 +691,7 @@ impl OutboxTx for SqliteTx<'_, '_> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT DISTINCT n.audience, n.channel, n.recipient, n.language, n.customer
              FROM notifications n JOIN incidents i ON i.id = n.about_id
-             WHERE n.about = 'incident' AND i.merged_into = ?1
+             WHERE n.about = 'incident' AND (i.id = ?1 OR i.merged_into = ?1)
                AND n.state IN ('pending', 'delivered', 'failed')
                AND (n.transition LIKE 'opened-%' OR n.transition LIKE 'reopened-%' OR n.transition LIKE 'maintenance_ended-%')
              ORDER BY n.audience, n.channel, n.recipient",

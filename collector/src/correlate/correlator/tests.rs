@@ -105,6 +105,11 @@ impl IncidentTx for Fake {
         self.incidents.get_mut(&incident).unwrap().state = "open";
         Ok(())
     }
+    fn extend_first(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let i = self.incidents.get_mut(&incident).unwrap();
+        i.opened_at = i.opened_at.min(at);
+        Ok(())
+    }
     fn merge(&mut self, incident: i64, into: i64, _at: DateTime<Utc>) -> Result<(), StoreError> {
         let i = self.incidents.get_mut(&incident).unwrap();
         i.state = "merged";
@@ -765,7 +770,10 @@ fn a_reopen_goes_through_the_maintenance_check_both_ways() {
     c.on(&port(EventKind::LinkDown, "x9", 49), UP, t(250), &mut tx)
         .unwrap();
     assert_eq!(tx.incidents[&id].state, "open");
-    assert!(!tx.incidents[&id].in_maintenance, "re-opened after the window");
+    assert!(
+        !tx.incidents[&id].in_maintenance,
+        "re-opened after the window"
+    );
 }
 
 #[test]
@@ -902,7 +910,8 @@ fn many_probes_offline_at_once_are_one_incident() {
     }
     assert!(tx.open().is_empty());
     // One probe much later: its own incident.
-    c.agent_status("probe7", "offline", t(1000), &mut tx).unwrap();
+    c.agent_status("probe7", "offline", t(1000), &mut tx)
+        .unwrap();
     assert_eq!(tx.open().len(), 1);
     assert_eq!(tx.open()[0].members.len(), 1);
 }
