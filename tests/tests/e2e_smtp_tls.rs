@@ -35,6 +35,7 @@ fn notification(key: &str) -> Notification {
         subject: None,
         body: None,
         payload: None,
+        delayed: false,
     }
 }
 
