@@ -367,7 +367,7 @@ fn store_events_at(
     let queued = with_retry(cx.metrics, "events", || {
         (stored, duplicate, future) = (0, 0, 0);
         let mut queued = Done::default();
-        cx.store.transaction(&mut |tx| {
+        let result = cx.store.transaction(&mut |tx| {
             queued = observed(tx, cx, now, |o| {
                 for event in events {
                     let role = correlate::resolve_role(event, cx.inventory);
@@ -386,8 +386,11 @@ fn store_events_at(
                 Ok(())
             })?;
             Ok(())
-        })?;
-        Ok(queued)
+        });
+        if result.is_err() {
+            reset(cx, correlator, now);
+        }
+        result.map(|()| queued)
     });
     cx.metrics.events_stored.inc_by(stored);
     cx.metrics.events_duplicate.inc_by(duplicate);
@@ -673,6 +676,7 @@ fn process_at(cx: &Cx<'_>, correlator: &mut Correlator, input: Input, now: DateT
             let result = match stored {
                 Err(e) => {
                     metrics.store_errors.inc();
+                    reset(cx, correlator, now);
                     Err(CommandError::Store(e))
                 }
                 Ok(_) => {
@@ -683,20 +687,20 @@ fn process_at(cx: &Cx<'_>, correlator: &mut Correlator, input: Input, now: DateT
             let _ = reply.send(result);
         }
         Input::Tick => {
-            let queued = in_transaction(cx, "tick", now, |o| correlator.tick(now, o));
+            let queued = in_transaction(cx, correlator, "tick", now, |c, o| c.tick(now, o));
             cx.committed(queued);
         }
         Input::NotificationFailed {
             notification,
             error,
         } => {
-            let queued = in_transaction(cx, "notification failure", now, |o| {
+            let queued = in_transaction(cx, correlator, "notification failure", now, |_, o| {
                 report_failure(o, notification, &error, now)
             });
             cx.committed(queued);
         }
         Input::ChannelRecovered { channel } => {
-            let queued = in_transaction(cx, "channel recovered", now, |o| {
+            let queued = in_transaction(cx, correlator, "channel recovered", now, |_, o| {
                 channel_recovered(o, &channel, now)
             });
             cx.committed(queued);
@@ -720,8 +724,8 @@ fn process_at(cx: &Cx<'_>, correlator: &mut Correlator, input: Input, now: DateT
             with_retry(metrics, "agent status", || {
                 cx.store.set_agent_status(&agent, &status, &payload, now)
             });
-            let queued = in_transaction(cx, "agent status", now, |o| {
-                correlator.agent_status(&agent, &status, now, o)
+            let queued = in_transaction(cx, correlator, "agent status", now, |c, o| {
+                c.agent_status(&agent, &status, now, o)
             });
             cx.committed(queued);
         }
@@ -729,21 +733,37 @@ fn process_at(cx: &Cx<'_>, correlator: &mut Correlator, input: Input, now: DateT
 }
 
 /// Runs `f` through [`observed`] in one transaction, retried until it commits; returns what
-/// it did.
+/// it did. A failed attempt resets the correlator from the store first, so a retry starts from
+/// the truth rather than from changes that were rolled back.
 fn in_transaction(
     cx: &Cx<'_>,
+    correlator: &mut Correlator,
     what: &str,
     now: DateTime<Utc>,
-    mut f: impl FnMut(&mut Observed<'_>) -> Result<(), StoreError>,
+    mut f: impl FnMut(&mut Correlator, &mut Observed<'_>) -> Result<(), StoreError>,
 ) -> Done {
     with_retry(cx.metrics, what, || {
         let mut queued = Done::default();
-        cx.store.process(None, &mut |tx| {
-            queued = observed(tx, cx, now, &mut f)?;
+        let result = cx.store.process(None, &mut |tx| {
+            queued = observed(tx, cx, now, |o| f(correlator, o))?;
             Ok(())
-        })?;
-        Ok(queued)
+        });
+        if result.is_err() {
+            reset(cx, correlator, now);
+        }
+        result.map(|_| queued)
     })
+}
+
+/// Rebuilds the correlator's memory from the store after a transaction failed.
+fn reset(cx: &Cx<'_>, correlator: &mut Correlator, now: DateTime<Utc>) {
+    match (cx.store.open_members(), cx.store.pending_alarms()) {
+        (Ok(members), Ok(pending)) => correlator.reset(&members, &pending, now),
+        (Err(e), _) | (_, Err(e)) => {
+            cx.metrics.store_errors.inc();
+            tracing::error!(error = %e, "Cannot read the open incidents to reset the correlator after a failed transaction.");
+        }
+    }
 }
 
 /// The alarm key of a channel's `notification_failed` incident.

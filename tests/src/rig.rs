@@ -495,6 +495,7 @@ contact = "Sikt kundesenter, kontakt@sikt.example"
 attempts = {attempts}
 backoff = "200ms"
 max_backoff = "1s"
+late_retry = "2s"
 
 [[channel]]
 name = "mail"

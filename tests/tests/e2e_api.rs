@@ -124,7 +124,21 @@ fn roles_and_the_incident_life_cycle() -> Result<()> {
     )?;
     assert_eq!((s, v["escalated"].as_bool()), (200, Some(true)), "{v}");
     assert_eq!(http_call("POST", &act("escalate"), Some(ssc), None)?.0, 409);
+    // The uplink is still down: resolving it needs saying so.
     let (s, v) = http_call("POST", &act("resolve"), Some(ssc), None)?;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("active alarms")),
+        "{v}"
+    );
+    let (s, v) = http_call(
+        "POST",
+        &act("resolve"),
+        Some(ssc),
+        Some(r#"{"force":true,"comment":"known, cable ordered"}"#),
+    )?;
     assert_eq!((s, v["state"].as_str()), (200, Some("resolved")), "{v}");
     let (s, v) = http_call("POST", &act("close"), Some(ssc), None)?;
     assert_eq!((s, v["state"].as_str()), (200, Some("closed")), "{v}");
@@ -162,6 +176,21 @@ fn roles_and_the_incident_life_cycle() -> Result<()> {
     .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
     .collect();
     assert_eq!(who_did, expect, "{v:#}");
+    // The uplink is still down: after its hold time the fault is a new incident, not hidden.
+    let again = wait_until(
+        "a new incident for the port",
+        Duration::from_secs(15),
+        || {
+            let (_, v) = http_call("GET", &list, Some(ssc), None).ok()?;
+            v["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| i["id"].as_i64() != Some(id) && i["if_index"] == 49)
+                .cloned()
+        },
+    )
+    .with_context(|| rig.logs())?;
+    assert_eq!(again["kind"], "link_down", "{again}");
     Ok(())
 }
 
@@ -212,6 +241,7 @@ fn changes_the_eight_day_rule_and_maintenance() -> Result<()> {
         Some(&window(now - chrono::TimeDelta::minutes(1), "emergency")),
     )?;
     assert_eq!(s, 201, "{v}");
+    assert_eq!(v["state"], "active", "inside its window: {v}");
     assert_eq!(v["devices"], serde_json::json!(["a-b12-01"]));
     assert_eq!(v["customers"], serde_json::json!(["uni-b"]));
     let (_, v) = http_call("GET", &url, Some(token("customer:uni-b")), None)?;

@@ -10,14 +10,19 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cnaas_collector::notify::channels::message_id;
-use cnaas_tests::rig::{Rig, RigOptions, SMS_TOKEN, notify_config};
+use cnaas_tests::rig::{Rig, RigOptions, SMS_TOKEN, TOKENS, notify_config};
 use cnaas_tests::sinks::{SmtpSink, WebhookReceiver};
-use cnaas_tests::{Process, find_program, http_get, http_json, wait_until};
+use cnaas_tests::{Process, find_program, http_call, http_get, wait_until};
 use serde_json::Value;
 
 fn rig(smtp: u16, webhook: &str, attempts: u32) -> Result<Rig> {
+    rig_with(smtp, webhook, attempts, false)
+}
+
+fn rig_with(smtp: u16, webhook: &str, attempts: u32, api_tokens: bool) -> Result<Rig> {
     Rig::start(&RigOptions {
         dead_device: false,
+        api_tokens,
         collector_extra: notify_config(smtp, webhook, attempts),
         files: vec![("sms.token".into(), format!("{SMS_TOKEN}\n"))],
         ..RigOptions::default()
@@ -25,11 +30,10 @@ fn rig(smtp: u16, webhook: &str, attempts: u32) -> Result<Rig> {
 }
 
 fn notifications(rig: &Rig, query: &str) -> Vec<Value> {
-    http_json(&format!(
+    rig.get(&format!(
         "{}/api/v1/notifications?limit=1000{query}",
         rig.api
     ))
-    .ok()
     .and_then(|v| v["notifications"].as_array().cloned())
     .unwrap_or_default()
 }
@@ -240,7 +244,8 @@ fn a_recipient_that_keeps_failing_becomes_an_incident_for_ssc_on_another_channel
     // Nothing listens on the mail server's port: every e-mail fails.
     let smtp = SmtpSink::not_started()?;
     let sms = WebhookReceiver::start(0)?;
-    let rig = rig(smtp.port, &sms.url(), 3)?;
+    let rig = rig_with(smtp.port, &sms.url(), 3, true)?;
+    let ssc_token = TOKENS[0].0;
     let limit = Duration::from_secs(20);
     rig.set_oper(49, 2)?;
     let inc = wait_until("an incident for Te1/1/1", limit, || {
@@ -263,42 +268,61 @@ fn a_recipient_that_keeps_failing_becomes_an_incident_for_ssc_on_another_channel
             .iter()
             .all(|n| n["last_error"].as_str().is_some_and(|e| e.contains("SMTP")))
     );
-    // One notification_failed incident per failed recipient, told to SSC on the queue and
-    // the file (not on the mail channel that failed).
-    let reports = wait_until("the notification_failed incidents", limit, || {
+    // One notification_failed incident for the failing channel (not one per notification),
+    // told to SSC on the queue and the file (not on the mail channel that failed).
+    let reports = wait_until("the channel's notification_failed incident", limit, || {
         let r: Vec<Value> = rig
             .open_incidents()
             .into_iter()
             .filter(|i| i["kind"] == "notification_failed")
             .collect();
-        (r.len() == 2).then_some(r)
+        let detail = r
+            .first()
+            .and_then(|i| rig.get(&format!("{}/api/v1/incidents/{}", rig.api, i["id"])))?;
+        let failures = detail["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["action"] == "opened" || h["action"] == "notification_failed")
+            .count();
+        (failures >= 2).then_some(r)
     })?;
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let channel_incident = reports[0]["id"].as_i64().context("id")?;
     assert!(
         reports
             .iter()
             .all(|r| r["device"] == "channel:mail" && r["severity"] == 2)
     );
     assert!(reports.iter().all(|r| {
-        r["summary"]
-            .as_str()
-            .is_some_and(|s| s.starts_with(&format!("Incident {id}: notification ")))
+        r["summary"].as_str().is_some_and(|s| {
+            s.contains("channel mail") && s.contains(&format!("Incident {id}: notification "))
+        })
     }));
     let file = rig.dir().join("ssc.jsonl");
-    let told = wait_until("SSC's file to tell of the failures", limit, || {
-        let lines: Vec<Value> = std::fs::read_to_string(&file)
+    let told_of_failure = |state: &str| -> Vec<Value> {
+        std::fs::read_to_string(&file)
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|v: &Value| v["incident"]["kind"] == "notification_failed")
-            .collect();
-        (lines.len() == 2).then_some(lines)
+            .filter(|v: &Value| {
+                v["incident"]["kind"] == "notification_failed" && v["incident"]["state"] == state
+            })
+            .collect()
+    };
+    let told = wait_until("SSC's file to tell of the failing channel", limit, || {
+        let lines = told_of_failure("open");
+        (!lines.is_empty()).then_some(lines)
     })?;
+    assert_eq!(told.len(), 1, "{told:#?}");
     assert!(
         told.iter()
             .all(|v| v["audience"] == "ssc" && v["channel"] == "ssc-log")
     );
     // The original incident's history says so too.
-    let detail = http_json(&format!("{}/api/v1/incidents/{id}", rig.api))?;
+    let detail = rig
+        .get(&format!("{}/api/v1/incidents/{id}", rig.api))
+        .context("the incident")?;
     let actions: Vec<&str> = detail["history"]
         .as_array()
         .into_iter()
@@ -319,5 +343,46 @@ fn a_recipient_that_keeps_failing_becomes_an_incident_for_ssc_on_another_channel
             .contains("cnaas_collector_notifications_total{channel=\"mail\",result=\"failed\"} 2"),
         "{metrics}"
     );
+    // The mail server comes back: the failed e-mails are delivered late (marked delayed)
+    // while the incident is open, and the channel's incident resolves, which SSC hears.
+    let mut smtp = smtp;
+    smtp.resume()?;
+    let delivered = wait_until("the failed e-mails to be delivered late", limit, || {
+        let d: Vec<Value> = notifications(&rig, "&channel=mail&state=delivered");
+        (d.len() == 2).then_some(d)
+    })
+    .with_context(|| format!("{:#?}\n{}", notifications(&rig, ""), rig.logs()))?;
+    assert!(
+        delivered.iter().all(|n| n["delayed"] == true),
+        "{delivered:#?}"
+    );
+    assert_eq!(smtp.mails().len(), 2);
+    let resolved = wait_until("the channel's incident to resolve", limit, || {
+        let i = rig.get(&format!("{}/api/v1/incidents/{channel_incident}", rig.api))?;
+        (i["state"] == "resolved").then_some(i)
+    })?;
+    assert_eq!(resolved["device"], "channel:mail");
+    wait_until(
+        "SSC's file to tell that the channel delivers again",
+        limit,
+        || (!told_of_failure("resolved").is_empty()).then_some(()),
+    )?;
+    let (_, metrics) = http_get(&format!("{}/metrics", rig.api))?;
+    assert!(
+        metrics.contains("cnaas_collector_notifications_delayed_total 2"),
+        "{metrics}"
+    );
+    // SSC sends one again: it goes out a second time.
+    let one = delivered[0]["id"].as_i64().context("notification id")?;
+    let resend = format!("{}/api/v1/notifications/{one}/resend", rig.api);
+    let (status, body) = http_call("POST", &resend, Some(ssc_token), None)?;
+    assert_eq!(status, 200, "{body}");
+    wait_until("the resent e-mail", limit, || {
+        (smtp.mails().len() == 3).then_some(())
+    })?;
+    let customer = TOKENS[1].0;
+    assert_eq!(http_call("POST", &resend, Some(customer), None)?.0, 403);
+    let missing = format!("{}/api/v1/notifications/999999/resend", rig.api);
+    assert_eq!(http_call("POST", &missing, Some(ssc_token), None)?.0, 404);
     Ok(())
 }

@@ -304,6 +304,24 @@ impl Correlator {
         ids.first().copied()
     }
 
+    /// Forgets everything and rebuilds from the store: after a transaction failed, the
+    /// memory may hold changes the store does not (a retry must start from the truth).
+    pub fn reset(
+        &mut self,
+        members: &[OpenMember],
+        pending: &[(String, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) {
+        self.ports.clear();
+        self.devices.clear();
+        self.open.clear();
+        self.last_resolved.clear();
+        self.agents_offline.clear();
+        self.agents_rearmed.clear();
+        self.restore(members, now);
+        self.restore_pending(pending);
+    }
+
     /// Rebuilds the memory of open incidents after a restart, from the store.
     pub fn restore(&mut self, members: &[OpenMember], now: DateTime<Utc>) {
         for m in members {
@@ -708,7 +726,15 @@ impl Correlator {
 
     /// Timers: quarantines that ran out, flapping checks, device holds.
     pub fn tick(&mut self, now: DateTime<Utc>, tx: &mut dyn IncidentTx) -> Result<(), StoreError> {
-        let keys: Vec<(String, u32)> = self.ports.keys().cloned().collect();
+        // Only a port that is down or flapping has timers; in a stable order, so the same
+        // inputs always make the same incidents.
+        let mut keys: Vec<(String, u32)> = self
+            .ports
+            .iter()
+            .filter(|(_, p)| p.alarm.is_down() || p.alarm.is_flapping())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort_unstable();
         for key in keys {
             let outcomes = match self.ports.get_mut(&key) {
                 Some(p) => p.alarm.tick(now, self.rules.link_hold),
@@ -718,12 +744,13 @@ impl Correlator {
                 self.apply_port(&key, &outcomes, now, None, tx)?;
             }
         }
-        let pending: Vec<String> = self
+        let mut pending: Vec<String> = self
             .devices
             .iter()
             .filter(|(_, d)| d.down_since.is_some() && !d.active)
             .map(|(n, _)| n.clone())
             .collect();
+        pending.sort_unstable();
         for name in pending {
             self.maybe_activate_device(&name, now, None, tx)?;
         }
@@ -888,6 +915,19 @@ impl Correlator {
         tx: &mut dyn IncidentTx,
     ) -> Result<i64, StoreError> {
         let in_maintenance = self.maintenance.in_window(&new.device, now);
+        // Its incident is still open (other alarms of it are active): the alarm rejoins it as
+        // its root (the store allows one open incident per root alarm).
+        if let Some(id) = self
+            .open
+            .iter()
+            .find(|(_, o)| o.root == new.key)
+            .map(|(id, _)| *id)
+        {
+            tx.add_member(id, &new.key, Relation::Root, now)?;
+            tx.note(id, now, "rejoined", event, &new.summary)?;
+            self.track(id, new, now);
+            return Ok(id);
+        }
         if let Some(&(id, at, was_in_maintenance)) = self.last_resolved.get(&new.key)
             && now - at <= self.rules.reopen_window
         {
