@@ -466,11 +466,22 @@ impl World {
 
     /// (b) and (c, second half) on the rows queued since the last check.
     fn check_new_notifications(&mut self) -> Result<(), TestCaseError> {
-        let rows: Vec<Notification> = self
-            .notifications()
-            .into_iter()
-            .filter(|n| n.id > self.model.seen)
-            .collect();
+        // Newest first: fetch a few, more only when they are all new.
+        let mut limit = 16;
+        let rows: Vec<Notification> = loop {
+            let rows = self
+                .store
+                .list_notifications(&NotificationFilter {
+                    limit,
+                    ..NotificationFilter::default()
+                })
+                .unwrap();
+            let all_new = rows.last().is_some_and(|n| n.id > self.model.seen);
+            if !all_new || rows.len() < limit as usize {
+                break rows.into_iter().filter(|n| n.id > self.model.seen).collect();
+            }
+            limit *= 4;
+        };
         for n in &rows {
             self.model.seen = self.model.seen.max(n.id);
             let d = self.store.get_incident(n.about_id).unwrap().unwrap();
@@ -696,7 +707,12 @@ fn run(windows: Vec<(usize, i64, i64)>, steps: &[Step]) -> Result<(), TestCaseEr
             w.apply(&Step::PortUp(d, p))?;
         }
     }
+    w.apply(&Step::Wait(u16::try_from(HOLD).unwrap_or(10) + 2))?;
+    w.check_alarms()?;
     for _ in 0..3 {
+        if !w.model.ports.values().any(|t| t.flap.flapping) {
+            break;
+        }
         w.apply(&Step::Wait(300))?;
         w.check_alarms()?;
     }
