@@ -478,7 +478,10 @@ impl World {
                 .unwrap();
             let all_new = rows.last().is_some_and(|n| n.id > self.model.seen);
             if !all_new || rows.len() < limit as usize {
-                break rows.into_iter().filter(|n| n.id > self.model.seen).collect();
+                break rows
+                    .into_iter()
+                    .filter(|n| n.id > self.model.seen)
+                    .collect();
             }
             limit *= 4;
         };
