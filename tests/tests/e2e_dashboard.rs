@@ -192,9 +192,7 @@ fn the_dashboard_shows_incidents_live_and_acknowledges_them() -> Result<()> {
         loop {
             let history = match browser.find(Locator::Css("table#history")).await {
                 Ok(table) => table.text().await.unwrap_or_default(),
-                Err(e) if e.is_no_such_element() || e.is_stale_element_reference() => {
-                    String::new()
-                }
+                Err(e) if e.is_no_such_element() || e.is_stale_element_reference() => String::new(),
                 Err(e) => return Err(e.into()),
             };
             if history.contains("Fibre tech on site 14:00") {
