@@ -260,9 +260,11 @@ async fn watch(
                     continue;
                 }
                 let what = match seen.get(&id) {
-                    None => "opened",
-                    Some((before, true)) if !maint && *before == state => "window ended",
-                    Some(_) => state.as_str(),
+                    None => "opened".to_owned(),
+                    Some((before, true)) if !maint && *before == state => "window ended".to_owned(),
+                    // Taken into another incident: not resolved, nobody is told it ended.
+                    Some(_) if state == "merged" => format!("merged in #{}", i["merged_into"]),
+                    Some(_) => state.clone(),
                 };
                 println!(
                     "{} INCIDENT #{id} {what:<12} S{} {:<6} {}{}",

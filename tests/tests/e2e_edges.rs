@@ -306,3 +306,51 @@ fn a_held_fault_starts_at_its_event_and_an_outage_replayed_late_is_still_an_inci
     assert!(resolved - opened >= chrono::TimeDelta::seconds(5), "{r:#}");
     Ok(())
 }
+
+#[test]
+fn many_probes_cut_off_at_once_are_one_incident() -> Result<()> {
+    let smtp = SmtpSink::start()?;
+    let sms = WebhookReceiver::start(0)?;
+    let rig = rig(
+        &smtp,
+        &sms,
+        "link_hold = \"0s\"\ngroup_window = \"5s\"\n",
+        false,
+    )?;
+    // Ten site probes, each an MQTT client with the agent's last will; all ten are cut off
+    // at once (killed: the broker sends their wills).
+    let mut probes = Vec::new();
+    for n in 0..10 {
+        let id = format!("probe-{n}");
+        let mut cmd = std::process::Command::new(cnaas_tests::find_program("mosquitto_sub")?);
+        cmd.args(["-h", "127.0.0.1", "-p", &rig.mqtt.port.to_string()])
+            .args(["-i", &id, "-t", "cnaas/v1/nothing", "-k", "5"])
+            .args(["--will-topic", &format!("cnaas/v1/agents/{id}/status")])
+            .args([
+                "--will-payload",
+                &format!(r#"{{"v":1,"agent":"{id}","status":"offline"}}"#),
+            ])
+            .args(["--will-qos", "1", "--will-retain"]);
+        probes.push(cnaas_tests::Process::spawn(
+            &id,
+            cmd,
+            &rig.dir().join(format!("{id}.log")),
+        )?);
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    for p in &mut probes {
+        p.kill_hard()?;
+    }
+    let offline = wait_until("one agent_offline incident listing all ten", LIMIT, || {
+        let open: Vec<Value> = rig
+            .open_incidents()
+            .into_iter()
+            .filter(|i| i["kind"] == "agent_offline")
+            .collect();
+        let detail = incident(&rig, open.first()?["id"].as_i64()?)?;
+        (detail["alarms"].as_array()?.len() == 10).then_some((open, detail))
+    })
+    .with_context(|| rig.logs())?;
+    assert_eq!(offline.0.len(), 1, "{:#?}", offline.0);
+    Ok(())
+}

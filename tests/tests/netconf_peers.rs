@@ -22,7 +22,9 @@ const SESSIONS: &str = r#"<netconf-state xmlns="urn:ietf:params:xml:ns:yang:ietf
 fn hello_get_close(base10_only: bool) -> Result<()> {
     let peer = Netconfd::start(base10_only)?;
     let rt = runtime()?;
-    let t = peer.login.target(Duration::from_secs(5));
+    // Generous: this checks framing, not speed, and netconfd's first answer was seen to take
+    // over 5 s on a loaded 2-core machine.
+    let t = peer.login.target(Duration::from_secs(20));
     rt.block_on(async {
         let mut s = Session::new(t);
         let data = s.get(SESSIONS).await.with_context(|| peer.logs())?;
