@@ -72,8 +72,11 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// Change windows: (device, start second, end second).
-fn windows() -> impl Strategy<Value = Vec<(usize, i64, i64)>> {
+/// A change window: (device, start second, end second).
+type Window = (usize, i64, i64);
+
+/// Change windows.
+fn windows() -> impl Strategy<Value = Vec<Window>> {
     proptest::collection::vec(
         (0..4usize, 0i64..1500, 30i64..600).prop_map(|(d, s, len)| (d, s, s + len)),
         0..3,
@@ -81,7 +84,7 @@ fn windows() -> impl Strategy<Value = Vec<(usize, i64, i64)>> {
 }
 
 #[derive(Clone)]
-struct Windows(Arc<Vec<(usize, i64, i64)>>);
+struct Windows(Arc<Vec<Window>>);
 
 impl Windows {
     fn covers(&self, device: &str, now: DateTime<Utc>) -> bool {
@@ -208,7 +211,7 @@ fn rules() -> Rules {
 }
 
 impl World {
-    fn new(windows: Vec<(usize, i64, i64)>) -> World {
+    fn new(windows: Vec<Window>) -> World {
         let dir = tempfile::Builder::new()
             .prefix("cnaas-model")
             .tempdir_in(if std::path::Path::new("/dev/shm").is_dir() {
@@ -678,7 +681,7 @@ impl World {
     }
 }
 
-fn run(windows: Vec<(usize, i64, i64)>, steps: &[Step]) -> Result<(), TestCaseError> {
+fn run(windows: Vec<Window>, steps: &[Step]) -> Result<(), TestCaseError> {
     let mut w = World::new(windows);
     let trace = std::env::var_os("CNAAS_MODEL_TRACE").is_some();
     for s in steps {
@@ -750,7 +753,7 @@ proptest! {
 #[test]
 fn timelines_that_were_wrong_once() {
     use Step::*;
-    let cases: Vec<(Vec<(usize, i64, i64)>, Vec<Step>)> = vec![
+    let cases: Vec<(Vec<Window>, Vec<Step>)> = vec![
         // Opened in a window, told when the window ended, then resolved: the customer who
         // heard of it at the window's end must hear that it ended.
         (vec![(3, 219, 418)], vec![Wait(250), DevDown(3), Wait(250)]),
