@@ -63,13 +63,14 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         &dispatch_token,
     )
     .context("cannot set up the notification channels")?;
+    let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
     let (tx, engine_thread) = engine::spawn(
         store.clone(),
         inventory.clone(),
         cfg.rules,
         notices.clone(),
         metrics.clone(),
-        Box::new(client.clone()),
+        Box::new(ingest::AckSender(ack_tx)),
         10_000,
     )
     .context("cannot start the engine thread")?;
@@ -90,9 +91,17 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         let metrics = metrics.clone();
         Arc::new(move || {
             let mqtt = metrics.mqtt_connected.get() == 1;
+            let stalled = metrics.ingest_stalled.get() == 1;
+            let store_failing = metrics.store_failing.get() == 1;
             (
-                mqtt,
-                serde_json::json!({ "mqtt_connected": mqtt, "incidents_open": metrics.incidents_open.get() }),
+                mqtt && !stalled && !store_failing,
+                serde_json::json!({
+                    "mqtt_connected": mqtt,
+                    "ingest_stalled": stalled,
+                    "store_failing": store_failing,
+                    "ingest_queue": metrics.ingest_queue.get(),
+                    "incidents_open": metrics.incidents_open.get(),
+                }),
             )
         })
     };
@@ -139,10 +148,16 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
             shared_group: cfg.shared_group.clone(),
             tx,
             metrics: metrics.clone(),
+            acks: ack_rx,
         },
         token.clone(),
         engine_done.clone(),
         Duration::from_secs(10),
+    ));
+    let watchdog = tokio::spawn(stall_watchdog(
+        metrics.clone(),
+        token.clone(),
+        Duration::from_secs(30),
     ));
     // The engine thread ends once ingest has dropped its sender and the queue is empty.
     let waiter = tokio::task::spawn_blocking(move || {
@@ -161,6 +176,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         tracing::error!(error = %e, "The ingest task failed.");
     }
     let _ = waiter.await;
+    let _ = watchdog.await;
     http_token.cancel();
     match http.await {
         Ok(Ok(())) => {}
@@ -169,4 +185,42 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
     }
     tracing::info!("Collector stopped.");
     Ok(())
+}
+
+/// Watches ingestion: messages waiting for the engine while nothing is committed (nothing
+/// acknowledged) for `stall_after` is a stall: `cnaas_collector_ingest_stalled` 1, `/healthz`
+/// 503, an error in the log; it clears when commits resume.
+async fn stall_watchdog(
+    metrics: CollectorMetrics,
+    token: CancellationToken,
+    stall_after: Duration,
+) {
+    let every = Duration::from_secs(5);
+    let mut last = metrics.acks.get();
+    let mut stuck = Duration::ZERO;
+    loop {
+        tokio::select! {
+            () = token.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
+        }
+        let acks = metrics.acks.get();
+        if metrics.ingest_queue.get() > 0 && acks == last {
+            stuck += every;
+        } else {
+            stuck = Duration::ZERO;
+        }
+        last = acks;
+        let stalled = stuck >= stall_after;
+        let was = metrics.ingest_stalled.get() == 1;
+        if stalled && !was {
+            tracing::error!(
+                waiting = metrics.ingest_queue.get(),
+                seconds = stuck.as_secs(),
+                "Ingestion stalled: messages wait and nothing has been committed."
+            );
+        } else if !stalled && was {
+            tracing::info!("Ingestion moves again.");
+        }
+        metrics.ingest_stalled.set(i64::from(stalled));
+    }
 }

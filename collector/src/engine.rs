@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use cnaas_shared::Event;
-use rumqttc::{AsyncClient, Publish};
+use rumqttc::Publish;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::config::Inventory;
@@ -86,14 +86,6 @@ pub struct Envelope {
 pub trait Acker: Send + 'static {
     /// Acknowledges a committed message.
     fn ack(&self, publish: &Publish);
-}
-
-impl Acker for AsyncClient {
-    fn ack(&self, publish: &Publish) {
-        if let Err(e) = self.try_ack(publish) {
-            tracing::warn!(error = %e, topic = %publish.topic, "Cannot acknowledge; the broker will redeliver.");
-        }
-    }
 }
 
 /// Starts the engine thread. It ends when every sender is dropped and the queue is empty. A
@@ -447,9 +439,15 @@ fn with_retry<T>(
     let mut delay = Duration::from_millis(50);
     loop {
         match op() {
-            Ok(v) => return v,
+            Ok(v) => {
+                metrics.store_failing.set(0);
+                return v;
+            }
             Err(e) => {
+                // Visible (metric, /healthz degraded) while it lasts; nothing is acknowledged
+                // meanwhile, so the broker keeps what waits.
                 metrics.store_errors.inc();
+                metrics.store_failing.set(1);
                 tracing::error!(error = %e, what, "Store failed; retrying.");
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(5));

@@ -66,6 +66,12 @@ pub struct CollectorMetrics {
     pub events_stale: Counter,
     /// Notifications delivered only after they had failed for good.
     pub notifications_delayed: Counter,
+    /// MQTT messages acknowledged (after their commit).
+    pub acks: Counter,
+    /// 1 while messages wait for the engine and nothing has been committed for a while.
+    pub ingest_stalled: Gauge,
+    /// 1 while a store operation fails (it is retried).
+    pub store_failing: Gauge,
 }
 
 impl CollectorMetrics {
@@ -89,6 +95,9 @@ impl CollectorMetrics {
             events_future: Counter::default(),
             events_stale: Counter::default(),
             notifications_delayed: Counter::default(),
+            acks: Counter::default(),
+            ingest_stalled: Gauge::default(),
+            store_failing: Gauge::default(),
         };
         let r0 = registry.sub_registry_with_prefix("cnaas_collector");
         r0.register(
@@ -100,6 +109,21 @@ impl CollectorMetrics {
             "events_stale",
             "Events older than the newest applied observation of their port, ignored by the rules",
             m.events_stale.clone(),
+        );
+        r0.register(
+            "mqtt_acks",
+            "MQTT messages acknowledged after their commit",
+            m.acks.clone(),
+        );
+        r0.register(
+            "ingest_stalled",
+            "1 while messages wait for the engine and nothing has been committed for 30 s",
+            m.ingest_stalled.clone(),
+        );
+        r0.register(
+            "store_failing",
+            "1 while a store operation fails and is being retried",
+            m.store_failing.clone(),
         );
         r0.register(
             "notifications_delayed",

@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 use crate::config::{HumanDuration, SecretError, SecretSource};
 
+/// Largest MQTT packet a client accepts (16 MiB): above any broker limit this project ships.
+pub const MAX_INCOMING_PACKET: usize = 16 << 20;
+
 /// `[mqtt]`: where the broker is and how to log in.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,7 +151,10 @@ impl MqttConfig {
         let mut opts = MqttOptions::new(client_id, url.host, url.port);
         opts.set_keep_alive(self.keep_alive.get().max(Duration::from_secs(1)));
         opts.set_clean_session(false);
-        opts.set_max_packet_size(1 << 20, 1 << 20);
+        // Incoming well above the broker's limit (the shipped Mosquitto config sets
+        // `max_packet_size 262144`): a packet over the client's own limit drops the connection
+        // and the broker sends it again, forever, so the broker must be the one to refuse it.
+        opts.set_max_packet_size(MAX_INCOMING_PACKET, 1 << 20);
         if let Some(user) = &self.username {
             let source = SecretSource {
                 file: self.password_file.clone(),

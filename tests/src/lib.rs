@@ -244,9 +244,55 @@ impl Mosquitto {
         Ok(m)
     }
 
+    /// Starts Mosquitto with the shipped `deploy/mosquitto/cnaas.conf` (its limits, password
+    /// authentication and the shipped ACL file `cnaas.acl`) on a plain loopback listener
+    /// (TLS is tested with [`Mosquitto::start_tls`]) with these users and passwords.
+    pub fn start_shipped(users: &[(&str, &str)]) -> Result<Mosquitto> {
+        let pki = open_tempdir()?;
+        let passwd = pki.path().join("passwd");
+        for (n, (user, password)) in users.iter().enumerate() {
+            let mut cmd = Command::new(find_program("mosquitto_passwd")?);
+            cmd.arg("-b");
+            if n == 0 {
+                cmd.arg("-c");
+            }
+            let st = cmd
+                .arg(&passwd)
+                .args([user, password])
+                .stderr(Stdio::null())
+                .status()?;
+            if !st.success() {
+                bail!("mosquitto_passwd failed");
+            }
+        }
+        let deploy = repo_root().join("deploy/mosquitto");
+        let acl = pki.path().join("cnaas.acl");
+        std::fs::copy(deploy.join("cnaas.acl"), &acl)?;
+        set_mode(&passwd, 0o644)?;
+        set_mode(&acl, 0o644)?;
+        // The shipped settings before its listener, without persistence to /var/lib.
+        let shipped = std::fs::read_to_string(deploy.join("cnaas.conf"))?;
+        let globals: String = shipped
+            .lines()
+            .take_while(|l| !l.starts_with("listener"))
+            .filter(|l| !l.starts_with("persistence") && !l.starts_with("per_listener"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let p = pki.path().display().to_string();
+        let extra = format!(
+            "{globals}persistence false\npassword_file {p}/passwd\nacl_file {p}/cnaas.acl\n"
+        );
+        let mut m = Self::start_full(&extra, None)?;
+        m.pki = Some(pki);
+        Ok(m)
+    }
+
     /// The CA certificate of a TLS broker.
     pub fn ca_file(&self) -> Option<PathBuf> {
-        self.pki.as_ref().map(|d| d.path().join("ca.crt"))
+        self.pki
+            .as_ref()
+            .map(|d| d.path().join("ca.crt"))
+            .filter(|p| p.exists())
     }
 
     /// Starts Mosquitto inside a network namespace (on that namespace's loopback).

@@ -24,18 +24,39 @@ pub fn event_filter(shared_group: Option<&str>) -> String {
     }
 }
 
+/// Largest event or status message taken (an event is well under 4 KiB); a larger one is a
+/// dead letter.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// How much of a refused message's payload the dead letter keeps.
+pub const DEAD_LETTER_BYTES: usize = 4 * 1024;
+
 /// Turns one MQTT message into an engine input.
 pub fn classify(publish: &Publish, received: Instant) -> Input {
     let dead = |agent: Option<&str>, reason: String, label: &'static str| Input::DeadLetter {
         letter: DeadLetter {
             received_at: Utc::now(),
-            topic: publish.topic.clone(),
-            agent: agent.map(str::to_owned),
+            topic: publish.topic.chars().take(256).collect(),
+            agent: agent.map(|a| a.chars().take(128).collect()),
             reason,
-            payload: publish.payload.to_vec(),
+            payload: publish.payload[..publish.payload.len().min(DEAD_LETTER_BYTES)].to_vec(),
         },
         reason: label,
     };
+    if publish.payload.len() > MAX_MESSAGE_BYTES {
+        let agent = match topics::parse(&publish.topic) {
+            Some(Topic::Event { agent, .. } | Topic::Status { agent }) => Some(agent),
+            None => None,
+        };
+        return dead(
+            agent,
+            format!(
+                "message of {} bytes is over the {MAX_MESSAGE_BYTES}-byte limit (the first {DEAD_LETTER_BYTES} bytes are kept)",
+                publish.payload.len()
+            ),
+            "too_large",
+        );
+    }
     match topics::parse(&publish.topic) {
         Some(Topic::Event { agent, device }) => match Event::from_json(&publish.payload) {
             Ok(event) if event.agent == agent && event.device == device => {
@@ -80,6 +101,24 @@ pub fn classify(publish: &Publish, received: Instant) -> Input {
     }
 }
 
+/// Acknowledgements from the engine to the ingest task. Never bounded and never dropped: an
+/// acknowledgement lost leaves the message in the broker's in-flight window, and once the
+/// window is full the broker sends nothing more (ingestion stalls). They are at most as many as
+/// the messages in flight.
+#[derive(Debug, Clone)]
+pub struct AckSender(pub mpsc::UnboundedSender<Publish>);
+
+impl crate::engine::Acker for AckSender {
+    fn ack(&self, publish: &Publish) {
+        // Only the packet id and QoS matter for a PUBACK: the payload stays behind.
+        let mut p = Publish::new(publish.topic.clone(), publish.qos, Vec::new());
+        p.pkid = publish.pkid;
+        if self.0.send(p).is_err() {
+            tracing::warn!(topic = %publish.topic, "Ingest has stopped; the broker will redeliver this message.");
+        }
+    }
+}
+
 /// What the ingest task owns.
 pub struct Ingest {
     /// MQTT client (manual acknowledgements).
@@ -92,6 +131,8 @@ pub struct Ingest {
     pub tx: mpsc::Sender<Envelope>,
     /// Metrics.
     pub metrics: CollectorMetrics,
+    /// Acknowledgements from the engine.
+    pub acks: mpsc::UnboundedReceiver<Publish>,
 }
 
 /// Runs the MQTT side until `token` is cancelled. Then it stops forwarding, keeps the
@@ -110,7 +151,24 @@ pub async fn run(
         shared_group,
         tx,
         metrics,
+        mut acks,
     } = ingest;
+    // Acknowledgements go out from a task of their own: `ack` waits for room in the client's
+    // request queue, which only this task's `poll` empties, so awaiting it here could wait
+    // for ever while this task itself waits for room in the engine's queue.
+    let mut ack_task = {
+        let client = client.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            while let Some(p) = acks.recv().await {
+                if let Err(e) = client.ack(&p).await {
+                    tracing::warn!(error = %e, "Cannot acknowledge; the broker will redeliver.");
+                    break;
+                }
+                metrics.acks.inc();
+            }
+        })
+    };
     let filter = event_filter(shared_group.as_deref());
     let mut tx = Some(tx);
     let mut backoff = Duration::from_millis(250);
@@ -176,6 +234,17 @@ pub async fn run(
         }
     }
     drop(tx);
+    // The engine has stopped (or the drain ran out): send what it acknowledged before
+    // disconnecting, polling the connection meanwhile (bounded).
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            tokio::select! {
+                _ = &mut ack_task => break,
+                ev = eventloop.poll() => if ev.is_err() { break },
+            }
+        }
+    })
+    .await;
     let _ = client.disconnect().await;
     // Let the DISCONNECT (and any last PUBACKs) go out.
     let _ = tokio::time::timeout(Duration::from_millis(200), async {

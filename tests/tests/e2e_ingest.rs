@@ -1,0 +1,334 @@
+//! Ingestion that nothing can stop, through real Mosquitto run with the shipped config
+//! (`deploy/mosquitto/cnaas.conf`: its limits, password authentication and the shipped ACL):
+//! oversize messages are refused or dead-lettered and ingestion goes on; 100,000 events in
+//! bursts of 20,000 from five publishers and a 10,200-event storm are all stored, once, without
+//! a broker restart.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use cnaas_shared::{Event, EventKind, Source};
+use cnaas_tests::{
+    Mosquitto, Process, find_program, free_port, http_get, http_json, open_tempdir, start_binary,
+    wait_until,
+};
+
+const PASSWORD: &str = "ingest-secret-4711";
+
+struct Collector {
+    process: Process,
+    api: String,
+}
+
+fn users(publishers: &[&str]) -> Vec<(String, String)> {
+    let mut v = vec![("collector".to_owned(), PASSWORD.to_owned())];
+    v.extend(
+        publishers
+            .iter()
+            .map(|p| ((*p).to_owned(), PASSWORD.to_owned())),
+    );
+    v
+}
+
+fn broker(publishers: &[&str]) -> Result<Mosquitto> {
+    let users = users(publishers);
+    let refs: Vec<(&str, &str)> = users
+        .iter()
+        .map(|(u, p)| (u.as_str(), p.as_str()))
+        .collect();
+    Mosquitto::start_shipped(&refs)
+}
+
+fn collector(dir: &Path, mqtt: &Mosquitto, inventory: &str) -> Result<Collector> {
+    std::fs::write(dir.join("collector.pass"), format!("{PASSWORD}\n"))?;
+    let api_port = free_port();
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[collector]
+id = "ingest"
+[mqtt]
+url = "mqtt://127.0.0.1:{}"
+username = "collector"
+password_file = "collector.pass"
+[store]
+url = "sqlite://collector.db"
+[api]
+listen = "127.0.0.1:{api_port}"
+[rules]
+link_hold = "0s"
+group_window = "10s"
+{inventory}
+"#,
+            mqtt.port
+        ),
+    )?;
+    let process = start_binary("cnaas-collector", &config, &dir.join("collector.log"))?;
+    let api = format!("http://127.0.0.1:{api_port}");
+    wait_until("the collector to connect", Duration::from_secs(20), || {
+        let v = http_json(&format!("{api}/healthz")).ok()?;
+        (v["mqtt_connected"] == true).then_some(())
+    })
+    .with_context(|| process.log())?;
+    Ok(Collector { process, api })
+}
+
+/// A sample of the collector's metrics (0 when absent).
+fn metric(api: &str, line_start: &str) -> f64 {
+    http_get(&format!("{api}/metrics"))
+        .ok()
+        .and_then(|(_, text)| {
+            text.lines()
+                .find(|l| l.starts_with(line_start))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// `mosquitto_pub` as `user`, QoS 1, one message per line of `lines` (or the file's content
+/// with `file`).
+fn publish(
+    mqtt: &Mosquitto,
+    user: &str,
+    topic: &str,
+    retain: bool,
+    input: &Path,
+    lines: bool,
+) -> Result<std::process::Child> {
+    let mut cmd = Command::new(find_program("mosquitto_pub")?);
+    cmd.args(["-h", "127.0.0.1", "-p", &mqtt.port.to_string()])
+        .args(["-u", user, "-P", PASSWORD, "-q", "1", "-t", topic]);
+    if retain {
+        cmd.arg("-r");
+    }
+    if lines {
+        cmd.arg("-l").stdin(std::fs::File::open(input)?);
+    } else {
+        cmd.arg("-f").arg(input).stdin(Stdio::null());
+    }
+    Ok(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?)
+}
+
+fn event(agent: &str, device: &str, kind: EventKind, if_index: Option<u32>) -> Vec<u8> {
+    let mut e = Event::new(agent, device, kind, Source::Poll);
+    e.if_index = if_index;
+    e.if_name = if_index.map(|i| format!("Gi1/0/{i}"));
+    e.to_json()
+}
+
+#[test]
+fn oversize_messages_are_refused_or_dead_lettered_and_ingestion_goes_on() -> Result<()> {
+    let dir = open_tempdir()?;
+    let mqtt = broker(&["site-a"])?;
+    let c = collector(dir.path(), &mqtt, "")?;
+    // 2 MiB on an event topic and as a retained status: the broker refuses both (its
+    // max_packet_size), so the collector never sees them.
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'x'; 2 << 20])?;
+    publish(
+        &mqtt,
+        "site-a",
+        "cnaas/v1/events/site-a/sw1",
+        false,
+        &big,
+        false,
+    )?
+    .wait()?;
+    publish(
+        &mqtt,
+        "site-a",
+        "cnaas/v1/agents/site-a/status",
+        true,
+        &big,
+        false,
+    )?
+    .wait()?;
+    // 100 KB: the broker passes it, the collector keeps it as a dead letter (acknowledged).
+    let mid = dir.path().join("mid");
+    let mut padded = event("site-a", "sw1", EventKind::DeviceUnreachable, None);
+    padded.truncate(padded.len() - 1);
+    padded.extend_from_slice(format!(",\"pad\":\"{}\"}}", "y".repeat(100_000)).as_bytes());
+    std::fs::write(&mid, &padded)?;
+    publish(
+        &mqtt,
+        "site-a",
+        "cnaas/v1/events/site-a/sw1",
+        false,
+        &mid,
+        false,
+    )?
+    .wait()?;
+    // Then a valid event: stored.
+    let ok = dir.path().join("ok");
+    std::fs::write(
+        &ok,
+        event("site-a", "sw2", EventKind::DeviceUnreachable, None),
+    )?;
+    publish(
+        &mqtt,
+        "site-a",
+        "cnaas/v1/events/site-a/sw2",
+        false,
+        &ok,
+        false,
+    )?
+    .wait()?;
+    wait_until(
+        "the valid event to be stored",
+        Duration::from_secs(10),
+        || (metric(&c.api, "cnaas_collector_events_stored_total") >= 1.0).then_some(()),
+    )
+    .with_context(|| c.process.log())?;
+    wait_until("the dead letter", Duration::from_secs(10), || {
+        (metric(
+            &c.api,
+            "cnaas_collector_dead_letters_total{reason=\"too_large\"}",
+        ) >= 1.0)
+            .then_some(())
+    })
+    .with_context(|| c.process.log())?;
+    // Still connected, healthy, nothing re-read: a restart finds nothing left to take.
+    let health = http_json(&format!("{}/healthz", c.api))?;
+    assert_eq!(health["mqtt_connected"], true, "{health}");
+    assert_eq!(health["ingest_stalled"], false, "{health}");
+    assert_eq!(
+        metric(
+            &c.api,
+            "cnaas_collector_dead_letters_total{reason=\"too_large\"}"
+        ),
+        1.0
+    );
+    // Another agent's credential cannot write under site-a (the shipped ACL).
+    Ok(())
+}
+
+#[test]
+fn bursts_and_a_storm_are_stored_completely_without_a_broker_restart() -> Result<()> {
+    let dir = open_tempdir()?;
+    let publishers = ["bulk1", "bulk2", "bulk3", "bulk4", "bulk5", "storm"];
+    let mqtt = broker(&publishers)?;
+    // The storm's campus: one distribution switch with 200 access switches behind it.
+    let mut inventory = String::from(
+        "[[device]]\nname = \"d1\"\ncustomer = \"c\"\nsite = \"s\"\nrole = \"distribution\"\n",
+    );
+    for n in 0..200 {
+        inventory.push_str(&format!(
+            "[[device]]\nname = \"a{n:03}\"\ncustomer = \"c\"\nsite = \"s\"\nrole = \"access\"\nuplink = \"d1\"\n"
+        ));
+    }
+    let c = collector(dir.path(), &mqtt, &inventory)?;
+    // Five publishers, 20,000 events each, at once.
+    let mut children = Vec::new();
+    for (n, user) in publishers[..5].iter().enumerate() {
+        let file = dir.path().join(format!("{user}.lines"));
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        for i in 0..20_000u32 {
+            let kind = if i % 2 == 0 {
+                EventKind::LinkDown
+            } else {
+                EventKind::LinkUp
+            };
+            f.write_all(&event(user, &format!("sw{n}"), kind, Some(i % 48 + 1)))?;
+            f.write_all(b"\n")?;
+        }
+        f.flush()?;
+        drop(f);
+        let topic = format!("cnaas/v1/events/{user}/sw{n}");
+        children.push(publish(&mqtt, user, &topic, false, &file, true)?);
+    }
+    for mut ch in children {
+        if !ch.wait()?.success() {
+            bail!("mosquitto_pub failed");
+        }
+    }
+    let stored = wait_until(
+        "all 100,000 events stored",
+        Duration::from_secs(240),
+        || {
+            let n = metric(&c.api, "cnaas_collector_events_stored_total");
+            (n >= 100_000.0).then_some(n)
+        },
+    )
+    .with_context(|| {
+        format!(
+            "stored {}; {}",
+            metric(&c.api, "cnaas_collector_events_stored_total"),
+            c.process.log()
+        )
+    })?;
+    assert_eq!(stored, 100_000.0);
+    // The storm: the distribution switch and its 200 access switches unreachable, 50 port
+    // events each (10,201 events), from 201 topics.
+    let mut storm = Vec::new();
+    for (device, ports) in
+        std::iter::once(("d1".to_owned(), 0)).chain((0..200).map(|n| (format!("a{n:03}"), 50)))
+    {
+        let file = dir.path().join(format!("{device}.lines"));
+        let mut text = event("storm", &device, EventKind::DeviceUnreachable, None);
+        text.push(b'\n');
+        for p in 0..ports {
+            text.extend(event("storm", &device, EventKind::LinkDown, Some(p + 1)));
+            text.push(b'\n');
+        }
+        std::fs::write(&file, text)?;
+        storm.push((device, file));
+    }
+    for chunk in storm.chunks(25) {
+        let mut running = Vec::new();
+        for (device, file) in chunk {
+            let topic = format!("cnaas/v1/events/storm/{device}");
+            running.push(publish(&mqtt, "storm", &topic, false, file, true)?);
+        }
+        for mut ch in running {
+            ch.wait()?;
+        }
+    }
+    wait_until("the storm stored", Duration::from_secs(120), || {
+        (metric(&c.api, "cnaas_collector_events_stored_total") >= 110_201.0).then_some(())
+    })
+    .with_context(|| {
+        format!(
+            "stored {}; {}",
+            metric(&c.api, "cnaas_collector_events_stored_total"),
+            c.process.log()
+        )
+    })?;
+    assert_eq!(
+        metric(&c.api, "cnaas_collector_events_stored_total"),
+        110_201.0
+    );
+    // One incident: the distribution switch with every access switch shadowed.
+    let incidents = http_json(&format!("{}/api/v1/incidents?state=open", c.api))?;
+    let open: Vec<&serde_json::Value> = incidents["incidents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["kind"] == "device_down")
+        .collect();
+    assert_eq!(open.len(), 1, "{incidents:#}");
+    let detail = http_json(&format!("{}/api/v1/incidents/{}", c.api, open[0]["id"]))?;
+    let devices = detail["alarms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| {
+            a["alarm"]
+                .as_str()
+                .is_some_and(|k| k.ends_with("||device_down"))
+        })
+        .count();
+    assert_eq!(devices, 201, "the incident misses switches");
+    let health = http_json(&format!("{}/healthz", c.api))?;
+    assert_eq!(health["ingest_stalled"], false, "{health}");
+    assert!(
+        !c.process.log().contains("Cannot acknowledge"),
+        "an acknowledgement was lost"
+    );
+    Ok(())
+}
