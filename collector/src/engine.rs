@@ -250,6 +250,23 @@ impl Core {
         self.run(input, now);
     }
 
+    /// The dispatcher gave up on a notification at `now`.
+    pub fn notification_failed(&mut self, notification: i64, error: &str, now: DateTime<Utc>) {
+        let input = Input::NotificationFailed {
+            notification,
+            error: error.to_owned(),
+        };
+        self.run(input, now);
+    }
+
+    /// A failing channel delivered again at `now`.
+    pub fn channel_recovered(&mut self, channel: &str, now: DateTime<Utc>) {
+        let input = Input::ChannelRecovered {
+            channel: channel.to_owned(),
+        };
+        self.run(input, now);
+    }
+
     /// A person's action at `now`.
     pub fn command(
         &mut self,
@@ -584,6 +601,9 @@ impl IncidentTx for Observed<'_> {
     }
     fn state(&mut self, incident: i64) -> Result<Option<(String, bool)>, StoreError> {
         self.inner.state(incident)
+    }
+    fn active_members(&mut self, incident: i64) -> Result<Vec<String>, StoreError> {
+        self.inner.active_members(incident)
     }
     fn set_state(
         &mut self,

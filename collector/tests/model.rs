@@ -7,7 +7,7 @@
 //!
 //! (a) every watched alarm active longer than its hold belongs to exactly one open incident,
 //!     and every active alarm of an open incident is true;
-//! (b) no customer-facing notification about a device inside an active window;
+//! (b) no customer-facing opening (or re-opening) about a device inside an active window;
 //! (c) everyone told of an opening is told of a resolution after it, and a resolution is
 //!     queued only when nothing of its incident is active (or a person resolved it);
 //! (d) an incident's first time is its earliest event;
@@ -29,7 +29,7 @@ use cnaas_collector::customers::{ContactPoint, CustomerEntry, check};
 use cnaas_collector::engine::{Core, Notices};
 use cnaas_collector::notify::Routing;
 use cnaas_collector::store::{
-    IncidentFilter, Notification, NotificationFilter, SqliteStore, Store,
+    Delivery, IncidentFilter, Notification, NotificationFilter, SqliteStore, Store,
 };
 use cnaas_shared::{Event, EventKind, Source, StateSync};
 use proptest::prelude::*;
@@ -55,8 +55,18 @@ enum Step {
     /// The port comes back while the agent is away; the agent's state sync tells it.
     SilentRecover(usize, usize),
     Ack(usize),
+    Escalate(usize),
     Resolve(usize, bool),
+    /// The newest pending notification on this channel fails for good (the dispatcher gave
+    /// up on it): the channel is down.
+    ChannelFail(usize),
+    /// The channel delivers again.
+    ChannelBack(usize),
+    /// The dispatcher delivers what is due (on channels that are up).
+    Deliver,
 }
+
+const CHANNELS: [&str; 2] = ["mail", "queue"];
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
@@ -68,6 +78,10 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..4usize).prop_map(Step::DevUp),
         1 => (0..4usize, 0..2usize).prop_map(|(d, p)| Step::SilentRecover(d, p)),
         1 => (0..8usize).prop_map(Step::Ack),
+        1 => (0..8usize).prop_map(Step::Escalate),
+        1 => (0..2usize).prop_map(Step::ChannelFail),
+        1 => (0..2usize).prop_map(Step::ChannelBack),
+        3 => Just(Step::Deliver),
         1 => (0..8usize, any::<bool>()).prop_map(|(k, f)| Step::Resolve(k, f)),
     ]
 }
@@ -161,6 +175,8 @@ struct Model {
     ports: BTreeMap<(usize, usize), PortTruth>,
     devices: [Option<DateTime<Utc>>; 4],
     windows: Windows,
+    /// Channels that failed and have not delivered since.
+    channels_down: [bool; 2],
     /// Notifications checked so far (by id).
     seen: i64,
 }
@@ -272,6 +288,7 @@ impl World {
                 ports: BTreeMap::new(),
                 devices: [None; 4],
                 windows,
+                channels_down: [false; 2],
                 seen: 0,
             },
             _dir: dir,
@@ -371,7 +388,53 @@ impl World {
                 self.send(e)?;
                 self.sync(d)?;
             }
-            Step::Ack(k) | Step::Resolve(k, _) => {
+            Step::ChannelFail(c) => {
+                let pending = self
+                    .store
+                    .list_notifications(&NotificationFilter {
+                        state: Some("pending".into()),
+                        channel: Some(CHANNELS[c].into()),
+                        limit: 1,
+                        ..NotificationFilter::default()
+                    })
+                    .unwrap();
+                let Some(n) = pending.first() else {
+                    return Ok(());
+                };
+                // A report of a failure that fails is not reported again (two broken channels
+                // would feed each other): only a failure of another notification opens the
+                // channel's incident.
+                let about = self.store.get_incident(n.about_id).unwrap().unwrap();
+                if about.incident.kind != "notification_failed" {
+                    self.model.channels_down[c] = true;
+                }
+                self.core
+                    .notification_failed(n.id, "connection refused", self.model.now);
+                self.check_new_notifications()?;
+            }
+            Step::Deliver => {
+                let now = self.model.now;
+                for n in self.store.due_notifications(now, 10_000).unwrap() {
+                    let up = CHANNELS
+                        .iter()
+                        .position(|c| *c == n.channel)
+                        .is_none_or(|c| !self.model.channels_down[c]);
+                    if up {
+                        self.store
+                            .record_delivery(n.id, now, &Delivery::Delivered)
+                            .unwrap();
+                    }
+                }
+            }
+            Step::ChannelBack(c) => {
+                if !self.model.channels_down[c] {
+                    return Ok(());
+                }
+                self.model.channels_down[c] = false;
+                self.core.channel_recovered(CHANNELS[c], self.model.now);
+                self.check_new_notifications()?;
+            }
+            Step::Ack(k) | Step::Escalate(k) | Step::Resolve(k, _) => {
                 let open = self.open_incidents();
                 if open.is_empty() {
                     return Ok(());
@@ -382,6 +445,11 @@ impl World {
                 match *step {
                     Step::Ack(_) => {
                         let _ = self.core.command(id, Action::Ack, "desk", None, now);
+                    }
+                    Step::Escalate(_) => {
+                        let _ =
+                            self.core
+                                .command(id, Action::Escalate, "desk", Some("on site"), now);
                     }
                     Step::Resolve(_, force) => {
                         let action = if force {
@@ -413,6 +481,14 @@ impl World {
 
     fn rearm(&mut self, alarm: &str, now: DateTime<Utc>) {
         let parts: Vec<&str> = alarm.split('|').collect();
+        // A person resolved a failing channel's incident: the next failure opens a new one.
+        if let Some(c) = CHANNELS
+            .iter()
+            .position(|c| parts[0] == format!("channel:{c}"))
+        {
+            self.model.channels_down[c] = false;
+            return;
+        }
         let Some(d) = DEVICES.iter().position(|x| *x == parts[0]) else {
             return;
         };
@@ -491,10 +567,16 @@ impl World {
         for n in &rows {
             self.model.seen = self.model.seen.max(n.id);
             let d = self.store.get_incident(n.about_id).unwrap().unwrap();
+            // (A resolution in a window is told to a customer who heard of the opening before
+            // it: (c) covers that.)
             let customer_facing = matches!(n.audience.as_str(), "incident" | "technical");
+            let opening =
+                n.transition.starts_with("opened-") || n.transition.starts_with("reopened-");
             prop_assert!(
-                !(customer_facing && self.model.windows.covers(&d.incident.device, n.created_at)),
-                "(b) the customer was told inside a window: {n:?}"
+                !(customer_facing
+                    && opening
+                    && self.model.windows.covers(&d.incident.device, n.created_at)),
+                "(b) the customer was paged inside a window: {n:?}"
             );
             if n.transition.starts_with("resolved-") {
                 let by_person = d
@@ -520,11 +602,25 @@ impl World {
                 holders.entry(a).or_default().push(id);
             }
         }
+        for (c, down) in self.model.channels_down.iter().enumerate() {
+            let key = format!("channel:{}||notification_failed", CHANNELS[c]);
+            prop_assert_eq!(
+                holders.contains_key(&key),
+                *down,
+                "(a) channel {}'s incident open: {}, the channel is down: {}",
+                CHANNELS[c],
+                holders.contains_key(&key),
+                down
+            );
+        }
         for (alarm, ids) in &holders {
             prop_assert!(
                 ids.len() == 1,
                 "(a) {alarm} in several open incidents: {ids:?}"
             );
+            if alarm.starts_with("channel:") {
+                continue;
+            }
             let parts: Vec<&str> = alarm.split('|').collect();
             let d = DEVICES.iter().position(|x| *x == parts[0]).unwrap();
             let truth = match parts[2] {
@@ -707,6 +803,9 @@ fn run(windows: Vec<Window>, steps: &[Step]) -> Result<(), TestCaseError> {
         w.check_alarms()?;
     }
     // Everything comes back, and long enough passes for flapping to end.
+    for c in 0..CHANNELS.len() {
+        w.apply(&Step::ChannelBack(c))?;
+    }
     for d in 0..DEVICES.len() {
         w.apply(&Step::DevUp(d))?;
         for p in 0..PORTS.len() {

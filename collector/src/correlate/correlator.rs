@@ -451,10 +451,10 @@ impl Correlator {
                     "incident {incident} is already {state}"
                 )));
             }
-            Action::Resolve if !self.active_alarms(incident).is_empty() => {
+            Action::Resolve if !tx.active_members(incident)?.is_empty() => {
                 return Err(CommandError::Conflict(format!(
                     "incident {incident} still has active alarms ({}); resolve it with \"force\": true to say that you know, and each of them opens a new incident after its hold time",
-                    self.active_alarms(incident).join(", ")
+                    tx.active_members(incident)?.join(", ")
                 )));
             }
             Action::Resolve | Action::ForceResolve => {

@@ -152,6 +152,8 @@ pub trait IncidentTx {
     fn merge(&mut self, incident: i64, into: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// The running transition count of a flapping incident.
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError>;
+    /// The alarms of an incident that are active, as stored.
+    fn active_members(&mut self, incident: i64) -> Result<Vec<String>, StoreError>;
     /// State and escalated flag of an incident, if it exists.
     fn state(&mut self, incident: i64) -> Result<Option<(String, bool)>, StoreError>;
     /// Sets the state (`acknowledged`, `closed`; `resolve` and `reopen` have their own).

@@ -534,6 +534,14 @@ impl IncidentTx for SqliteTx<'_, '_> {
         Ok(())
     }
 
+    fn active_members(&mut self, incident: i64) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT alarm_key FROM incident_alarms WHERE incident_id = ?1 AND active = 1 ORDER BY alarm_key",
+        )?;
+        let rows = stmt.query_map([incident], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn state(&mut self, incident: i64) -> Result<Option<(String, bool)>, StoreError> {
         Ok(self
             .tx

@@ -121,6 +121,19 @@ impl IncidentTx for Fake {
         self.incidents.get_mut(&incident).unwrap().transitions = Some(transitions);
         Ok(())
     }
+    fn active_members(&mut self, incident: i64) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .incidents
+            .get(&incident)
+            .map(|i| {
+                i.members
+                    .iter()
+                    .filter(|(_, (_, a))| *a)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
     fn state(&mut self, incident: i64) -> Result<Option<(String, bool)>, StoreError> {
         Ok(self
             .incidents
