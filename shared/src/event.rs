@@ -344,6 +344,12 @@ impl Event {
                 reason: format!("`{at_text}` is not RFC 3339: {e}"),
             })?
             .with_timezone(&Utc);
+        if observed_at > Utc::now() + MAX_FUTURE {
+            return Err(DecodeError::InvalidValue {
+                field: "observed_at",
+                reason: format!("`{at_text}` is more than a day in the future"),
+            });
+        }
         let if_index = match obj.get("if_index") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => Some(
@@ -366,6 +372,11 @@ impl Event {
         }
         let if_name = opt_str(&obj, "if_name")?;
         let if_alias = opt_str(&obj, "if_alias")?;
+        for (field, v) in [("if_name", &if_name), ("if_alias", &if_alias)] {
+            if let Some(v) = v {
+                printable(field, v)?;
+            }
+        }
         let attrs = match obj.get("attrs") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
@@ -418,8 +429,25 @@ fn non_empty<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<&'a
             reason: "must not be empty".into(),
         });
     }
+    printable(field, s)?;
     Ok(s)
 }
+
+/// Names end up in log lines, mails and the dashboard: a control character (a newline that
+/// would forge a log line, an escape sequence for a terminal) is refused.
+fn printable(field: &'static str, s: &str) -> Result<(), DecodeError> {
+    if s.chars().any(char::is_control) {
+        return Err(DecodeError::InvalidValue {
+            field,
+            reason: "must not contain control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+/// How far ahead of the decoder's clock an observation time may be: clocks drift, a day does
+/// not (an event dated 9999 is refused).
+pub const MAX_FUTURE: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 fn opt_str(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, DecodeError> {
     match obj.get(field) {
@@ -566,6 +594,10 @@ mod tests {
             ("if_index", json!(-1)),
             ("if_index", json!(1u64 << 40)),
             ("agent", json!("")),
+            // A newline would forge a log line; an escape would drive a terminal.
+            ("device", json!("sw1\n2026-12-02T00:00:00Z ERROR forged")),
+            ("if_alias", json!("uplink\u{1b}[2J")),
+            ("observed_at", json!("9999-01-01T00:00:00.000Z")),
         ] {
             match Event::from_json(&with(field, Some(value))).unwrap_err() {
                 DecodeError::InvalidValue { field: f, .. } => assert_eq!(f, field),
@@ -598,7 +630,7 @@ mod tests {
             agent in "[a-z0-9-]{1,20}",
             device in "[a-z0-9.-]{1,30}",
             if_index in any::<u32>(),
-            name in proptest::option::of(".{0,20}"),
+            name in proptest::option::of("[^\\p{Cc}]{0,20}"),
             kind in proptest::sample::select(EventKind::ALL.to_vec()),
         ) {
             let mut e = Event::new(&agent, &device, kind, Source::Trap);

@@ -35,6 +35,13 @@ fn roles_and_the_incident_life_cycle() -> Result<()> {
         "unknown token"
     );
 
+    // The auth scheme is case-insensitive.
+    let lower = reqwest::blocking::Client::new()
+        .get(&list)
+        .header("authorization", format!("bearer {ssc}"))
+        .send()?;
+    assert_eq!(lower.status().as_u16(), 200);
+
     rig.set_oper(49, 2)?;
     let incident = wait_until("the incident", Duration::from_secs(15), || {
         let (status, v) = http_call("GET", &list, Some(ssc), None).ok()?;

@@ -150,7 +150,12 @@ pub(crate) fn who(st: &ApiState, headers: &HeaderMap) -> Result<Option<Principal
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme is case-insensitive (RFC 9110 section 11.1).
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim())
+        })
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,

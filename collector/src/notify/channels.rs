@@ -350,7 +350,9 @@ impl Webhook {
         let resp = req
             .send()
             .await
-            .map_err(|e| ChannelError::Transient(format!("webhook: {e}")))?;
+            // Without the URL: its query string may hold a key, and this text reaches the API,
+            // the dashboard and SSC's channels.
+            .map_err(|e| ChannelError::Transient(format!("webhook: {}", e.without_url())))?;
         let status = resp.status();
         if status.is_success() {
             Ok(())
