@@ -858,54 +858,51 @@ fn report_failure(
         About::ChangeOrder => format!("Change order {}", n.about_id),
     };
     let key = channel_alarm(&n.channel);
-    if let Some(open) = outbox.open_by_key(&key)? {
-        o.note(
-            open,
-            now,
-            "notification_failed",
-            None,
-            &format!("{subject}: {what}"),
-        )?;
-        if about.is_some() {
+    // The channel's incident: a later failure is a line of its history.
+    let channel_incident = match outbox.open_by_key(&key)? {
+        Some(open) => {
             o.note(
-                n.about_id,
+                open,
                 now,
                 "notification_failed",
                 None,
-                &format!("{what}; incident {open} tells SSC"),
+                &format!("{subject}: {what}"),
             )?;
+            open
         }
-        return Ok(());
-    }
-    let new = NewIncident {
-        kind: AlarmKind::NotificationFailed,
-        key,
-        severity: 2,
-        device: format!(
-            "{}{}",
-            crate::notify::route::FAILED_CHANNEL_PREFIX,
-            n.channel
-        ),
-        if_index: None,
-        if_name: None,
-        if_alias: None,
-        role: None,
-        site: about.as_ref().and_then(|i| i.site.clone()),
-        customer: None,
-        summary: format!(
-            "Notifications on channel {} fail (first: {subject}: {what})",
-            n.channel
-        ),
+        None => {
+            let new = NewIncident {
+                kind: AlarmKind::NotificationFailed,
+                key,
+                severity: 2,
+                device: format!(
+                    "{}{}",
+                    crate::notify::route::FAILED_CHANNEL_PREFIX,
+                    n.channel
+                ),
+                if_index: None,
+                if_name: None,
+                if_alias: None,
+                role: None,
+                site: about.as_ref().and_then(|i| i.site.clone()),
+                customer: None,
+                summary: format!(
+                    "Notifications on channel {} fail (first: {subject}: {what})",
+                    n.channel
+                ),
+            };
+            let opened = o.open(&new, now)?;
+            o.note(opened, now, "opened", None, &new.summary)?;
+            opened
+        }
     };
-    let opened = o.open(&new, now)?;
-    o.note(opened, now, "opened", None, &new.summary)?;
     if about.is_some() {
         o.note(
             n.about_id,
             now,
             "notification_failed",
             None,
-            &format!("{what}; incident {opened} tells SSC"),
+            &format!("{what}; incident {channel_incident} tells SSC"),
         )?;
     }
     Ok(())
