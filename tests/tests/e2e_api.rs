@@ -113,6 +113,17 @@ fn roles_and_the_incident_life_cycle() -> Result<()> {
         400
     );
     assert_eq!(http_call("POST", &act("dance"), Some(ssc), None)?.0, 404);
+    // Errors axum makes itself are JSON too; a body over 64 KiB is refused.
+    let huge = format!(r#"{{"comment":"{}"}}"#, "x".repeat(100_000));
+    let (s, v) = http_call("POST", &act("comment"), Some(unib), Some(&huge))?;
+    assert_eq!(s, 413, "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("65536")),
+        "{v}"
+    );
+    let (s, v) = http_call("DELETE", &list, Some(ssc), None)?;
+    assert_eq!(s, 405, "{v}");
+    assert!(v["error"].is_string(), "{v}");
 
     // The life cycle.
     let (s, v) = http_call("POST", &act("ack"), Some(ssc), None)?;

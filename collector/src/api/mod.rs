@@ -123,7 +123,41 @@ pub fn router(state: ApiState) -> Router {
             get(changes::list_orders).post(changes::create_order),
         )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Largest request body the API reads (a comment, a change): a larger one is 413.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Every error the API answers is JSON `{"error": ...}`, also those axum makes itself (405 for
+/// a method a route does not have, 413 for a body over [`MAX_BODY`], a body that is not JSON).
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this endpoint".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => format!("the body is over {MAX_BODY} bytes"),
+        other => other
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    };
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let json = Json(json!({ "error": message })).into_response();
+    let (json_parts, body) = json.into_parts();
+    parts.headers.extend(json_parts.headers);
+    Response::from_parts(parts, body)
 }
 
 /// The customers with their contact points and the warnings about them (a customer token
