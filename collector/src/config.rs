@@ -484,6 +484,33 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
     if let Err(e) = f.mqtt.validate() {
         errors.push((vec![Key("mqtt"), Key("url")], e.to_string(), None));
     }
+    // Secrets are read now, so `check-config` (the unit's ExecStartPre) says that a password
+    // file is missing rather than the service failing later. Their text is never shown.
+    let secret_problem = |file: &Option<PathBuf>, env: &Option<String>| -> Option<String> {
+        if file.is_none() && env.is_none() {
+            return None;
+        }
+        cnaas_shared::config::SecretSource {
+            file: file.clone(),
+            env: env.clone(),
+        }
+        .read(&base_dir)
+        .err()
+        .map(|e| e.to_string())
+    };
+    if let Some(problem) = secret_problem(&f.mqtt.password_file, &f.mqtt.password_env) {
+        errors.push((vec![Key("mqtt"), Key("password_file")], problem, None));
+    }
+    for (i, c) in f.channel.iter().enumerate() {
+        for (key, file, env) in [
+            ("password_file", &c.password_file, &c.password_env),
+            ("token_file", &c.token_file, &c.token_env),
+        ] {
+            if let Some(problem) = secret_problem(file, env) {
+                errors.push((vec![Key("channel"), Index(i), Key(key)], problem, None));
+            }
+        }
+    }
     if let Some(g) = &f.ingest.shared_group
         && !cnaas_shared::topics::is_valid_level(g)
     {

@@ -124,3 +124,22 @@ fn notify_queues_and_policy_are_checked() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("SSC is reached on one channel only"), "{out}");
 }
+
+#[test]
+fn a_missing_secret_file_is_an_error() {
+    let text = example().replace(
+        "# username = \"collector\"\n# password_file = \"/etc/cnaas/collector-mqtt.pass\"",
+        "username = \"collector\"\npassword_file = \"no-such.pass\"",
+    );
+    assert!(text.contains("no-such.pass"));
+    let (code, out) = check(&text);
+    assert_eq!(code, 2, "{out}");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("password_file"))
+        .map_or(0, |i| i + 1);
+    assert!(
+        out.contains(&format!("collector.toml:{line}:")) && out.contains("no-such.pass"),
+        "{out}"
+    );
+}
