@@ -402,17 +402,6 @@ impl Correlator {
         self.stale
     }
 
-    /// The alarms of an open incident that are still active, sorted.
-    pub fn active_alarms(&self, incident: i64) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .open
-            .get(&incident)
-            .map(|o| o.active.iter().cloned().collect())
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-
     /// A person's action on an incident, checked against its state.
     pub fn command(
         &mut self,
@@ -427,6 +416,12 @@ impl Correlator {
             return Err(CommandError::NotFound(incident));
         };
         let active = matches!(state.as_str(), "open" | "acknowledged");
+        // A plain resolve is refused while the store holds active alarms of it.
+        let still_active = if action == Action::Resolve && active {
+            tx.active_members(incident)?
+        } else {
+            Vec::new()
+        };
         let detail = comment.unwrap_or_default();
         match action {
             Action::Ack if state != "open" => {
@@ -451,10 +446,10 @@ impl Correlator {
                     "incident {incident} is already {state}"
                 )));
             }
-            Action::Resolve if !tx.active_members(incident)?.is_empty() => {
+            Action::Resolve if !still_active.is_empty() => {
                 return Err(CommandError::Conflict(format!(
                     "incident {incident} still has active alarms ({}); resolve it with \"force\": true to say that you know, and each of them opens a new incident after its hold time",
-                    tx.active_members(incident)?.join(", ")
+                    still_active.join(", ")
                 )));
             }
             Action::Resolve | Action::ForceResolve => {

@@ -69,41 +69,13 @@ pub fn enqueue(
             outbox.opening_untold(t.incident, now)?;
             continue;
         }
-        let mut recipients = routing.recipients(t.kind, &incident);
-        if t.kind == TransitionKind::Resolved {
-            // Exactly those who heard of an opening (of it, a re-opening, the end of its
-            // maintenance window, or of an incident merged into it) hear that it ended; an
-            // opening not yet sent is superseded and never told.
-            if outbox.opening_untold(t.incident, now)? {
-                tracing::info!(
-                    incident = t.incident,
-                    "Resolved before its opening was sent: its recipients are told of neither."
-                );
-            }
-            recipients.clear();
-            for told in outbox.told_of_merged(t.incident)? {
-                if recipients
-                    .iter()
-                    .any(|r| r.point.channel == told.channel && r.point.to == told.recipient)
-                {
-                    continue;
-                }
-                let Some(audience) = super::Audience::parse(&told.audience) else {
-                    continue;
-                };
-                recipients.push(Recipient {
-                    audience,
-                    point: crate::customers::ContactPoint {
-                        channel: told.channel,
-                        to: told.recipient,
-                        name: None,
-                    },
-                    language: told.language,
-                });
-            }
-            if recipients.is_empty() {
-                continue;
-            }
+        let recipients = if t.kind == TransitionKind::Resolved {
+            told_of_an_opening(outbox, t.incident, now)?
+        } else {
+            routing.recipients(t.kind, &incident)
+        };
+        if recipients.is_empty() {
+            continue;
         }
         let n = outbox.history_count(t.incident, t.kind.action())?.max(1);
         let transition = format!("{}-{n}", t.kind.action());
@@ -133,6 +105,45 @@ pub fn enqueue(
         }
     }
     Ok(queued)
+}
+
+/// Who hears that an incident resolved: exactly those who heard of an opening (of it, a
+/// re-opening, the end of its maintenance window, or of an incident merged into it). An
+/// opening not yet sent is superseded first, so its recipients hear of neither.
+fn told_of_an_opening(
+    outbox: &mut dyn OutboxTx,
+    incident: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<Recipient>, StoreError> {
+    if outbox.opening_untold(incident, now)? {
+        tracing::info!(
+            incident,
+            "Resolved before its opening was sent: its recipients are told of neither."
+        );
+    }
+    let mut recipients: Vec<Recipient> = Vec::new();
+    for told in outbox.told_of(incident)? {
+        // The same point in two roles is told once.
+        if recipients
+            .iter()
+            .any(|r| r.point.channel == told.channel && r.point.to == told.recipient)
+        {
+            continue;
+        }
+        let Some(audience) = super::Audience::parse(&told.audience) else {
+            continue;
+        };
+        recipients.push(Recipient {
+            audience,
+            point: crate::customers::ContactPoint {
+                channel: told.channel,
+                to: told.recipient,
+                name: None,
+            },
+            language: told.language,
+        });
+    }
+    Ok(recipients)
 }
 
 /// Queues the notices of a change: `announced-1`, `rescheduled-N` (N is the new revision) or

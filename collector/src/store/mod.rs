@@ -202,7 +202,7 @@ pub trait OutboxTx {
     fn fail(&mut self, id: i64, error: &str) -> Result<Option<Notification>, StoreError>;
     /// Who was told (or is about to be told) of an opening of `incident` or of an incident
     /// merged into it: exactly they are told of its resolution.
-    fn told_of_merged(&mut self, incident: i64) -> Result<Vec<ToldOf>, StoreError>;
+    fn told_of(&mut self, incident: i64) -> Result<Vec<ToldOf>, StoreError>;
     /// The open (or acknowledged) incident of an alarm key, if any.
     fn open_by_key(&mut self, key: &str) -> Result<Option<i64>, StoreError>;
     /// Makes every failed notification of a channel due at `at` (the channel is back).

@@ -695,7 +695,7 @@ impl OutboxTx for SqliteTx<'_, '_> {
             .transpose()
     }
 
-    fn told_of_merged(&mut self, incident: i64) -> Result<Vec<ToldOf>, StoreError> {
+    fn told_of(&mut self, incident: i64) -> Result<Vec<ToldOf>, StoreError> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT DISTINCT n.audience, n.channel, n.recipient, n.language, n.customer
              FROM notifications n JOIN incidents i ON i.id = n.about_id
