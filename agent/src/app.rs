@@ -23,24 +23,13 @@ use crate::traps::{self, Router, Source as TrapSource, TrapAuth};
 
 /// Descriptors kept free beside one socket per device: spool, MQTT, HTTP, the trap listener,
 /// NETCONF sessions, ICMP.
-const FD_RESERVE: u64 = 512;
+const FD_RESERVE: u64 = cnaas_shared::runtime::FD_RESERVE;
 
 /// Whether every device may keep its socket open: raises the soft limit on open files to the
 /// hard limit (as Go's runtime does; systemd's default soft limit is 1,024) and checks that
 /// one socket per device fits.
 fn keep_sockets(devices: usize) -> bool {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum || (limit.current.is_some() && limit.maximum.is_none()) {
-        let raised = Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        };
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::debug!(error = %e, "Cannot raise the open-files limit.");
-        }
-    }
-    let soft = getrlimit(Resource::Nofile).current;
+    let soft = cnaas_shared::runtime::raise_open_files_limit();
     let need = u64::try_from(devices)
         .unwrap_or(u64::MAX)
         .saturating_add(FD_RESERVE);
@@ -96,10 +85,17 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
         })
     };
     let http_token = CancellationToken::new();
-    let http = tokio::spawn(runtime::serve(
+    // Only Prometheus and health checks come here: a few connections, so that the devices'
+    // sockets keep their descriptors.
+    let http = tokio::spawn(runtime::serve_with(
         listener,
         runtime::observability_router(Arc::new(registry), health),
         http_token.clone(),
+        runtime::HttpLimits {
+            max_connections: 64,
+            per_peer: 16,
+            ..runtime::HttpLimits::for_process()
+        },
     ));
     tracing::info!(agent = %cfg.id, devices = devices_total, metrics = %cfg.metrics_listen, "Agent started.");
 
@@ -201,10 +197,8 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
         tracing::error!(error = %e, "The publisher task failed.");
     }
     http_token.cancel();
-    match http.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "The HTTP server failed."),
-        Err(e) => tracing::error!(error = %e, "The HTTP task failed."),
+    if let Err(e) = http.await {
+        tracing::error!(error = %e, "The HTTP task failed.");
     }
     tracing::info!("Agent stopped.");
     Ok(())

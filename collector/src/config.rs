@@ -299,6 +299,10 @@ pub struct DeviceEntry {
     /// Port roles by ifName (or ifIndex as a string).
     #[serde(default)]
     pub ports: BTreeMap<String, PortRole>,
+    /// The agents allowed to report it (by agent id). Left out, the first agent that reports
+    /// it is pinned as its only one (visible and releasable in the API).
+    #[serde(default)]
+    pub agents: Vec<String>,
 }
 
 /// A device's place in the campus network (cnaas-nms device types); it sets severities.
@@ -336,6 +340,8 @@ pub struct InventoryDevice {
     pub role: Option<DeviceRole>,
     /// Port roles by ifName or ifIndex string.
     pub ports: BTreeMap<String, PortRole>,
+    /// Agents allowed to report it; empty: the one pinned at first sight.
+    pub agents: Vec<String>,
 }
 
 /// The inventory: devices by name, and the alias patterns.
@@ -577,6 +583,7 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
                 uplink: d.uplink.clone(),
                 role: d.role,
                 ports: d.ports.clone(),
+                agents: d.agents.clone(),
             },
         );
     }

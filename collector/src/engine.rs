@@ -372,13 +372,19 @@ fn store_events_at(
     now: DateTime<Utc>,
 ) {
     let (mut stored, mut duplicate, mut future) = (0u64, 0u64, 0u64);
+    let mut refused: Vec<(&Event, String)> = Vec::new();
     let stale_before = correlator.stale_events();
     let queued = with_retry(cx.metrics, "events", || {
         (stored, duplicate, future) = (0, 0, 0);
+        refused.clear();
         let mut queued = Done::default();
         let result = cx.store.transaction(&mut |tx| {
             queued = observed(tx, cx, now, |o| {
                 for event in events {
+                    if let Some(reason) = not_its_device(o, cx.inventory, event, now)? {
+                        refused.push((event, reason));
+                        continue;
+                    }
                     let role = correlate::resolve_role(event, cx.inventory);
                     if o.insert_event(event, role, now)? {
                         stored += 1;
@@ -401,6 +407,19 @@ fn store_events_at(
         }
         result.map(|()| queued)
     });
+    for (event, reason) in refused {
+        let topic = cnaas_shared::topics::event_topic(&event.agent, &event.device);
+        let mut payload = event.to_json();
+        payload.truncate(crate::ingest::DEAD_LETTER_BYTES);
+        let letter = DeadLetter {
+            received_at: now,
+            topic,
+            agent: Some(event.agent.clone()),
+            reason,
+            payload,
+        };
+        dead_letter(cx, &letter, "not_owner");
+    }
     cx.metrics.events_stored.inc_by(stored);
     cx.metrics.events_duplicate.inc_by(duplicate);
     cx.metrics.events_future.inc_by(future);
@@ -494,6 +513,17 @@ impl Observed<'_> {
 }
 
 impl IncidentTx for Observed<'_> {
+    fn device_owner(&mut self, device: &str) -> Result<Option<String>, StoreError> {
+        self.inner.device_owner(device)
+    }
+    fn pin_owner(
+        &mut self,
+        device: &str,
+        agent: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.pin_owner(device, agent, at)
+    }
     fn insert_event(
         &mut self,
         event: &Event,
@@ -724,14 +754,7 @@ fn process_at(cx: &Cx<'_>, correlator: &mut Correlator, input: Input, now: DateT
             cx.committed(queued);
             cx.notices.wake.notify_one();
         }
-        Input::DeadLetter { letter, reason } => {
-            tracing::warn!(topic = %letter.topic, agent = ?letter.agent, reason = %letter.reason, "Message refused; kept as a dead letter.");
-            metrics
-                .dead_letters
-                .get_or_create(&ReasonLabel { reason })
-                .inc();
-            with_retry(metrics, "dead letter", || cx.store.dead_letter(&letter));
-        }
+        Input::DeadLetter { letter, reason } => dead_letter(cx, &letter, reason),
         Input::Status {
             agent,
             status,
@@ -748,6 +771,56 @@ fn process_at(cx: &Cx<'_>, correlator: &mut Correlator, input: Input, now: DateT
             cx.committed(queued);
         }
     }
+}
+
+/// Why `event`'s agent may not speak for its device (None: it may). The inventory's
+/// `agents` decide where given; otherwise the first agent to report the device is pinned as
+/// its only one (in the same transaction as the event).
+fn not_its_device(
+    tx: &mut dyn IncidentTx,
+    inventory: &Inventory,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
+    if let Some(d) = inventory.devices.get(&event.device)
+        && !d.agents.is_empty()
+    {
+        if d.agents.contains(&event.agent) {
+            return Ok(None);
+        }
+        return Ok(Some(format!(
+            "agent `{}` may not report device `{}`: the inventory allows {}",
+            event.agent,
+            event.device,
+            d.agents.join(", ")
+        )));
+    }
+    match tx.device_owner(&event.device)? {
+        Some(owner) if owner == event.agent => Ok(None),
+        Some(owner) => Ok(Some(format!(
+            "agent `{}` may not report device `{}`: it is pinned to agent `{owner}` (release it with DELETE /api/v1/devices/{}/owner when the device has moved)",
+            event.agent, event.device, event.device
+        ))),
+        None => {
+            tracing::info!(device = %event.device, agent = %event.agent, "First event of the device: pinned to its agent.");
+            tx.pin_owner(&event.device, &event.agent, now)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Keeps a refused message, counted by reason. The log line is rate-limited: a flood of
+/// refused messages must not become a flood of log.
+fn dead_letter(cx: &Cx<'_>, letter: &DeadLetter, reason: &'static str) {
+    static LOG: cnaas_shared::runtime::LogLimiter = cnaas_shared::runtime::LogLimiter::new();
+    if let Some(suppressed) = LOG.allow() {
+        tracing::warn!(topic = %letter.topic, agent = ?letter.agent, reason = %letter.reason, suppressed, "Message refused; kept as a dead letter.");
+    }
+    cx.metrics
+        .dead_letters
+        .get_or_create(&ReasonLabel { reason })
+        .inc();
+    with_retry(cx.metrics, "dead letter", || cx.store.dead_letter(letter));
 }
 
 /// Runs `f` through [`observed`] in one transaction, retried until it commits; returns what
@@ -1058,5 +1131,119 @@ mod tests {
             rows.iter()
                 .all(|n| n.created_at + chrono::TimeDelta::milliseconds(500) == n.due_at)
         );
+    }
+
+    fn core(inv: Inventory) -> (Core, Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("c.db")).unwrap());
+        let (_, routing, rules) = campus();
+        let core = Core::new(
+            store.clone(),
+            Arc::new(inv),
+            rules,
+            Notices {
+                routing: Arc::new(routing),
+                wake: Arc::new(Notify::new()),
+                revision: Arc::new(watch::channel(0).0),
+            },
+            Box::new(crate::correlate::NoMaintenance),
+            Utc::now(),
+        )
+        .unwrap();
+        (core, store, dir)
+    }
+
+    fn dead_letters(store: &Arc<dyn Store>) -> u64 {
+        store.count_dead_letters().unwrap()
+    }
+
+    #[test]
+    fn only_the_agents_a_device_belongs_to_may_report_it() {
+        let (mut inv, ..) = campus();
+        inv.devices.get_mut("d1").unwrap().agents = vec!["site-b".into()];
+        let (mut core, store, _dir) = core(inv);
+        let now = Utc::now();
+        // The inventory names the agent: another one is refused, nothing is opened.
+        core.event(
+            Event::new("evil", "d1", EventKind::DeviceUnreachable, Source::Poll),
+            now,
+        );
+        core.tick(now + chrono::TimeDelta::seconds(5));
+        assert_eq!(dead_letters(&store), 1);
+        assert_eq!(store.count_open().unwrap(), 0);
+        // Its own agent is heard.
+        core.event(
+            Event::new("site-b", "d1", EventKind::DeviceUnreachable, Source::Poll),
+            now,
+        );
+        core.tick(now + chrono::TimeDelta::seconds(5));
+        assert_eq!(store.count_open().unwrap(), 1);
+        assert_eq!(dead_letters(&store), 1);
+
+        // Without `agents`, the first agent to report a device is pinned to it.
+        core.event(
+            Event::new("site-a", "a01", EventKind::DeviceReachable, Source::Poll),
+            now,
+        );
+        core.event(
+            Event::new("evil", "a01", EventKind::DeviceUnreachable, Source::Poll),
+            now,
+        );
+        assert_eq!(dead_letters(&store), 2);
+        let owners = store.device_owners().unwrap();
+        assert_eq!(
+            owners
+                .iter()
+                .map(|o| (o.device.as_str(), o.agent.as_str()))
+                .collect::<Vec<_>>(),
+            [("a01", "site-a")]
+        );
+        // Released (the switch moved to another agent): the next agent to report it is pinned.
+        assert!(store.unpin_owner("a01").unwrap());
+        core.event(
+            Event::new("site-c", "a01", EventKind::DeviceReachable, Source::Poll),
+            now,
+        );
+        assert_eq!(dead_letters(&store), 2);
+        assert_eq!(store.device_owners().unwrap()[0].agent, "site-c");
+    }
+
+    #[test]
+    fn an_older_observation_never_overrides_a_newer_one_by_the_agents_numbers() {
+        let (mut inv, ..) = campus();
+        inv.devices
+            .get_mut("a01")
+            .unwrap()
+            .ports
+            .insert("1".into(), cnaas_shared::role::PortRole::Uplink);
+        let (mut core, store, _dir) = core(inv);
+        let t0 = Utc::now();
+        let port = |kind, seq: u64, at| {
+            let mut e = Event::new("site", "a01", kind, Source::Poll);
+            e.if_index = Some(1);
+            e.seq = Some(seq);
+            e.observed_at = at;
+            e
+        };
+        // The agent's clock was set back between the two: its numbers still say which is
+        // newer. The link_up (seq 11) came first; the link_down (seq 10, an older observation
+        // replayed from the spool) must not open an incident.
+        core.event(
+            port(EventKind::LinkUp, 11, t0 - chrono::TimeDelta::seconds(30)),
+            t0,
+        );
+        core.event(
+            port(EventKind::LinkDown, 10, t0 - chrono::TimeDelta::seconds(10)),
+            t0,
+        );
+        core.tick(t0 + chrono::TimeDelta::seconds(120));
+        assert_eq!(store.count_open().unwrap(), 0);
+        // A newer number is applied even though its clock reads earlier.
+        core.event(
+            port(EventKind::LinkDown, 12, t0 - chrono::TimeDelta::seconds(40)),
+            t0,
+        );
+        core.tick(t0 + chrono::TimeDelta::seconds(120));
+        assert_eq!(store.count_open().unwrap(), 1);
     }
 }

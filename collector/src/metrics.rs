@@ -66,6 +66,9 @@ pub struct CollectorMetrics {
     pub events_stale: Counter,
     /// Notifications delivered only after they had failed for good.
     pub notifications_delayed: Counter,
+    /// Delivery attempts of a notification whose previous attempt was cut off (a crash)
+    /// before its outcome was recorded: the recipient may get it twice (same idempotency key).
+    pub notifications_repeated: Counter,
     /// MQTT messages acknowledged (after their commit).
     pub acks: Counter,
     /// 1 while messages wait for the engine and nothing has been committed for a while.
@@ -95,6 +98,7 @@ impl CollectorMetrics {
             events_future: Counter::default(),
             events_stale: Counter::default(),
             notifications_delayed: Counter::default(),
+            notifications_repeated: Counter::default(),
             acks: Counter::default(),
             ingest_stalled: Gauge::default(),
             store_failing: Gauge::default(),
@@ -129,6 +133,11 @@ impl CollectorMetrics {
             "notifications_delayed",
             "Notifications delivered after they had failed for good (channel back, or resent)",
             m.notifications_delayed.clone(),
+        );
+        r0.register(
+            "notifications_repeated",
+            "Attempts that may repeat a message sent just before a crash (same idempotency key)",
+            m.notifications_repeated.clone(),
         );
         let r = registry.sub_registry_with_prefix("cnaas_collector");
         r.register(

@@ -202,6 +202,10 @@ pub struct Event {
     pub if_alias: Option<String>,
     /// Kind-specific details, e.g. `role`, `old`/`new` for `vlan_changed`.
     pub attrs: Map<String, Value>,
+    /// The agent's sequence number: higher is observed later, across the agent's restarts
+    /// (increasing per device, with gaps). Absent from agents older than the field; then the
+    /// collector orders by `observed_at` alone.
+    pub seq: Option<u64>,
 }
 
 /// Why a message is not a valid event.
@@ -265,6 +269,7 @@ impl Event {
             if_name: None,
             if_alias: None,
             attrs: Map::new(),
+            seq: None,
         }
     }
 
@@ -297,6 +302,9 @@ impl Event {
             self.if_alias.clone().map_or(Value::Null, Value::from),
         );
         m.insert("attrs".into(), Value::Object(self.attrs.clone()));
+        if let Some(seq) = self.seq {
+            m.insert("seq".into(), Value::from(seq));
+        }
         Value::Object(m)
     }
 
@@ -387,7 +395,23 @@ impl Event {
                 });
             }
         };
+        let seq = match obj.get("seq") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => {
+                Some(n.as_u64().ok_or_else(|| DecodeError::InvalidValue {
+                    field: "seq",
+                    reason: format!("{n} is not a sequence number (0..=2^64-1)"),
+                })?)
+            }
+            Some(_) => {
+                return Err(DecodeError::WrongType {
+                    field: "seq",
+                    expected: "an integer or null",
+                });
+            }
+        };
         Ok(Event {
+            seq,
             id,
             agent: agent.to_owned(),
             device: device.to_owned(),
@@ -496,6 +520,29 @@ mod tests {
         assert_eq!(v["observed_at"], json!("2026-11-24T10:00:00.123Z"));
         assert_eq!(v["if_index"], json!(49));
         assert_eq!(v["attrs"]["role"], json!("uplink"));
+    }
+
+    #[test]
+    fn sequence_numbers_are_optional_and_round_trip() {
+        let mut e = sample();
+        assert!(
+            !serde_json::from_slice::<Value>(&e.to_json())
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .contains_key("seq")
+        );
+        e.seq = Some(1_764_000_000_000_123);
+        let back = Event::from_json(&e.to_json()).unwrap();
+        assert_eq!(back.seq, Some(1_764_000_000_000_123));
+        assert!(matches!(
+            Event::from_json(&with("seq", Some(json!(-1)))),
+            Err(DecodeError::InvalidValue { field: "seq", .. })
+        ));
+        assert!(matches!(
+            Event::from_json(&with("seq", Some(json!("7")))),
+            Err(DecodeError::WrongType { field: "seq", .. })
+        ));
     }
 
     #[test]

@@ -307,6 +307,13 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// Starts the receiver (it lives as long as the test process).
     pub fn start(fail_first: usize) -> Result<WebhookReceiver> {
+        WebhookReceiver::start_with(fail_first, 0)
+    }
+
+    /// Like [`WebhookReceiver::start`], but the first `hold_first` requests are read,
+    /// recorded (status 0) and never answered: the connection stays open for a minute, as a
+    /// gateway that hangs.
+    pub fn start_with(fail_first: usize, hold_first: usize) -> Result<WebhookReceiver> {
         let port = free_port();
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -314,7 +321,24 @@ impl WebhookReceiver {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let n = seen.lock().map(|v| v.len()).unwrap_or(0);
-                let status = if n < fail_first { 503 } else { 200 };
+                if n < hold_first {
+                    if let Ok(reader) = stream.try_clone()
+                        && let Some(req) = read_request(reader)
+                        && let Ok(mut v) = seen.lock()
+                    {
+                        v.push(WebhookRequest { status: 0, ..req });
+                    }
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_secs(60));
+                        drop(stream);
+                    });
+                    continue;
+                }
+                let status = if n < fail_first + hold_first {
+                    503
+                } else {
+                    200
+                };
                 if let Some(req) = serve_one(stream, status)
                     && let Ok(mut v) = seen.lock()
                 {
@@ -338,8 +362,23 @@ impl WebhookReceiver {
 
 /// Reads one HTTP/1.1 request and answers `status`, closing the connection.
 fn serve_one(mut stream: TcpStream, status: u16) -> Option<WebhookRequest> {
+    let req = read_request(stream.try_clone().ok()?)?;
+    let reason = if status == 200 {
+        "OK"
+    } else {
+        "Service Unavailable"
+    };
+    let _ = stream.write_all(
+        format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    Some(WebhookRequest { status, ..req })
+}
+
+/// Reads one HTTP/1.1 request (status 0: not answered yet).
+fn read_request(stream: TcpStream) -> Option<WebhookRequest> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let (mut key, mut authorization, mut length) = (String::new(), String::new(), 0usize);
@@ -361,20 +400,11 @@ fn serve_one(mut stream: TcpStream, status: u16) -> Option<WebhookRequest> {
     }
     let mut body = vec![0; length.min(1 << 20)];
     reader.read_exact(&mut body).ok()?;
-    let reason = if status == 200 {
-        "OK"
-    } else {
-        "Service Unavailable"
-    };
-    let _ = stream.write_all(
-        format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    );
     Some(WebhookRequest {
         key,
         authorization,
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        status,
+        status: 0,
     })
 }
 

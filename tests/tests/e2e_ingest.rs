@@ -204,7 +204,6 @@ fn oversize_messages_are_refused_or_dead_lettered_and_ingestion_goes_on() -> Res
         ),
         1.0
     );
-    // Another agent's credential cannot write under site-a (the shipped ACL).
     Ok(())
 }
 
@@ -330,5 +329,139 @@ fn bursts_and_a_storm_are_stored_completely_without_a_broker_restart() -> Result
         !c.process.log().contains("Cannot acknowledge"),
         "an acknowledgement was lost"
     );
+    Ok(())
+}
+
+/// The customer and channels of the ownership test: every notice goes to a JSON-lines file.
+const NOTIFY: &str = r#"
+[notify]
+language = "nb"
+ssc = [{ channel = "ssc-log", to = "ssc" }, { channel = "ssc-log2", to = "ssc" }]
+secondline = [{ channel = "ssc-log", to = "campus" }]
+attempts = 2
+backoff = "100ms"
+max_backoff = "200ms"
+
+[[channel]]
+name = "ssc-log"
+kind = "file"
+path = "ssc.jsonl"
+
+[[channel]]
+name = "ssc-log2"
+kind = "file"
+path = "ssc2.jsonl"
+
+[[channel]]
+name = "customer"
+kind = "file"
+path = "customer.jsonl"
+
+[[customer]]
+id = "uni-a"
+name = "Universitetet i A"
+language = "nb"
+incident = { channel = "customer", to = "servicedesk@uni-a.no" }
+change = { channel = "customer", to = "change@uni-a.no" }
+local_support = { channel = "customer", to = "helpdesk@uni-a.no" }
+technical = [{ channel = "customer", to = "+4790000000" }]
+administrative = [{ channel = "customer", to = "kontrakt@uni-a.no" }]
+"#;
+
+#[test]
+fn an_agent_cannot_speak_for_another_sites_device() -> Result<()> {
+    let dir = open_tempdir()?;
+    let mqtt = broker(&["site-a", "evil"])?;
+    // a-sw1 belongs to site-a by the inventory; b-sw9 is in no inventory and is pinned to the
+    // first agent that reports it.
+    let inventory = format!(
+        "[[device]]\nname = \"a-sw1\"\ncustomer = \"uni-a\"\nsite = \"a\"\nrole = \"distribution\"\nagents = [\"site-a\"]\n{NOTIFY}"
+    );
+    let c = collector(dir.path(), &mqtt, &inventory)?;
+    let send = |user: &str, topic_agent: &str, device: &str, payload_agent: &str| -> Result<()> {
+        let file = dir.path().join(format!("{user}-{device}.json"));
+        std::fs::write(
+            &file,
+            event(payload_agent, device, EventKind::DeviceUnreachable, None),
+        )?;
+        let topic = format!("cnaas/v1/events/{topic_agent}/{device}");
+        publish(&mqtt, user, &topic, false, &file, false)?.wait()?;
+        Ok(())
+    };
+    // site-a reports b-sw9 first (pinned to it), as reachable.
+    let file = dir.path().join("b-sw9-up.json");
+    std::fs::write(
+        &file,
+        event("site-a", "b-sw9", EventKind::DeviceReachable, None),
+    )?;
+    publish(
+        &mqtt,
+        "site-a",
+        "cnaas/v1/events/site-a/b-sw9",
+        false,
+        &file,
+        false,
+    )?
+    .wait()?;
+    wait_until("b-sw9 pinned", Duration::from_secs(10), || {
+        (metric(&c.api, "cnaas_collector_events_stored_total") >= 1.0).then_some(())
+    })
+    .with_context(|| c.process.log())?;
+    // The evil credential, under its own topic (the ACL lets it): both devices refused.
+    send("evil", "evil", "a-sw1", "evil")?;
+    send("evil", "evil", "b-sw9", "evil")?;
+    // Under site-a's topic: the broker's ACL drops it before the collector sees it.
+    send("evil", "site-a", "a-sw1", "site-a")?;
+    wait_until("two dead letters", Duration::from_secs(10), || {
+        (metric(
+            &c.api,
+            "cnaas_collector_dead_letters_total{reason=\"not_owner\"}",
+        ) >= 2.0)
+            .then_some(())
+    })
+    .with_context(|| c.process.log())?;
+    // Well past the group window: no incident, nothing told to anyone.
+    std::thread::sleep(Duration::from_secs(3));
+    let open = http_json(&format!("{}/api/v1/incidents?state=open", c.api))?;
+    assert_eq!(
+        open["incidents"].as_array().map(Vec::len),
+        Some(0),
+        "{open:#}"
+    );
+    assert_eq!(
+        metric(&c.api, "cnaas_collector_events_stored_total"),
+        1.0,
+        "only site-a's event is stored"
+    );
+    assert!(!dir.path().join("customer.jsonl").exists());
+    assert!(!dir.path().join("ssc.jsonl").exists());
+    let owners = http_json(&format!("{}/api/v1/devices", c.api))?;
+    let by_name = |name: &str| {
+        owners["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["device"] == name)
+            .cloned()
+    };
+    let a = by_name("a-sw1").context("a-sw1 listed")?;
+    assert_eq!(
+        (a["source"].as_str(), a["agents"][0].as_str()),
+        (Some("inventory"), Some("site-a"))
+    );
+    let b = by_name("b-sw9").context("b-sw9 listed")?;
+    assert_eq!(
+        (b["source"].as_str(), b["agents"][0].as_str()),
+        (Some("first_sight"), Some("site-a"))
+    );
+    // The device's own agent is heard and its customer told: the channel works.
+    send("site-a", "site-a", "a-sw1", "site-a")?;
+    wait_until("the customer told", Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(dir.path().join("customer.jsonl")).ok()?;
+        text.contains("a-sw1").then_some(())
+    })
+    .with_context(|| c.process.log())?;
+    let text = std::fs::read_to_string(dir.path().join("customer.jsonl"))?;
+    assert!(!text.contains("evil"), "{text}");
     Ok(())
 }

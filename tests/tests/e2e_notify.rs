@@ -240,6 +240,67 @@ fn uplink_down_reaches_exactly_the_right_people_once_even_across_a_crash() -> Re
 }
 
 #[test]
+fn a_crash_mid_delivery_repeats_only_the_message_in_flight_with_its_key() -> Result<()> {
+    let smtp = SmtpSink::start()?;
+    // The SMS gateway takes the first request and never answers it: the collector is killed
+    // while that delivery is in flight.
+    let sms = WebhookReceiver::start_with(0, 1)?;
+    let config = notify_config(smtp.port, &sms.url(), 8).replace(
+        "token_file = \"sms.token\"\ntimeout = \"3s\"",
+        "token_file = \"sms.token\"\ntimeout = \"60s\"",
+    );
+    let mut rig = Rig::start(&RigOptions {
+        dead_device: false,
+        collector_extra: config,
+        files: vec![("sms.token".into(), format!("{SMS_TOKEN}\n"))],
+        ..RigOptions::default()
+    })?;
+    let limit = Duration::from_secs(20);
+    rig.set_oper(49, 2)?;
+    let inc = wait_until("an incident for Te1/1/1", limit, || {
+        rig.open_port_incident(49)
+    })
+    .with_context(|| rig.logs())?;
+    let id = inc["id"].as_i64().context("incident id")?;
+    // Everyone else told, the SMS in flight.
+    wait_until("four deliveries and the SMS in flight", limit, || {
+        let n = notifications(&rig, &format!("&incident={id}"));
+        let delivered = n.iter().filter(|x| x["state"] == "delivered").count();
+        (delivered == 4 && sms.requests().len() == 1).then_some(())
+    })
+    .with_context(|| format!("{:#?}\n{}", notifications(&rig, ""), rig.logs()))?;
+    rig.collector.kill_hard()?;
+    rig.start_collector()?;
+    let hits = wait_until("the SMS sent again", limit, || {
+        let r = sms.requests();
+        (r.len() == 2).then_some(r)
+    })
+    .with_context(|| rig.logs())?;
+    assert_eq!(hits[0].key, hits[1].key, "the same idempotency key");
+    assert_eq!(hits[1].status, 200);
+    wait_until("all five delivered", limit, || {
+        let n = notifications(&rig, &format!("&incident={id}"));
+        (n.len() == 5 && n.iter().all(|x| x["state"] == "delivered")).then_some(())
+    })
+    .with_context(|| rig.logs())?;
+    // Nothing else was sent twice, and the repeat is counted.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for m in smtp.mails() {
+        *per_key.entry(m.key).or_default() += 1;
+    }
+    assert_eq!(per_key.len(), 2, "{per_key:?}");
+    assert!(per_key.values().all(|n| *n == 1), "{per_key:?}");
+    assert_eq!(sms.requests().len(), 2);
+    let (_, metrics) = http_get(&format!("{}/metrics", rig.api))?;
+    assert!(
+        metrics.contains("cnaas_collector_notifications_repeated_total 1\n"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_recipient_that_keeps_failing_becomes_an_incident_for_ssc_on_another_channel() -> Result<()> {
     // Nothing listens on the mail server's port: every e-mail fails.
     let smtp = SmtpSink::not_started()?;

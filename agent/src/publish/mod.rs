@@ -233,12 +233,15 @@ pub fn spawn(
 async fn spool_writer(mut rx: mpsc::Receiver<Event>, shared: Arc<Shared>, done: CancellationToken) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let messages: Vec<(String, Vec<u8>)> = batch
-            .drain(..)
-            .map(|e| (topics::event_topic(&e.agent, &e.device), e.to_json()))
-            .collect();
         loop {
-            match shared.spool.append(&messages) {
+            // Each event carries its spool row's number as its sequence number: the order
+            // in which this agent observed things, across restarts.
+            let made = shared.spool.append_with(batch.len(), |i, seq| {
+                let e = &mut batch[i];
+                e.seq = Some(seq);
+                (topics::event_topic(&e.agent, &e.device), e.to_json())
+            });
+            match made {
                 Ok(a) => {
                     if a.dropped > 0 {
                         shared.metrics.spool_dropped.inc_by(a.dropped);
@@ -247,6 +250,7 @@ async fn spool_writer(mut rx: mpsc::Receiver<Event>, shared: Arc<Shared>, done: 
                             "Spool full; the oldest events were dropped."
                         );
                     }
+                    batch.clear();
                     break;
                 }
                 Err(e) => {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// Why the spool failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,8 @@ struct Inner {
     conn: Connection,
     count: u64,
     bytes: u64,
+    /// The next row's sequence number.
+    next_seq: i64,
 }
 
 /// The spool. Cheap operations behind one lock; callers may use it from async code.
@@ -85,11 +87,24 @@ impl Spool {
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
+        // Sequence numbers only grow: past every row this file has held (SQLite keeps the
+        // highest in `sqlite_sequence`), and past the clock in microseconds, so a spool lost
+        // or deleted with the disk still numbers after the one before it.
+        let used: i64 = conn
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'spool'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        let clock = chrono::Utc::now().timestamp_micros();
         Ok(Spool {
             inner: Mutex::new(Inner {
                 conn,
                 count: u64::try_from(count).unwrap_or(0),
                 bytes: u64::try_from(bytes).unwrap_or(0),
+                next_seq: used.max(clock).saturating_add(1),
             }),
             max_bytes: max_bytes.max(1),
         })
@@ -104,19 +119,34 @@ impl Spool {
 
     /// Appends messages in one transaction, then drops the oldest while over the bound.
     pub fn append(&self, messages: &[(String, Vec<u8>)]) -> Result<Appended, SpoolError> {
+        self.append_with(messages.len(), |i, _| messages[i].clone())
+    }
+
+    /// Appends `n` messages in one transaction, each made by `make(i, seq)` from its row's
+    /// sequence number (which an event carries as its own), then drops the oldest while over
+    /// the bound. Numbers of a failed append are not reused.
+    pub fn append_with(
+        &self,
+        n: usize,
+        mut make: impl FnMut(usize, u64) -> (String, Vec<u8>),
+    ) -> Result<Appended, SpoolError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
+        let first = inner.next_seq;
+        inner.next_seq = first.saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
         let tx = inner.conn.transaction()?;
         let mut added = 0u64;
         {
             let mut stmt =
-                tx.prepare_cached("INSERT INTO spool (topic, payload) VALUES (?1, ?2)")?;
-            for (topic, payload) in messages {
-                stmt.execute(params![topic, payload])?;
+                tx.prepare_cached("INSERT INTO spool (seq, topic, payload) VALUES (?1, ?2, ?3)")?;
+            for i in 0..n {
+                let seq = first.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
+                let (topic, payload) = make(i, u64::try_from(seq).unwrap_or(0));
+                stmt.execute(params![seq, topic, payload])?;
                 added += payload.len() as u64;
             }
         }
-        let mut count = inner.count + messages.len() as u64;
+        let mut count = inner.count + n as u64;
         let mut bytes = inner.bytes + added;
         let mut dropped = 0u64;
         if bytes > self.max_bytes {
@@ -140,7 +170,7 @@ impl Spool {
         inner.count = count;
         inner.bytes = bytes;
         Ok(Appended {
-            written: messages.len() as u64,
+            written: n as u64,
             dropped,
         })
     }
@@ -240,6 +270,56 @@ mod tests {
             .map(|e| e.seq)
             .collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn sequence_numbers_grow_across_restarts_and_a_lost_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = chrono::Utc::now().timestamp_micros();
+        let mut seen = Vec::new();
+        {
+            let s = Spool::open(dir.path(), 1 << 20).unwrap();
+            s.append_with(3, |i, seq| {
+                seen.push(seq);
+                msg(i)
+            })
+            .unwrap();
+            // Everything acknowledged: the file is empty but remembers its numbers.
+            let rows: Vec<i64> = s
+                .fetch_after(0, 10)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect();
+            assert_eq!(
+                rows,
+                seen.iter()
+                    .map(|&n| i64::try_from(n).unwrap())
+                    .collect::<Vec<_>>()
+            );
+            s.remove(&rows).unwrap();
+        }
+        assert!(
+            seen[0] > u64::try_from(before).unwrap(),
+            "numbered past the clock"
+        );
+        {
+            let s = Spool::open(dir.path(), 1 << 20).unwrap();
+            s.append_with(1, |i, seq| {
+                seen.push(seq);
+                msg(i)
+            })
+            .unwrap();
+        }
+        // The spool deleted (a lost disk): numbers still follow the clock, past the old ones.
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.append_with(1, |i, seq| {
+            seen.push(seq);
+            msg(i)
+        })
+        .unwrap();
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     }
 
     #[test]

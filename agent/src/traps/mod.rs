@@ -310,13 +310,19 @@ pub async fn run(
     >,
     token: CancellationToken,
 ) {
+    // A flood of refused datagrams (a scanner, a misconfigured sender) is counted per
+    // reason; the log gets one line a second with how many it held back.
+    static REFUSED: cnaas_shared::runtime::LogLimiter = cnaas_shared::runtime::LogLimiter::new();
+    static SOCKET: cnaas_shared::runtime::LogLimiter = cnaas_shared::runtime::LogLimiter::new();
     let mut buf = vec![0u8; 65_535];
     loop {
         let (len, from) = tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::warn!(error = %e, "Trap socket error.");
+                    if let Some(suppressed) = SOCKET.allow() {
+                        tracing::warn!(error = %e, suppressed, "Trap socket error.");
+                    }
                     continue;
                 }
             },
@@ -329,7 +335,9 @@ pub async fn run(
             Err(TrapError::NeedsUsm) => match router.decode_v3(from.ip(), datagram) {
                 Ok((device, trap)) => Ok((Some(device), trap)),
                 Err(why) => {
-                    tracing::warn!(peer = %from, why, "SNMPv3 trap refused.");
+                    if let Some(suppressed) = REFUSED.allow() {
+                        tracing::warn!(peer = %from, why, suppressed, "SNMPv3 trap refused.");
+                    }
                     counter.get_or_create(&ResultLabel { result: why }).inc();
                     continue;
                 }
@@ -342,7 +350,9 @@ pub async fn run(
                     TrapError::NotATrap(_) => "not_a_trap",
                     _ => "malformed",
                 };
-                tracing::warn!(peer = %from, error = %e, "Trap refused.");
+                if let Some(suppressed) = REFUSED.allow() {
+                    tracing::warn!(peer = %from, error = %e, suppressed, "Trap refused.");
+                }
                 label
             }
             Ok((known, trap)) => match known.map_or_else(
@@ -363,7 +373,9 @@ pub async fn run(
                     why
                 }
                 Verdict::Drop(why) => {
-                    tracing::warn!(peer = %from, kind = ?trap.kind, why, "Trap dropped.");
+                    if let Some(suppressed) = REFUSED.allow() {
+                        tracing::warn!(peer = %from, kind = ?trap.kind, why, suppressed, "Trap dropped.");
+                    }
                     why
                 }
             },

@@ -20,7 +20,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -110,6 +110,8 @@ pub fn router(state: ApiState) -> Router {
             post(resend_notification),
         )
         .route("/api/v1/customers", get(list_customers))
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/devices/{name}/owner", delete(release_device))
         .route(
             "/api/v1/changes",
             get(changes::list_changes).post(changes::create_change),
@@ -562,19 +564,7 @@ async fn resend_notification(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = who(&st, &headers)?;
-    let Some(principal) = who else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this collector has no tokens file; the API is read-only",
-        ));
-    };
-    if !principal.role.operates() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("role of `{}` may not resend notifications", principal.name),
-        ));
-    }
+    let principal = operator(&st, &headers, "resend notifications")?;
     let id: i64 = id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -605,6 +595,98 @@ async fn resend_notification(
     Ok(Json(
         serde_json::json!({ "id": id, "resent": true, "was": before }),
     ))
+}
+
+/// The operator's side of the caller: 401 without a tokens file or token, 403 for a role that
+/// does not operate (customers, read-only).
+fn operator(st: &ApiState, headers: &HeaderMap, what: &str) -> Result<Principal, ApiError> {
+    let Some(principal) = who(st, headers)? else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this collector has no tokens file; the API is read-only",
+        ));
+    };
+    if !principal.role.operates() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("role of `{}` may not {what}", principal.name),
+        ));
+    }
+    Ok(principal)
+}
+
+/// Which agents may report each device: from the inventory's `agents`, or pinned at the
+/// device's first event. Not for customers.
+async fn list_devices(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(p) = who(&st, &headers)?
+        && matches!(p.role, Role::Customer(_))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "role of `{}` may not see which agents report which devices",
+                p.name
+            ),
+        ));
+    }
+    let store = st.store.clone();
+    let pinned = blocking(move || store.device_owners()).await?;
+    let mut devices = std::collections::BTreeMap::new();
+    for o in pinned {
+        devices.insert(
+            o.device.clone(),
+            json!({ "device": o.device, "agents": [o.agent], "source": "first_sight", "pinned_at": o.pinned_at }),
+        );
+    }
+    for (name, d) in st.inventory.devices.iter() {
+        if !d.agents.is_empty() {
+            devices.insert(
+                name.clone(),
+                json!({ "device": name, "agents": d.agents, "source": "inventory", "pinned_at": null }),
+            );
+        } else {
+            devices.entry(name.clone()).or_insert_with(
+                || json!({ "device": name, "agents": [], "source": "none", "pinned_at": null }),
+            );
+        }
+    }
+    Ok(Json(
+        json!({ "devices": devices.into_values().collect::<Vec<_>>() }),
+    ))
+}
+
+/// Releases a device pinned to an agent at first sight (the switch moved to another agent):
+/// the next agent to report it is pinned. SSC and 2nd line only.
+async fn release_device(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let principal = operator(&st, &headers, "release a device's agent")?;
+    if st
+        .inventory
+        .devices
+        .get(&name)
+        .is_some_and(|d| !d.agents.is_empty())
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("device `{name}` has its agents in the inventory; change them there"),
+        ));
+    }
+    let store = st.store.clone();
+    let device = name.clone();
+    if !blocking(move || store.unpin_owner(&device)).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("device `{name}` is not pinned to an agent"),
+        ));
+    }
+    tracing::info!(device = %name, actor = %principal.name, "Device released from its agent.");
+    Ok(Json(json!({ "device": name, "released": true })))
 }
 
 async fn list_notifications(

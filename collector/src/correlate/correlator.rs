@@ -64,15 +64,42 @@ pub fn event_time(observed: DateTime<Utc>, now: DateTime<Utc>) -> (DateTime<Utc>
     (observed.min(now), observed > now + MAX_SKEW)
 }
 
+/// An observation applied to a port: when, and the agent's number for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    at: DateTime<Utc>,
+    /// The agent and its sequence number, where the event carried one.
+    by: Option<(String, u64)>,
+}
+
+impl Seen {
+    fn of(e: &Event, at: DateTime<Utc>) -> Seen {
+        Seen {
+            at,
+            by: e.seq.map(|n| (e.agent.clone(), n)),
+        }
+    }
+
+    /// Whether `newer` was observed before this one: by the agent's sequence number when one
+    /// agent numbered both (its clock may have been set back; its numbers never are), else by
+    /// observation time.
+    fn is_after(&self, newer: &Seen) -> bool {
+        match (&self.by, &newer.by) {
+            (Some((a, n)), Some((b, m))) if a == b => m < n,
+            _ => newer.at < self.at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct PortEntry {
     alarm: PortAlarm,
     /// The `link_down` event that started the current episode (linked to the incident when
     /// the hold time runs out, so the report's first time is when the fault began).
     down_event: Option<(String, DateTime<Utc>)>,
-    /// The observation time of the newest event applied: an older one arriving later is
-    /// stale and must not override it.
-    last_seen: Option<DateTime<Utc>>,
+    /// The newest observation applied: an older one arriving later is stale and must not
+    /// override it.
+    last_seen: Option<Seen>,
     if_name: Option<String>,
     if_alias: Option<String>,
     role: Option<PortRole>,
@@ -552,12 +579,17 @@ impl Correlator {
             {
                 let key = (e.device.clone(), i);
                 let entry = self.ports.entry(key.clone()).or_default();
-                if entry.last_seen.is_some_and(|last| at < last) {
+                let seen = Seen::of(e, at);
+                if entry
+                    .last_seen
+                    .as_ref()
+                    .is_some_and(|last| last.is_after(&seen))
+                {
                     self.stale += 1;
                     tracing::info!(device = %e.device, if_index = i, event = %e.id, kind = e.kind.as_str(), "Stale event: the port has a newer observation; ignored.");
                     return Ok(());
                 }
-                entry.last_seen = Some(at);
+                entry.last_seen = Some(seen);
                 entry.if_name = e.if_name.clone().or(entry.if_name.take());
                 entry.if_alias = e.if_alias.clone().or(entry.if_alias.take());
                 entry.role = role;
@@ -705,14 +737,14 @@ impl Correlator {
             if self
                 .ports
                 .get(&key)
-                .and_then(|p| p.last_seen)
-                .is_some_and(|last| at < last)
+                .and_then(|p| p.last_seen.as_ref())
+                .is_some_and(|last| last.is_after(&Seen::of(e, at)))
             {
                 continue;
             }
             tracing::info!(device = %key.0, if_index = key.1, "The agent's state sync says the port is up: its alarm clears.");
             if let Some(p) = self.ports.get_mut(&key) {
-                p.last_seen = Some(at);
+                p.last_seen = Some(Seen::of(e, at));
             }
             self.port_transition(&key, false, at, event_id, tx)?;
         }

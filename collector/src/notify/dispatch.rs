@@ -223,6 +223,19 @@ impl Dispatcher {
         }
     }
 
+    /// Marks `n` in flight before an attempt, so that only a notification cut off mid-attempt
+    /// by a crash is ever sent again (counted, logged); nothing is sent unmarked.
+    async fn mark_in_flight(&self, n: &Notification) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        let id = n.id;
+        let repeat = blocking(move || store.mark_in_flight(id, Utc::now())).await?;
+        if repeat {
+            self.metrics.notifications_repeated.inc();
+            tracing::warn!(notification = n.id, channel = %n.channel, key = %n.key, "An earlier attempt was cut off before its outcome was recorded: sending again with the same idempotency key (the recipient may get it twice).");
+        }
+        Ok(())
+    }
+
     async fn tell_engine(&self, input: Input) -> bool {
         match self.engine.upgrade() {
             Some(tx) => tx.send(Envelope { input, ack: None }).await.is_ok(),
@@ -241,7 +254,12 @@ impl Dispatcher {
             ))
         } else {
             match self.message(&n).await {
-                Ok(m) => self.channels.deliver(&n, &m).await,
+                Ok(m) => match self.mark_in_flight(&n).await {
+                    Ok(()) => self.channels.deliver(&n, &m).await,
+                    Err(e) => Err(ChannelError::Transient(format!(
+                        "cannot mark it in flight: {e}"
+                    ))),
+                },
                 Err(e) => Err(ChannelError::Transient(format!("cannot render: {e}"))),
             }
         };

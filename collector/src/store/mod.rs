@@ -114,6 +114,11 @@ pub trait IncidentTx {
         role: Option<PortRole>,
         received_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// The agent pinned as the one reporting `device` (first sight), if any.
+    fn device_owner(&mut self, device: &str) -> Result<Option<String>, StoreError>;
+    /// Pins `agent` as the one reporting `device`.
+    fn pin_owner(&mut self, device: &str, agent: &str, at: DateTime<Utc>)
+    -> Result<(), StoreError>;
     /// Opens an incident with its root alarm; returns its id.
     fn open(&mut self, new: &NewIncident, at: DateTime<Utc>) -> Result<i64, StoreError>;
     /// Adds (or re-activates) an alarm as a member of an incident.
@@ -574,6 +579,17 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
+/// Which agent may report a device, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceOwner {
+    /// Device name.
+    pub device: String,
+    /// The agent allowed to report it.
+    pub agent: String,
+    /// When it was pinned (its first event from that agent).
+    pub pinned_at: DateTime<Utc>,
+}
+
 /// A message that could not be ingested.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -620,6 +636,15 @@ pub trait Store: Send + Sync {
     fn get_change_order(&self, id: i64) -> Result<Option<crate::changes::ChangeOrder>, StoreError>;
     /// Keeps a message that could not be ingested.
     fn dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError>;
+    /// The devices pinned to the agent that first reported them, by device name.
+    fn device_owners(&self) -> Result<Vec<DeviceOwner>, StoreError>;
+    /// Forgets a device's pinned agent (it was moved to another agent): the next agent to
+    /// report it is pinned. False when none was pinned.
+    fn unpin_owner(&self, device: &str) -> Result<bool, StoreError>;
+    /// Marks a notification in flight just before a delivery attempt. True when it already
+    /// was: an earlier attempt was cut off (a crash) before its outcome was recorded, so this
+    /// one may repeat a message that went out (counted as a repeat).
+    fn mark_in_flight(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Records an agent's status message.
     fn set_agent_status(
         &self,

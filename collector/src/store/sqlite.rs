@@ -10,7 +10,7 @@ use cnaas_shared::role::PortRole;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    About, DeadLetter, Delivery, EventFilter, HistoryEntry, Incident, IncidentAlarm,
+    About, DeadLetter, Delivery, DeviceOwner, EventFilter, HistoryEntry, Incident, IncidentAlarm,
     IncidentDetail, IncidentFilter, IncidentTx, NewIncident, NewNotification, Notification,
     NotificationFilter, OpenMember, OutboxTx, Relation, Store, StoreError, StoredEvent, ToldOf,
 };
@@ -211,6 +211,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX incidents_merged_into ON incidents(merged_into) WHERE merged_into IS NOT NULL;
     ALTER TABLE notifications ADD COLUMN delayed INTEGER NOT NULL DEFAULT 0;
     ",
+    // 10: which agent may speak for a device (pinned at first sight when the inventory does
+    // not say); the agent's sequence number of each event; a notification is marked in
+    // flight before each attempt, so a crash's repeats are known and counted.
+    r"
+    CREATE TABLE device_owners (
+        device TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        pinned_at TEXT NOT NULL
+    );
+    ALTER TABLE events ADD COLUMN seq INTEGER;
+    ALTER TABLE notifications ADD COLUMN in_flight_since TEXT;
+    ALTER TABLE notifications ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -384,8 +397,8 @@ fn insert_event(
     let attrs = serde_json::Value::Object(event.attrs.clone()).to_string();
     let inserted = tx
         .prepare_cached(
-            "INSERT INTO events (id, agent, device, kind, source, observed_at, received_at, if_index, if_name, if_alias, role, attrs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(id) DO NOTHING",
+            "INSERT INTO events (id, agent, device, kind, source, observed_at, received_at, if_index, if_name, if_alias, role, attrs, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT(id) DO NOTHING",
         )?
         .execute(params![
             event.id.to_string(),
@@ -400,6 +413,8 @@ fn insert_event(
             event.if_alias,
             role.map(PortRole::as_str),
             attrs,
+            // SQLite integers are signed: a sequence number above i64::MAX is kept as NULL.
+            event.seq.and_then(|n| i64::try_from(n).ok()),
         ])?;
     Ok(inserted > 0)
 }
@@ -410,6 +425,28 @@ struct SqliteTx<'a, 'c> {
 }
 
 impl IncidentTx for SqliteTx<'_, '_> {
+    fn device_owner(&mut self, device: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT agent FROM device_owners WHERE device = ?1")?
+            .query_row([device], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn pin_owner(
+        &mut self,
+        device: &str,
+        agent: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO device_owners (device, agent, pinned_at) VALUES (?1, ?2, ?3) ON CONFLICT(device) DO NOTHING",
+            )?
+            .execute(params![device, agent, ts(at)])?;
+        Ok(())
+    }
+
     fn insert_event(
         &mut self,
         event: &Event,
@@ -1006,13 +1043,13 @@ impl Store for SqliteStore {
         match outcome {
             Delivery::Delivered => conn
                 .prepare_cached(
-                    "UPDATE notifications SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = NULL,
+                    "UPDATE notifications SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = NULL, in_flight_since = NULL,
                         delayed = CASE WHEN state = 'failed' OR delayed = 1 THEN 1 ELSE 0 END WHERE id = ?1",
                 )?
                 .execute(params![id, ts(at)])?,
             Delivery::Retry { error, next } => conn
                 .prepare_cached(
-                    "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, due_at = ?3 WHERE id = ?1",
+                    "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, due_at = ?3, in_flight_since = NULL WHERE id = ?1",
                 )?
                 .execute(params![id, error, ts(*next)])?,
         };
@@ -1200,6 +1237,52 @@ impl Store for SqliteStore {
             .prepare_cached("INSERT INTO dead_letters (received_at, topic, agent, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5)")?
             .execute(params![ts(letter.received_at), letter.topic, letter.agent, letter.reason, letter.payload])?;
         Ok(())
+    }
+
+    fn device_owners(&self) -> Result<Vec<DeviceOwner>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT device, agent, pinned_at FROM device_owners ORDER BY device")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (device, agent, at) = r?;
+            Ok(DeviceOwner {
+                device,
+                agent,
+                pinned_at: parse_ts("device_owners", &at)?,
+            })
+        })
+        .collect()
+    }
+
+    fn unpin_owner(&self, device: &str) -> Result<bool, StoreError> {
+        let n = self
+            .writer()
+            .prepare_cached("DELETE FROM device_owners WHERE device = ?1")?
+            .execute([device])?;
+        Ok(n > 0)
+    }
+
+    fn mark_in_flight(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let was: Option<Option<String>> = tx
+            .prepare_cached("SELECT in_flight_since FROM notifications WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        let repeat = matches!(was, Some(Some(_)));
+        tx.prepare_cached(
+            "UPDATE notifications SET in_flight_since = ?2, repeats = repeats + ?3 WHERE id = ?1",
+        )?
+        .execute(params![id, ts(at), i64::from(repeat)])?;
+        tx.commit()?;
+        Ok(repeat)
     }
 
     fn set_agent_status(
@@ -1496,6 +1579,58 @@ mod tests {
             SqliteStore::open(&path),
             Err(StoreError::SchemaTooNew { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn an_attempt_cut_off_is_known_at_the_next_one() {
+        let (_d, s) = store();
+        let now = Utc::now();
+        let mut incident = 0;
+        s.process(None, &mut |tx| {
+            incident = tx.open(&new_incident(), now)?;
+            let outbox = tx.outbox().unwrap();
+            outbox.enqueue(&NewNotification {
+                key: "k1".into(),
+                about: About::Incident,
+                about_id: incident,
+                customer: None,
+                transition: "opened-1".into(),
+                audience: "ssc".into(),
+                channel: "q".into(),
+                recipient: "ssc".into(),
+                language: "nb".into(),
+                detail: None,
+                due_at: now,
+                created_at: now,
+            })?;
+            Ok(())
+        })
+        .unwrap();
+        let id = s.due_notifications(now, 10).unwrap()[0].id;
+        // An attempt that records its outcome: the next one is no repeat.
+        assert!(!s.mark_in_flight(id, now).unwrap());
+        s.record_delivery(
+            id,
+            now,
+            &Delivery::Retry {
+                error: "timeout".into(),
+                next: now,
+            },
+        )
+        .unwrap();
+        assert!(!s.mark_in_flight(id, now).unwrap());
+        // That one was cut off (a crash): the next attempt is a repeat.
+        assert!(s.mark_in_flight(id, now).unwrap());
+        s.record_delivery(id, now, &Delivery::Delivered).unwrap();
+        let repeats: i64 = s
+            .reader()
+            .query_row(
+                "SELECT repeats FROM notifications WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(repeats, 1);
     }
 
     #[test]

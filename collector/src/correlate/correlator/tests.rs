@@ -28,6 +28,12 @@ struct FakeIncident {
 }
 
 impl IncidentTx for Fake {
+    fn device_owner(&mut self, _device: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+    fn pin_owner(&mut self, _d: &str, _a: &str, _at: DateTime<Utc>) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn insert_event(
         &mut self,
         _e: &Event,
