@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod browser;
 pub mod exporter;
+pub mod load;
 pub mod netconf;
 pub mod netns;
 pub mod rig;
