@@ -477,7 +477,10 @@ pub fn parse_store_url(url: &str, base_dir: &Path) -> Result<StoreUrl, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Err("PostgreSQL is not supported by this build yet; use sqlite://PATH".into());
     }
-    Err(format!("`{url}` is not a store url"))
+    Err(format!(
+        "`{}` is not a store url",
+        cnaas_shared::config::redact_url(url)
+    ))
 }
 
 fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {

@@ -53,7 +53,7 @@ pub enum MqttConfigError {
     /// The URL is not `mqtt://host[:port]` or `mqtts://host[:port]`.
     #[error("invalid MQTT url `{url}`: {reason}")]
     Url {
-        /// The URL as written.
+        /// The URL as written, redacted (no user-info, no query).
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -79,7 +79,7 @@ impl BrokerUrl {
     /// Parses `mqtt://host[:port]` or `mqtts://host[:port]`.
     pub fn parse(url: &str) -> Result<BrokerUrl, MqttConfigError> {
         let bad = |reason: &str| MqttConfigError::Url {
-            url: url.to_owned(),
+            url: crate::config::redact_url(url),
             reason: reason.to_owned(),
         };
         let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {

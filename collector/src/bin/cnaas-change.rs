@@ -183,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let resp = req
         .send()
         .await
-        .with_context(|| format!("no answer from {url}"))?;
+        .with_context(|| format!("no answer from {}", cnaas_shared::config::redact_url(&url)))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));

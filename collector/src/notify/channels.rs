@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cnaas_shared::config::redact_urls_in;
 use lettre::message::Mailbox;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
@@ -240,12 +241,27 @@ impl Channels {
             .copied()
             .unwrap_or(Duration::from_secs(10))
             + Duration::from_secs(1);
-        tokio::time::timeout(limit, send).await.unwrap_or_else(|_| {
-            Err(ChannelError::Transient(format!(
-                "no answer within {} ms",
-                limit.as_millis()
-            )))
-        })
+        tokio::time::timeout(limit, send)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ChannelError::Transient(format!(
+                    "no answer within {} ms",
+                    limit.as_millis()
+                )))
+            })
+            // An error text goes to the store (`last_error`, shown in the API and the
+            // dashboard), the log and SSC's channels: no URL in it keeps a key or password.
+            .map_err(ChannelError::redacted)
+    }
+}
+
+impl ChannelError {
+    /// The same error with every URL in its text redacted.
+    pub fn redacted(self) -> ChannelError {
+        match self {
+            ChannelError::Transient(t) => ChannelError::Transient(redact_urls_in(&t)),
+            ChannelError::Permanent(t) => ChannelError::Permanent(redact_urls_in(&t)),
+        }
     }
 }
 
@@ -456,6 +472,21 @@ mod tests {
             payload: None,
             delayed: false,
         }
+    }
+
+    #[test]
+    fn error_texts_keep_no_secret_of_a_url() {
+        let e = ChannelError::Transient(
+            "error sending request for url (https://sms.example/send?apikey=s3cr3t): connection refused".into(),
+        )
+        .redacted();
+        assert_eq!(
+            e.to_string(),
+            "error sending request for url (https://sms.example/send?***): connection refused"
+        );
+        let e =
+            ChannelError::Permanent("POST https://user:pw@hook.example/x failed".into()).redacted();
+        assert!(!e.to_string().contains("pw@"), "{e}");
     }
 
     #[test]

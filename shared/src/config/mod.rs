@@ -7,4 +7,4 @@ mod secret;
 
 pub use diag::{ConfigSource, Diagnostic, Diagnostics, Loaded, PathSeg, Severity};
 pub use duration::{DURATION_HINT, HumanDuration};
-pub use secret::{Secret, SecretError, SecretSource};
+pub use secret::{Secret, SecretError, SecretSource, redact_url, redact_urls_in};

@@ -98,10 +98,68 @@ pub fn read_file(path: &Path) -> Result<Secret, SecretError> {
     Ok(Secret(value.to_owned()))
 }
 
+/// A URL as it may be shown (logs, errors, API fields, notifications): user-info and the
+/// query string (where API keys hide) replaced by `***`, the fragment dropped.
+/// `https://u:pw@gw.example/sms?key=abc#x` becomes `https://***@gw.example/sms?***`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let rest = rest.split('#').next().unwrap_or("");
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, _)) => (b, "?***"),
+        None => (rest, ""),
+    };
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let (authority, path) = before_query.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    format!("{scheme}{authority}{path}{query}")
+}
+
+/// `text` with every URL in it (`scheme://...` up to white space or a quote) redacted by
+/// [`redact_url`] (a closing parenthesis ends it): for error texts made by libraries that may quote the URL they failed on.
+pub fn redact_urls_in(text: &str) -> String {
+    static URL: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let Some(re) = URL
+        .get_or_init(|| regex::Regex::new(r#"[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>`()]+"#).ok())
+        .as_ref()
+    else {
+        return text.to_owned();
+    };
+    re.replace_all(text, |c: &regex::Captures<'_>| redact_url(&c[0]))
+        .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials_and_query() {
+        assert_eq!(
+            super::redact_url("https://u:pw@gw.example:8443/sms?key=abc&x=1#frag"),
+            "https://***@gw.example:8443/sms?***"
+        );
+        assert_eq!(
+            super::redact_url("http://gw.example/sms"),
+            "http://gw.example/sms"
+        );
+        assert_eq!(
+            super::redact_url("postgres://cnaas:secret@db/cnaas"),
+            "postgres://***@db/cnaas"
+        );
+        assert_eq!(
+            super::redact_urls_in(
+                "error sending request for url (https://gw.example/x?token=s3cr3t): timed out"
+            ),
+            "error sending request for url (https://gw.example/x?***): timed out"
+        );
+    }
 
     #[test]
     fn never_printed() {
