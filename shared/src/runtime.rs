@@ -31,6 +31,7 @@ pub fn init_tracing(json: bool, default_filter: &str) {
 /// A token cancelled on SIGTERM or SIGINT (Ctrl-C). A second signal is left to the default
 /// handler's absence: the process keeps draining, bounded by each task's own time limit.
 pub fn shutdown_on_signals() -> CancellationToken {
+    survive_file_size_limit();
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
@@ -40,6 +41,37 @@ pub fn shutdown_on_signals() -> CancellationToken {
     });
     token
 }
+
+/// A file-size limit (`ulimit -f`, `LimitFSIZE=`) would kill the process by SIGXFSZ without a
+/// word. With a handler installed the write fails with EFBIG instead, which the spool and the
+/// store handle as any write error (logged, retried, the data kept in memory meanwhile); each
+/// signal is logged (at most once a second).
+#[cfg(unix)]
+fn survive_file_size_limit() {
+    use tokio::signal::unix::{SignalKind, signal};
+    // SIGXFSZ is 25 on every Linux architecture this runs on.
+    match signal(SignalKind::from_raw(25)) {
+        Ok(mut s) => {
+            tokio::spawn(async move {
+                static LOG: LogLimiter = LogLimiter::new();
+                while s.recv().await.is_some() {
+                    if let Some(suppressed) = LOG.allow() {
+                        tracing::error!(
+                            suppressed,
+                            "A file reached the process's file-size limit (SIGXFSZ): its writes fail and are retried; data is kept in memory meanwhile. Raise LimitFSIZE or free the file."
+                        );
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot handle SIGXFSZ; a file-size limit would stop the process.")
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn survive_file_size_limit() {}
 
 #[cfg(unix)]
 async fn wait_for_signal() {

@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use cnaas_shared::{Event, EventKind, Source};
 use cnaas_tests::{
-    Mosquitto, Process, find_program, free_port, http_get, http_json, open_tempdir, start_binary,
-    wait_until,
+    Mosquitto, Process, binary, find_program, free_port, http_get, http_json, open_tempdir,
+    start_binary, wait_until,
 };
 
 const PASSWORD: &str = "ingest-secret-4711";
@@ -43,6 +43,16 @@ fn broker(publishers: &[&str]) -> Result<Mosquitto> {
 }
 
 fn collector(dir: &Path, mqtt: &Mosquitto, inventory: &str) -> Result<Collector> {
+    collector_limited(dir, mqtt, inventory, None)
+}
+
+/// The collector, under a file-size limit of `fsize` bytes when given (`prlimit`).
+fn collector_limited(
+    dir: &Path,
+    mqtt: &Mosquitto,
+    inventory: &str,
+    fsize: Option<u64>,
+) -> Result<Collector> {
     std::fs::write(dir.join("collector.pass"), format!("{PASSWORD}\n"))?;
     let api_port = free_port();
     let config = dir.join("collector.toml");
@@ -68,7 +78,20 @@ group_window = "10s"
             mqtt.port
         ),
     )?;
-    let process = start_binary("cnaas-collector", &config, &dir.join("collector.log"))?;
+    let log = dir.join("collector.log");
+    let process = match fsize {
+        None => start_binary("cnaas-collector", &config, &log)?,
+        Some(bytes) => {
+            let mut cmd = Command::new(find_program("prlimit")?);
+            cmd.arg(format!("--fsize={bytes}:unlimited"))
+                .arg("--")
+                .arg(binary("cnaas-collector")?)
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "info");
+            Process::spawn("cnaas-collector", cmd, &log)?
+        }
+    };
     let api = format!("http://127.0.0.1:{api_port}");
     wait_until("the collector to connect", Duration::from_secs(20), || {
         let v = http_json(&format!("{api}/healthz")).ok()?;
@@ -463,5 +486,71 @@ fn an_agent_cannot_speak_for_another_sites_device() -> Result<()> {
     .with_context(|| c.process.log())?;
     let text = std::fs::read_to_string(dir.path().join("customer.jsonl"))?;
     assert!(!text.contains("evil"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn a_file_size_limit_pauses_storing_loudly_and_loses_nothing() -> Result<()> {
+    let dir = open_tempdir()?;
+    let mqtt = broker(&["site-a"])?;
+    // 1 MiB: room for the schema and a few thousand events, not for 20,000.
+    let c = collector_limited(dir.path(), &mqtt, "", Some(1 << 20))?;
+    let file = dir.path().join("events.lines");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
+    for i in 0..20_000u32 {
+        let kind = if i % 2 == 0 {
+            EventKind::LinkDown
+        } else {
+            EventKind::LinkUp
+        };
+        f.write_all(&event("site-a", "sw1", kind, Some(i % 48 + 1)))?;
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    drop(f);
+    publish(
+        &mqtt,
+        "site-a",
+        "cnaas/v1/events/site-a/sw1",
+        false,
+        &file,
+        true,
+    )?
+    .wait()?;
+    // The limit is reached: storing fails, loudly, and the process lives.
+    wait_until("the store to fail visibly", Duration::from_secs(60), || {
+        let (_, body) = http_get(&format!("{}/healthz", c.api)).ok()?;
+        let h: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (h["store_failing"] == true).then_some(())
+    })
+    .with_context(|| c.process.log())?;
+    let (status, _) = http_get(&format!("{}/healthz", c.api))?;
+    assert_eq!(status, 503);
+    let log = c.process.log();
+    assert!(log.contains("SIGXFSZ"), "{log}");
+    let stored = metric(&c.api, "cnaas_collector_events_stored_total");
+    assert!(stored < 20_000.0, "{stored}");
+    // Room again (the operator raised the limit): everything is stored, once.
+    let pid = c.process.pid().context("collector pid")?;
+    let ok = Command::new(find_program("prlimit")?)
+        .args(["--pid", &pid.to_string(), "--fsize=unlimited"])
+        .status()?;
+    assert!(ok.success());
+    wait_until("all 20,000 stored", Duration::from_secs(120), || {
+        (metric(&c.api, "cnaas_collector_events_stored_total") >= 20_000.0).then_some(())
+    })
+    .with_context(|| {
+        format!(
+            "stored {}; {}",
+            metric(&c.api, "cnaas_collector_events_stored_total"),
+            c.process.log()
+        )
+    })?;
+    assert_eq!(
+        metric(&c.api, "cnaas_collector_events_stored_total"),
+        20_000.0
+    );
+    let h = http_json(&format!("{}/healthz", c.api))?;
+    assert_eq!(h["store_failing"], false, "{h}");
     Ok(())
 }
