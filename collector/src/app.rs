@@ -18,15 +18,22 @@ use crate::metrics::CollectorMetrics;
 use crate::notify::Routing;
 use crate::notify::channels::Channels;
 use crate::notify::dispatch::{Dispatcher, RetryPolicy};
-use crate::store::{SqliteStore, Store};
+use crate::store::{OnDamage, SqliteStore, Store};
 use crate::{api, engine, ingest, web};
 
 /// Runs until `token` is cancelled, then drains and returns.
 pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = match &cfg.store {
         StoreUrl::Sqlite(path) => Arc::new(
-            SqliteStore::open(path)
-                .with_context(|| format!("cannot open the store {}", path.display()))?,
+            SqliteStore::open_with(
+                path,
+                if cnaas_shared::cli::reinitialise() {
+                    OnDamage::MoveAside
+                } else {
+                    OnDamage::Refuse
+                },
+            )
+            .with_context(|| format!("cannot open the store {}", path.display()))?,
         ),
     };
     let mut registry = Registry::default();

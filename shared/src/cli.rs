@@ -21,6 +21,11 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Collector: move an empty or damaged database aside (kept as `<file>.damaged-<time>`)
+    /// and begin an empty one, instead of refusing to start. (The agent salvages a damaged
+    /// spool by itself.)
+    #[arg(long)]
+    reinitialise: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -32,6 +37,13 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+}
+
+static REINITIALISE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the command line asked to begin anew on a damaged state file (`--reinitialise`).
+pub fn reinitialise() -> bool {
+    REINITIALISE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// How a binary loads its config.
@@ -65,6 +77,7 @@ where
         eprintln!("{name}: give --config FILE (or `check-config FILE`)");
         return ExitCode::from(2);
     };
+    REINITIALISE.store(cli.reinitialise, std::sync::atomic::Ordering::Relaxed);
     runtime::init_tracing(cli.log_json, "info");
     let cfg = match load(&path) {
         Ok((cfg, warnings)) => {

@@ -554,3 +554,60 @@ fn a_file_size_limit_pauses_storing_loudly_and_loses_nothing() -> Result<()> {
     assert_eq!(h["store_failing"], false, "{h}");
     Ok(())
 }
+
+#[test]
+fn an_empty_database_is_refused_clearly_and_begun_anew_only_when_told() -> Result<()> {
+    let dir = open_tempdir()?;
+    let mqtt = broker(&[])?;
+    // A first start creates the database; stop it.
+    let c = collector(dir.path(), &mqtt, "")?;
+    drop(c);
+    // The file truncated to nothing (a full disk, a bad restore).
+    let db = dir.path().join("collector.db");
+    std::fs::write(&db, b"")?;
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("collector.db{suffix}")));
+    }
+    let out = Command::new(binary("cnaas-collector")?)
+        .arg("--config")
+        .arg(dir.path().join("collector.toml"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is damaged: the file is empty (0 bytes)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--reinitialise"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&db)?.len(),
+        0,
+        "the file is left as it was"
+    );
+    // Told to begin anew: it starts, and the old file is kept aside.
+    let mut cmd = Command::new(binary("cnaas-collector")?);
+    cmd.arg("--config")
+        .arg(dir.path().join("collector.toml"))
+        .arg("--reinitialise")
+        .env("RUST_LOG", "info");
+    let p = Process::spawn("cnaas-collector", cmd, &dir.path().join("again.log"))?;
+    wait_until(
+        "the collector on a new database",
+        Duration::from_secs(20),
+        || {
+            let text = std::fs::read_to_string(dir.path().join("again.log")).ok()?;
+            text.contains("Collector started.").then_some(())
+        },
+    )
+    .with_context(|| p.log())?;
+    assert!(p.log().contains("moved aside"), "{}", p.log());
+    let kept = std::fs::read_dir(dir.path())?
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("collector.db.damaged-")
+        });
+    assert!(kept);
+    Ok(())
+}

@@ -7,7 +7,7 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{OnDamage, SqliteStore};
 
 use chrono::{DateTime, Utc};
 use cnaas_shared::Event;
@@ -36,6 +36,16 @@ pub enum StoreError {
         found: i64,
         /// Newest version this build knows.
         supported: i64,
+    },
+    /// The database file is empty or damaged; nothing was changed.
+    #[error(
+        "the database {path} is damaged: {problem}. Restore it from a backup, or start with --reinitialise to move it aside (kept as {path}.damaged-<time>) and begin an empty one"
+    )]
+    Damaged {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the check found.
+        problem: String,
     },
     /// A stored row could not be read back.
     #[error("corrupt row in {table}: {reason}")]

@@ -245,9 +245,100 @@ pub struct SqliteStore {
     reader: Mutex<Connection>,
 }
 
+/// What opening does with a database file that is empty or fails its integrity check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDamage {
+    /// Refuse to open it ([`StoreError::Damaged`]): nobody runs on a store that lost data
+    /// without knowing.
+    Refuse,
+    /// Move it aside (with its WAL) as `<file>.damaged-<time>` and begin an empty one.
+    MoveAside,
+}
+
+/// Why the file at `path` cannot be trusted (None: missing, so new, or sound). An existing
+/// empty file is a truncation (SQLite writes its header at creation); the rest is SQLite's
+/// `quick_check` (every page and index entry readable and consistent).
+pub fn check_file(path: &Path) -> Result<Option<String>, StoreError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StoreError::Create {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    if meta.len() == 0 {
+        return Ok(Some(
+            "the file is empty (0 bytes): truncated, or never written".into(),
+        ));
+    }
+    let started = std::time::Instant::now();
+    let found = Connection::open(path).and_then(|c| {
+        let mut stmt = c.prepare("PRAGMA quick_check(10)")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect::<Result<Vec<String>, _>>()
+    });
+    tracing::info!(path = %path.display(), ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "Store integrity checked.");
+    Ok(match found {
+        Ok(rows) if rows == ["ok"] => None,
+        Ok(rows) => Some(rows.join("; ")),
+        Err(e) => Some(e.to_string()),
+    })
+}
+
+/// Moves a damaged database and its WAL and shared-memory files aside.
+fn move_aside(path: &Path) -> Result<std::path::PathBuf, StoreError> {
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut kept = path.as_os_str().to_owned();
+    kept.push(format!(".damaged-{stamp}"));
+    let kept = std::path::PathBuf::from(kept);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut from = path.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = kept.as_os_str().to_owned();
+        to.push(suffix);
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Create {
+                    path: from.into(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(kept)
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if missing) the database file and brings its schema up to date; an
+    /// empty or damaged file is refused.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, OnDamage::Refuse)
+    }
+
+    /// Opens the database file, checking it first; `on_damage` says what to do with one
+    /// that is empty or fails the check.
+    pub fn open_with(path: &Path, on_damage: OnDamage) -> Result<SqliteStore, StoreError> {
+        if let Some(problem) = check_file(path)? {
+            match on_damage {
+                OnDamage::Refuse => {
+                    return Err(StoreError::Damaged {
+                        path: path.to_owned(),
+                        problem,
+                    });
+                }
+                OnDamage::MoveAside => {
+                    let kept = move_aside(path)?;
+                    tracing::error!(path = %path.display(), kept = %kept.display(), problem = %problem, "The store was damaged: moved aside, beginning an empty one (incidents, events and the outbox of the old one are not in it).");
+                }
+            }
+        } else if !path.exists() {
+            tracing::info!(path = %path.display(), "No store yet: creating it.");
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Create {
                 path: dir.to_owned(),
@@ -1565,6 +1656,50 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, i64::try_from(MIGRATIONS.len()).unwrap());
+    }
+
+    #[test]
+    fn an_empty_or_damaged_file_is_refused_unless_told_to_begin_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        std::fs::write(&path, b"").unwrap();
+        let err = SqliteStore::open(&path).err().unwrap();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("empty (0 bytes)"), "{err}");
+        // Damaged pages: a sound file with its second half overwritten.
+        std::fs::remove_file(&path).unwrap();
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            for i in 0..2000 {
+                let mut e = port_event(EventKind::LinkDown);
+                e.if_index = Some(i);
+                s.process(Some((&e, None, Utc::now())), &mut |_| Ok(()))
+                    .unwrap();
+            }
+            s.writer()
+                .pragma_update(None, "wal_checkpoint", "TRUNCATE")
+                .unwrap();
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        let half = bytes.len() / 2;
+        for b in &mut bytes[half..half + 8192] {
+            *b = 0x5a;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let err = SqliteStore::open(&path).err().unwrap();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+        // Told to: the damaged file is kept aside, an empty store begins.
+        let s = SqliteStore::open_with(&path, OnDamage::MoveAside).unwrap();
+        assert_eq!(s.count_open().unwrap(), 0);
+        let kept: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("c.db.damaged-"))
+            .collect();
+        assert_eq!(kept.len(), 1);
+        drop(s);
+        // A sound file opens as before.
+        assert!(SqliteStore::open(&path).is_ok());
     }
 
     #[test]
