@@ -44,6 +44,26 @@ fn keep_sockets(devices: usize) -> bool {
     keep
 }
 
+/// Says what the spool's start-up check found: a damaged file or a lost WAL is an error in
+/// the log and `cnaas_agent_spool_lost_at_start` (alerted on), never silence.
+fn report_spool(r: &crate::spool::StartReport, metrics: &AgentMetrics) {
+    let Some(problem) = &r.damaged else {
+        return;
+    };
+    // -1: some were lost, how many could not be counted.
+    metrics.spool_lost_at_start.set(if r.lost_uncounted {
+        -1
+    } else {
+        i64::try_from(r.lost).unwrap_or(i64::MAX)
+    });
+    let kept = r.kept.as_ref().map(|p| p.display().to_string());
+    if r.lost_uncounted {
+        tracing::error!(problem = %problem, salvaged = r.salvaged, kept = ?kept, "The spool was damaged: the events that could be read are carried over; an unknown number could not be read and are lost unless they were published before.");
+    } else {
+        tracing::error!(problem = %problem, salvaged = r.salvaged, lost = r.lost, kept = ?kept, "The spool was damaged: the events that could be read are carried over; up to `lost` events could not be given back and were never published.");
+    }
+}
+
 /// Runs until `token` is cancelled, then drains and returns.
 pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<()> {
     let mut registry = Registry::default();
@@ -58,6 +78,7 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
         Spool::open(&cfg.spool_dir, cfg.spool_max_bytes)
             .with_context(|| format!("cannot open the spool in {}", cfg.spool_dir.display()))?,
     );
+    report_spool(spool.start_report(), &metrics);
     let (publisher, connection, publish_task) =
         publish::spawn(&cfg, metrics.clone(), spool).context("cannot set up the MQTT publisher")?;
 

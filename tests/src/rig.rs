@@ -166,7 +166,11 @@ impl Rig {
         };
         let dir = open_tempdir()?;
         for (name, text) in &opts.files {
-            std::fs::write(dir.path().join(name), text)?;
+            let path = dir.path().join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, text)?;
         }
         let tokens_line = if opts.api_tokens {
             let mut file = String::new();

@@ -243,3 +243,36 @@ fn a_dead_agent_is_announced_by_its_last_will() -> Result<()> {
     assert!(offline.contains("connection lost"), "{offline}");
     Ok(())
 }
+
+#[test]
+fn a_damaged_spool_is_reported_at_start_and_the_agent_goes_on() -> Result<()> {
+    // The spool file overwritten by something else (a bad restore, a disk error).
+    let rig = Rig::start(&RigOptions {
+        files: vec![(
+            "spool/spool.db".into(),
+            "this is not an SQLite file\n".repeat(200),
+        )],
+        ..options()
+    })?;
+    let logs = rig.logs();
+    assert!(logs.contains("The spool was damaged"), "{logs}");
+    assert_eq!(
+        rig.agent_metric("cnaas_agent_spool_lost_at_start"),
+        Some(-1.0)
+    );
+    let kept = std::fs::read_dir(rig.dir().join("spool"))?
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("spool.db.damaged-")
+        });
+    assert!(kept, "the damaged file is kept for a post-mortem");
+    // The agent spools and publishes as before.
+    rig.set_oper(49, 2)?;
+    wait_until("the link_down stored", Duration::from_secs(20), || {
+        (rig.port_events("link_down", 49) >= 1).then_some(())
+    })
+    .with_context(|| rig.logs())?;
+    Ok(())
+}

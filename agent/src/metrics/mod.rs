@@ -71,6 +71,9 @@ pub struct AgentMetrics {
     pub spool_bytes: Gauge,
     /// Events dropped from a full spool (oldest first).
     pub spool_dropped: Counter,
+    /// Events the spool had taken and no longer held at this start (a damaged file, a
+    /// truncated or deleted WAL): at most this many were never published.
+    pub spool_lost_at_start: Gauge,
     /// Trap datagrams, by what became of them.
     pub traps: Family<crate::traps::ResultLabel, Counter>,
 }
@@ -130,6 +133,7 @@ impl AgentMetrics {
             spool_depth: Gauge::default(),
             spool_bytes: Gauge::default(),
             spool_dropped: Counter::default(),
+            spool_lost_at_start: Gauge::default(),
             traps: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("cnaas_agent");
@@ -207,6 +211,11 @@ impl AgentMetrics {
             "spool_dropped",
             "Events dropped from a full spool, oldest first",
             m.spool_dropped.clone(),
+        );
+        r.register(
+            "spool_lost_at_start",
+            "Events the spool had taken and could not give back at this start (damaged file, lost WAL): at most this many were never published; -1: uncounted",
+            m.spool_lost_at_start.clone(),
         );
         r.register(
             "traps",

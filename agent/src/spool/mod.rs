@@ -47,30 +47,158 @@ pub struct Appended {
     pub dropped: u64,
 }
 
+/// What the start-up check of the spool found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartReport {
+    /// The file failed its check (empty, unreadable pages): what was wrong.
+    pub damaged: Option<String>,
+    /// Events read back from a damaged file into the new one.
+    pub salvaged: u64,
+    /// Events known to be lost: unreadable rows of a damaged file, or rows the file had taken
+    /// but no longer holds (its WAL truncated or deleted). Only those not yet published are
+    /// really lost; the agent cannot tell which.
+    pub lost: u64,
+    /// The loss could not be counted (the damaged table could not be counted).
+    pub lost_uncounted: bool,
+    /// Where the damaged file was kept.
+    pub kept: Option<PathBuf>,
+}
+
 struct Inner {
     conn: Connection,
     count: u64,
     bytes: u64,
     /// The next row's sequence number.
     next_seq: i64,
+    /// Events ever appended (also kept in the file's `meta` table).
+    appended: i64,
 }
 
 /// The spool. Cheap operations behind one lock; callers may use it from async code.
 pub struct Spool {
     inner: Mutex<Inner>,
     max_bytes: u64,
+    /// Where the number of events ever appended is noted, outside the database: a spool
+    /// that counts fewer than that lost its WAL (or was deleted).
+    mark: PathBuf,
+    report: StartReport,
 }
 
 const FILE: &str = "spool.db";
+const MARK: &str = "spool.mark";
+
+/// Why the spool file cannot be trusted (None: missing or sound).
+fn check_file(path: &Path) -> Option<String> {
+    let len = std::fs::metadata(path).ok()?.len();
+    if len == 0 {
+        return Some("the file is empty (0 bytes)".into());
+    }
+    let found = Connection::open(path).and_then(|c| {
+        let mut stmt = c.prepare("PRAGMA quick_check(10)")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect::<Result<Vec<String>, _>>()
+    });
+    match found {
+        Ok(rows) if rows == ["ok"] => None,
+        Ok(rows) => Some(rows.join("; ")),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// Moves the damaged spool file (with its WAL) aside; returns where it went.
+fn move_aside(path: &Path) -> Result<PathBuf, SpoolError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut kept = path.as_os_str().to_owned();
+    kept.push(format!(".damaged-{stamp}"));
+    let kept = PathBuf::from(kept);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut from = path.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = kept.as_os_str().to_owned();
+        to.push(suffix);
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(SpoolError::Create {
+                    path: PathBuf::from(from),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(kept)
+}
+
+/// Reads what can be read of a damaged spool, in order: rows, and whether reading stopped
+/// at an error. Bounded by the spool's own size limit.
+fn salvage(path: &Path) -> (Vec<(i64, String, Vec<u8>)>, Option<u64>, Option<String>) {
+    let Ok(conn) = Connection::open(path) else {
+        return (Vec::new(), None, Some("cannot open it".into()));
+    };
+    let counted: Option<u64> = conn
+        .query_row("SELECT COUNT(*) FROM spool", [], |r| r.get::<_, i64>(0))
+        .ok()
+        .and_then(|n| u64::try_from(n).ok());
+    let mut rows = Vec::new();
+    let mut error = None;
+    let mut last = i64::MIN;
+    // Row by row, so one bad page costs the rows on it, not the rest.
+    loop {
+        let next = conn.query_row(
+            "SELECT seq, topic, payload FROM spool WHERE seq > ?1 ORDER BY seq LIMIT 1",
+            [last],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            },
+        );
+        match next.optional() {
+            Ok(Some(row)) => {
+                last = row.0;
+                rows.push(row);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    (rows, counted, error)
+}
 
 impl Spool {
-    /// Opens (creating if needed) the spool in `dir`, bounded to `max_bytes` of payload.
+    /// Opens (creating if needed) the spool in `dir`, bounded to `max_bytes` of payload. A
+    /// damaged file is moved aside and what can be read of it is carried over; a file that
+    /// holds less than it had taken (its WAL lost) is reported. See [`Spool::start_report`].
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
         std::fs::create_dir_all(dir).map_err(|source| SpoolError::Create {
             path: dir.to_owned(),
             source,
         })?;
-        let conn = Connection::open(dir.join(FILE))?;
+        let path = dir.join(FILE);
+        let mut report = StartReport::default();
+        let mut carried = Vec::new();
+        if let Some(problem) = check_file(&path) {
+            let kept = move_aside(&path)?;
+            let (rows, counted, error) = salvage(&kept);
+            report.salvaged = rows.len() as u64;
+            match counted {
+                Some(n) => report.lost = n.saturating_sub(report.salvaged),
+                None => report.lost_uncounted = error.is_some(),
+            }
+            report.damaged = Some(match error {
+                Some(e) => format!("{problem} (reading stopped at: {e})"),
+                None => problem,
+            });
+            report.kept = Some(kept);
+            carried = rows;
+        }
+        let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL in WAL mode survives a process crash (kill -9); only power loss can lose the
         // last transactions.
@@ -80,7 +208,8 @@ impl Spool {
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
                 topic TEXT NOT NULL,
                 payload BLOB NOT NULL
-            )",
+            );
+            CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);",
         )?;
         let (count, bytes): (i64, i64) = conn.query_row(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM spool",
@@ -99,15 +228,102 @@ impl Spool {
             .optional()?
             .unwrap_or(0);
         let clock = chrono::Utc::now().timestamp_micros();
-        Ok(Spool {
+        // The highest number appended before, as noted outside the file.
+        let mark = dir.join(MARK);
+        // `<appended> <held>`: events ever appended, and held, when last noted.
+        let marked: Option<(i64, i64)> = std::fs::read_to_string(&mark).ok().and_then(|t| {
+            let mut it = t.split_whitespace().map(str::parse::<i64>);
+            Some((it.next()?.ok()?, it.next()?.ok()?))
+        });
+        // How many events the file has ever taken, counted in the file and in the mark.
+        let appended: i64 = conn
+            .query_row("SELECT v FROM meta WHERE k = 'appended'", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let mut appended = appended;
+        if report.damaged.is_none()
+            && let Some((m, held)) = marked
+            && m > appended
+        {
+            // The mark says more were committed than the file counts: its WAL (or the whole
+            // file) was truncated or deleted. Of those, at most the ones held at the last note
+            // were still unpublished.
+            report.lost = u64::try_from((m - appended).min(held)).unwrap_or(0);
+            report.damaged = Some(if appended == 0 {
+                "the spool file was deleted or replaced".to_owned()
+            } else {
+                "the spool's WAL was truncated or deleted: it holds fewer events than it took"
+                    .to_owned()
+            });
+        }
+        if let Some((m, _)) = marked
+            && m > appended
+        {
+            // Count on from the mark, so the next start's check holds.
+            conn.execute(
+                "INSERT INTO meta (k, v) VALUES ('appended', ?1) ON CONFLICT(k) DO UPDATE SET v = ?1",
+                [m],
+            )?;
+            appended = m;
+        }
+        let highest = carried.last().map_or(used, |r| r.0.max(used));
+        let spool = Spool {
             inner: Mutex::new(Inner {
                 conn,
                 count: u64::try_from(count).unwrap_or(0),
                 bytes: u64::try_from(bytes).unwrap_or(0),
-                next_seq: used.max(clock).saturating_add(1),
+                next_seq: highest.max(clock).saturating_add(1),
+                appended,
             }),
             max_bytes: max_bytes.max(1),
-        })
+            mark,
+            report,
+        };
+        if !carried.is_empty() {
+            spool.carry_over(&carried)?;
+        }
+        // The mark from now on describes this file.
+        let (appended, held) = {
+            let inner = spool.lock();
+            (inner.appended, inner.count)
+        };
+        spool.note_mark(appended, held);
+        Ok(spool)
+    }
+
+    /// What the start-up check found (nothing wrong: the default).
+    pub fn start_report(&self) -> &StartReport {
+        &self.report
+    }
+
+    /// Puts salvaged rows into the new file under their old numbers (their events carry them).
+    fn carry_over(&self, rows: &[(i64, String, Vec<u8>)]) -> Result<(), SpoolError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let tx = inner.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO spool (seq, topic, payload) VALUES (?1, ?2, ?3)",
+            )?;
+            for (seq, topic, payload) in rows {
+                stmt.execute(params![seq, topic, payload])?;
+                inner.count += 1;
+                inner.bytes += payload.len() as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Notes how many events were ever appended and are held, outside the database (written aside and
+    /// renamed, so it is whole or absent). A failure only weakens the next start's check.
+    fn note_mark(&self, appended: i64, held: u64) {
+        let tmp = self.mark.with_extension("mark.tmp");
+        let written = std::fs::write(&tmp, format!("{appended} {held}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &self.mark));
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "Cannot note the spool's mark.");
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -146,6 +362,11 @@ impl Spool {
                 added += payload.len() as u64;
             }
         }
+        let appended: i64 = tx
+            .prepare_cached(
+                "INSERT INTO meta (k, v) VALUES ('appended', ?1) ON CONFLICT(k) DO UPDATE SET v = v + ?1 RETURNING v",
+            )?
+            .query_row([i64::try_from(n).unwrap_or(i64::MAX)], |r| r.get(0))?;
         let mut count = inner.count + n as u64;
         let mut bytes = inner.bytes + added;
         let mut dropped = 0u64;
@@ -169,6 +390,12 @@ impl Spool {
         tx.commit()?;
         inner.count = count;
         inner.bytes = bytes;
+        inner.appended = appended;
+        let held = inner.count;
+        drop(guard);
+        if n > 0 {
+            self.note_mark(appended, held);
+        }
         Ok(Appended {
             written: n as u64,
             dropped,
@@ -216,6 +443,9 @@ impl Spool {
         tx.commit()?;
         inner.count = count;
         inner.bytes = bytes;
+        let (appended, held) = (inner.appended, inner.count);
+        drop(guard);
+        self.note_mark(appended, held);
         Ok(())
     }
 
@@ -320,6 +550,104 @@ mod tests {
         })
         .unwrap();
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    }
+
+    #[test]
+    fn a_sound_spool_reports_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Spool::open(dir.path(), 1 << 20).unwrap();
+            s.append(&[msg(1), msg(2)]).unwrap();
+            let rows = s.fetch_after(0, 10).unwrap();
+            s.remove(&[rows[0].seq]).unwrap();
+        }
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.start_report(), &StartReport::default());
+        assert_eq!(s.depth().0, 1);
+    }
+
+    #[test]
+    fn a_lost_wal_or_file_is_reported_with_how_much() {
+        let first = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Spool::open(first.path(), 1 << 20).unwrap();
+            s.append(&[msg(1), msg(2)]).unwrap();
+            // Checkpointed: these two are in the main file.
+            s.lock()
+                .conn
+                .pragma_update(None, "wal_checkpoint", "TRUNCATE")
+                .unwrap();
+            s.append(&[msg(3), msg(4), msg(5)]).unwrap();
+            // The last three are in the WAL only: the main file and the mark without it are
+            // what a crash and a lost WAL leave.
+            for f in ["spool.db", "spool.mark"] {
+                std::fs::copy(first.path().join(f), dir.path().join(f)).unwrap();
+            }
+        }
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let r = s.start_report().clone();
+        assert!(r.damaged.as_deref().unwrap().contains("WAL"), "{r:?}");
+        assert_eq!(r.lost, 3);
+        assert_eq!(s.depth().0, 2);
+        drop(s);
+        // The whole file deleted: the events held at the last note are reported.
+        for f in ["spool.db", "spool.db-wal", "spool.db-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(f));
+        }
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let r = s.start_report();
+        assert!(r.damaged.as_deref().unwrap().contains("deleted"), "{r:?}");
+        assert_eq!(r.lost, 2);
+        drop(s);
+        // And the next start is quiet again.
+        assert_eq!(
+            Spool::open(dir.path(), 1 << 20).unwrap().start_report(),
+            &StartReport::default()
+        );
+    }
+
+    #[test]
+    fn a_damaged_file_is_kept_aside_and_what_can_be_read_carried_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seqs = Vec::new();
+        {
+            let s = Spool::open(dir.path(), 1 << 30).unwrap();
+            for i in 0..400 {
+                s.append(&[(format!("t/{i}"), vec![b'x'; 3000])]).unwrap();
+            }
+            seqs = s
+                .fetch_after(0, 1000)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect();
+            s.lock()
+                .conn
+                .pragma_update(None, "wal_checkpoint", "TRUNCATE")
+                .unwrap();
+        }
+        assert_eq!(seqs.len(), 400);
+        let path = dir.path().join("spool.db");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() * 3 / 4;
+        for b in &mut bytes[at..at + 4096] {
+            *b = 0xa5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let s = Spool::open(dir.path(), 1 << 30).unwrap();
+        let r = s.start_report().clone();
+        assert!(r.damaged.is_some(), "{r:?}");
+        assert!(r.kept.as_ref().unwrap().exists());
+        assert!(r.salvaged > 0 && r.salvaged < 400, "{r:?}");
+        assert!(r.lost > 0 || r.lost_uncounted, "{r:?}");
+        let held = s.fetch_after(0, 1000).unwrap();
+        assert_eq!(held.len() as u64, r.salvaged);
+        // Carried over under their own numbers, in order; new ones come after.
+        assert!(held.iter().all(|e| seqs.contains(&e.seq)));
+        s.append(&[msg(9)]).unwrap();
+        let all = s.fetch_after(0, 1000).unwrap();
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
     }
 
     #[test]
