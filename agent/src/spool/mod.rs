@@ -130,11 +130,25 @@ fn move_aside(path: &Path) -> Result<PathBuf, SpoolError> {
     Ok(kept)
 }
 
-/// Reads what can be read of a damaged spool, in order: rows, and whether reading stopped
-/// at an error. Bounded by the spool's own size limit.
-fn salvage(path: &Path) -> (Vec<(i64, String, Vec<u8>)>, Option<u64>, Option<String>) {
+/// A spool row: sequence number, topic, payload.
+type Row = (i64, String, Vec<u8>);
+
+/// What could be read of a damaged spool: its rows in order, how many it said it held (if it
+/// could be counted), and the error reading stopped at.
+struct Salvaged {
+    rows: Vec<Row>,
+    counted: Option<u64>,
+    error: Option<String>,
+}
+
+/// Reads what can be read of a damaged spool, row by row.
+fn salvage(path: &Path) -> Salvaged {
     let Ok(conn) = Connection::open(path) else {
-        return (Vec::new(), None, Some("cannot open it".into()));
+        return Salvaged {
+            rows: Vec::new(),
+            counted: None,
+            error: Some("cannot open it".into()),
+        };
     };
     let counted: Option<u64> = conn
         .query_row("SELECT COUNT(*) FROM spool", [], |r| r.get::<_, i64>(0))
@@ -168,7 +182,11 @@ fn salvage(path: &Path) -> (Vec<(i64, String, Vec<u8>)>, Option<u64>, Option<Str
             }
         }
     }
-    (rows, counted, error)
+    Salvaged {
+        rows,
+        counted,
+        error,
+    }
 }
 
 impl Spool {
@@ -185,7 +203,11 @@ impl Spool {
         let mut carried = Vec::new();
         if let Some(problem) = check_file(&path) {
             let kept = move_aside(&path)?;
-            let (rows, counted, error) = salvage(&kept);
+            let Salvaged {
+                rows,
+                counted,
+                error,
+            } = salvage(&kept);
             report.salvaged = rows.len() as u64;
             match counted {
                 Some(n) => report.lost = n.saturating_sub(report.salvaged),
@@ -297,7 +319,7 @@ impl Spool {
     }
 
     /// Puts salvaged rows into the new file under their old numbers (their events carry them).
-    fn carry_over(&self, rows: &[(i64, String, Vec<u8>)]) -> Result<(), SpoolError> {
+    fn carry_over(&self, rows: &[Row]) -> Result<(), SpoolError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let tx = inner.conn.transaction()?;
@@ -610,7 +632,7 @@ mod tests {
     #[test]
     fn a_damaged_file_is_kept_aside_and_what_can_be_read_carried_over() {
         let dir = tempfile::tempdir().unwrap();
-        let mut seqs = Vec::new();
+        let seqs: Vec<i64>;
         {
             let s = Spool::open(dir.path(), 1 << 30).unwrap();
             for i in 0..400 {
