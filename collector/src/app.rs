@@ -120,6 +120,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         tokens,
         engine: tx.downgrade(),
         notices,
+        limits: Arc::new(api::limit::Limits::default()),
     };
     let router = api::router(state.clone())
         .merge(web::router(state, http_token.clone()))

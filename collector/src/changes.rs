@@ -68,6 +68,19 @@ pub enum ChangeState {
 }
 
 impl Change {
+    /// The part of the change that concerns customer `own`: its devices, and itself as the
+    /// only customer (a change shared with others does not show them to it).
+    pub fn for_customer(mut self, own: &str, inventory: &Inventory) -> Change {
+        self.devices.retain(|d| {
+            inventory
+                .devices
+                .get(d)
+                .is_some_and(|dev| dev.customer.as_deref() == Some(own))
+        });
+        self.customers.retain(|x| x == own);
+        self
+    }
+
     /// Where the change stands at `now`: `scheduled`, `active` (inside its window), `done`
     /// (the window is over) or `cancelled`. Only scheduled/cancelled is stored; the rest
     /// follows from the clock.
@@ -493,6 +506,47 @@ mod tests {
                 "the day before {want} must be refused"
             );
         }
+    }
+
+    #[test]
+    fn a_shared_change_shows_each_customer_its_part() {
+        let mut inventory = inv();
+        inventory.devices.insert(
+            "c1".into(),
+            InventoryDevice {
+                customer: Some("uni-c".into()),
+                ..Default::default()
+            },
+        );
+        let c = Change {
+            id: 1,
+            title: "Core upgrade".into(),
+            description: String::new(),
+            impact: String::new(),
+            kind: ChangeKind::Planned,
+            state: ChangeState::Scheduled,
+            revision: 1,
+            reason: None,
+            starts_at: at("2027-04-08T18:00:00Z"),
+            ends_at: at("2027-04-08T20:00:00Z"),
+            devices: vec!["a1".into(), "c1".into(), "a2".into()],
+            customers: vec!["uni-b".into(), "uni-c".into()],
+            notice_at: at("2027-03-23T10:00:00Z"),
+            created_by: "ssc".into(),
+        };
+        let b = c.clone().for_customer("uni-b", &inventory);
+        assert_eq!(
+            (b.devices.as_slice(), b.customers.as_slice()),
+            (
+                &["a1".to_owned(), "a2".to_owned()][..],
+                &["uni-b".to_owned()][..]
+            )
+        );
+        let cc = c.for_customer("uni-c", &inventory);
+        assert_eq!(
+            (cc.devices.as_slice(), cc.customers.as_slice()),
+            (&["c1".to_owned()][..], &["uni-c".to_owned()][..])
+        );
     }
 
     #[test]

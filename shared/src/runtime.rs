@@ -275,6 +275,10 @@ impl HttpLimits {
     }
 }
 
+/// The client's address, in every request's extensions (`Option<Extension<PeerAddr>>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// One open connection.
 struct Conn {
     addr: std::net::IpAddr,
@@ -409,8 +413,9 @@ pub async fn serve_with(
         let served = slot.served.clone();
         let router = router.clone();
         let service = hyper_util::service::TowerToHyperService::new(tower::service_fn(
-            move |req: axum::extract::Request<hyper::body::Incoming>| {
+            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
                 served.store(true, std::sync::atomic::Ordering::Relaxed);
+                req.extensions_mut().insert(PeerAddr(from));
                 tower::ServiceExt::oneshot(router.clone(), req)
             },
         ));

@@ -258,9 +258,41 @@ fn forms_are_guarded(base: &str, id: i64) -> Result<()> {
     let r = form(&resolve, "csrf=x", None)?;
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(r.headers()["location"], "/ui/login");
-    let r = form("/ui/login", "token=guess", None)?;
-    assert_eq!(r.status().as_u16(), 401);
+    // The sign-in form pairs its post with a cookie (login CSRF): a post without the pair
+    // is refused, even with a good token.
+    let page = http.get(format!("{base}/ui/login")).send()?;
+    let login_cookie = page.headers()["set-cookie"]
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let html = page.text()?;
+    let nonce = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .context("the sign-in form's token")?
+        .to_owned();
+    assert!(login_cookie.ends_with(&nonce), "{login_cookie} / {nonce}");
     let r = form("/ui/login", &format!("token={}", token("ssc")), None)?;
+    assert_eq!(r.status().as_u16(), 403, "no form token");
+    let r = form(
+        "/ui/login",
+        &format!("token={}&csrf=forged", token("ssc")),
+        Some(&login_cookie),
+    )?;
+    assert_eq!(r.status().as_u16(), 403, "a forged form token");
+    let login = |t: &str| {
+        form(
+            "/ui/login",
+            &format!("token={t}&csrf={nonce}"),
+            Some(&login_cookie),
+        )
+    };
+    let r = login("guess")?;
+    assert_eq!(r.status().as_u16(), 401);
+    let r = login(token("ssc"))?;
     assert_eq!(r.status().as_u16(), 303);
     let cookie = r.headers()["set-cookie"].to_str()?.to_owned();
     assert!(
@@ -281,5 +313,11 @@ fn forms_are_guarded(base: &str, id: i64) -> Result<()> {
         None,
     )?;
     assert_eq!(detail["state"], "acknowledged", "nothing was resolved");
+    // Guessing is throttled: after five wrong tokens (one above), even a good one waits.
+    for _ in 0..4 {
+        assert_eq!(login("guess")?.status().as_u16(), 401);
+    }
+    assert_eq!(login("guess")?.status().as_u16(), 429);
+    assert_eq!(login(token("ssc"))?.status().as_u16(), 429);
     Ok(())
 }

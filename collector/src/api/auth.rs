@@ -163,6 +163,14 @@ impl Tokens {
     pub fn check(&self, token: &str) -> Option<&Principal> {
         self.by_hash.get(&hex_sha256(token))
     }
+
+    /// The role of the token named `name` (an actor in an incident's history).
+    pub fn role_of(&self, name: &str) -> Option<&Role> {
+        self.by_hash
+            .values()
+            .find(|p| p.name == name)
+            .map(|p| &p.role)
+    }
 }
 
 #[cfg(test)]

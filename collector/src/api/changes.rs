@@ -23,22 +23,13 @@ fn no_outbox() -> StoreError {
     }
 }
 
+/// SSC and 2nd line only; a customer is pointed at change orders.
 fn operator(st: &ApiState, headers: &HeaderMap, what: &str) -> Result<Principal, ApiError> {
-    let Some(principal) = who(st, headers)? else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this collector has no tokens file; the API is read-only",
-        ));
-    };
-    if !principal.role.operates() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "only SSC and 2nd line {what}; customers order changes (POST /api/v1/change-orders)"
-            ),
-        ));
-    }
-    Ok(principal)
+    super::operator(
+        st,
+        headers,
+        &format!("{what}; customers order changes (POST /api/v1/change-orders)"),
+    )
 }
 
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -95,7 +86,10 @@ pub(super) async fn list_changes(
     let list: Vec<_> = all
         .into_iter()
         .filter(|c| own.is_none_or(|o| c.customers.iter().any(|x| x == o)))
-        .map(|c| c.to_api_json(now))
+        .map(|c| match own {
+            Some(o) => c.for_customer(o, &st.inventory).to_api_json(now),
+            None => c.to_api_json(now),
+        })
         .collect();
     Ok(Json(json!({ "changes": list })))
 }
@@ -108,6 +102,7 @@ pub(super) async fn create_change(
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let principal = operator(&st, &headers, "announce changes")?;
+    super::allow_write(&st, &principal)?;
     let req: ChangeRequest = body(&bytes)?;
     let now = chrono::Utc::now();
     let (devices, customers) = match changes::check(&req, now, &st.inventory) {
@@ -154,6 +149,7 @@ pub(super) async fn change_action(
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let principal = operator(&st, &headers, "reschedule or cancel changes")?;
+    super::allow_write(&st, &principal)?;
     let id: i64 = id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -246,6 +242,7 @@ pub(super) async fn create_order(
             "this collector has no tokens file; the API is read-only",
         ));
     };
+    super::allow_write(&st, &principal)?;
     let Role::Customer(own) = &principal.role else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -10,6 +10,7 @@
 
 mod auth;
 mod changes;
+pub mod limit;
 
 pub use auth::{Principal, Role, TokenError, Tokens};
 
@@ -95,6 +96,26 @@ pub struct ApiState {
     pub engine: tokio::sync::mpsc::WeakSender<Envelope>,
     /// Routing, the dispatcher's wake-up and the dashboard's revision.
     pub notices: crate::engine::Notices,
+    /// Rate limits (writes per token, failed sign-ins per address).
+    pub limits: Arc<limit::Limits>,
+}
+
+/// Takes one write from `principal`'s allowance, or 429 with when to try again.
+pub(crate) fn allow_write(st: &ApiState, principal: &Principal) -> Result<(), ApiError> {
+    st.limits
+        .writes
+        .take(&principal.name, std::time::Instant::now())
+        .map_err(|wait| {
+            tracing::warn!(actor = %principal.name, "Write refused: over the rate limit.");
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many changes from `{}`; try again in {} s",
+                    principal.name,
+                    wait.as_secs().max(1)
+                ),
+            )
+        })
 }
 
 /// The `/api/v1` routes.
@@ -215,10 +236,61 @@ pub(crate) fn own_customer(p: &Option<Principal>) -> Option<&str> {
     }
 }
 
+/// History actions a customer sees on its incidents; everything else (internal comments,
+/// escalations, channel failures, alarm bookkeeping) is for SSC and 2nd line.
+pub(crate) const CUSTOMER_ACTIONS: [&str; 9] = [
+    "opened",
+    "reopened",
+    "acknowledged",
+    "resolved",
+    "closed",
+    "merged",
+    "took_in",
+    "public_comment",
+    "local_work",
+];
+
+/// What a customer may see of one of its incidents: the public history with actors named by
+/// organisation (a token's name is SSC's business), no raw events, and of its own
+/// notifications no channel error.
+pub(crate) fn customer_view(
+    st: &ApiState,
+    own: &str,
+    detail: &mut crate::store::IncidentDetail,
+    notifications: &mut [crate::store::Notification],
+) {
+    let own_name = customer_name(&st.customers, own);
+    detail
+        .history
+        .retain(|h| CUSTOMER_ACTIONS.contains(&h.action.as_str()));
+    for h in &mut detail.history {
+        let role = st.tokens.as_ref().and_then(|t| t.role_of(&h.actor));
+        h.actor = match role {
+            _ if h.actor == "system" => "system".to_owned(),
+            Some(Role::Customer(c)) if c == own => own_name.clone(),
+            _ => "Sikt".to_owned(),
+        };
+        h.event_id = None;
+    }
+    detail.events.clear();
+    for n in notifications.iter_mut() {
+        n.last_error = None;
+    }
+}
+
+/// Longest comment taken (characters); a longer one is refused with 413.
+pub const MAX_COMMENT_CHARS: usize = 4000;
+/// Most comments on one incident; more are refused with 409.
+pub const MAX_COMMENTS: usize = 200;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
     comment: Option<String>,
+    /// With `comment`: the customer sees it too (SSC and 2nd line; a customer's own comments
+    /// are always visible to it).
+    #[serde(default)]
+    public: bool,
     /// With `resolve`: resolve although alarms are still active (each opens a new incident
     /// after its hold time).
     #[serde(default)]
@@ -253,11 +325,15 @@ async fn act(
     };
     let action = match action {
         Action::Resolve if body.force => Action::ForceResolve,
+        Action::Comment if body.public => Action::PublicComment,
         other => other,
     };
     perform(&st, &principal, id, action, body.comment).await?;
     let store = st.store.clone();
-    let detail = blocking(move || store.get_incident(id)).await?;
+    let mut detail = blocking(move || store.get_incident(id)).await?;
+    if let (Some(own), Some(d)) = (own_customer(&who), detail.as_mut()) {
+        customer_view(&st, own, d, &mut []);
+    }
     Ok(Json(serde_json::to_value(detail).unwrap_or_default()))
 }
 
@@ -290,10 +366,16 @@ pub(crate) async fn perform(
     action: Action,
     comment: Option<String>,
 ) -> Result<(), ApiError> {
+    allow_write(st, principal)?;
+    // A customer's comment is visible to it (it wrote it).
+    let action = match (&principal.role, action) {
+        (Role::Customer(_), Action::Comment) => Action::PublicComment,
+        (_, a) => a,
+    };
     // A customer may comment on its own incidents; changing them is for SSC and 2nd line.
     match (&principal.role, action) {
         (r, _) if r.operates() => {}
-        (Role::Customer(own), Action::Comment) => {
+        (Role::Customer(own), Action::PublicComment) => {
             let store = st.store.clone();
             let incident = blocking(move || store.get_incident(id)).await?;
             if incident.is_none_or(|d| d.incident.customer.as_deref() != Some(own.as_str())) {
@@ -307,6 +389,30 @@ pub(crate) async fn perform(
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!("role of `{}` may not {}", principal.name, action.as_str()),
+            ));
+        }
+    }
+    if let Some(text) = &comment
+        && text.chars().count() > MAX_COMMENT_CHARS
+    {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a comment is at most {MAX_COMMENT_CHARS} characters"),
+        ));
+    }
+    if matches!(action, Action::Comment | Action::PublicComment) {
+        let store = st.store.clone();
+        let incident = blocking(move || store.get_incident(id)).await?;
+        let comments = incident.map_or(0, |d| {
+            d.history
+                .iter()
+                .filter(|h| matches!(h.action.as_str(), "comment" | "public_comment"))
+                .count()
+        });
+        if comments >= MAX_COMMENTS {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("incident {id} has {MAX_COMMENTS} comments, the most it takes"),
             ));
         }
     }
@@ -465,9 +571,12 @@ async fn get_incident(
                 format!("incident {id} not found"),
             ))
         }
-        Some(detail) => {
-            let notifications =
+        Some(mut detail) => {
+            let mut notifications =
                 incident_notifications(&st, id, own_customer(&who).is_some()).await?;
+            if let Some(own) = own_customer(&who) {
+                customer_view(&st, own, &mut detail, &mut notifications);
+            }
             let mut v = serde_json::to_value(detail).unwrap_or_default();
             v["notifications"] = serde_json::to_value(notifications).unwrap_or_default();
             Ok(Json(v))
@@ -565,6 +674,7 @@ async fn resend_notification(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let principal = operator(&st, &headers, "resend notifications")?;
+    allow_write(&st, &principal)?;
     let id: i64 = id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -666,6 +776,7 @@ async fn release_device(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let principal = operator(&st, &headers, "release a device's agent")?;
+    allow_write(&st, &principal)?;
     if st
         .inventory
         .devices
@@ -730,7 +841,11 @@ async fn list_notifications(
     let store = st.store.clone();
     let mut notifications = blocking(move || store.list_notifications(&filter)).await?;
     if own.is_some() {
+        // Its own people's notices, without the channels' errors (SSC's business).
         notifications.retain(|n| is_customer_audience(&n.audience));
+        for n in &mut notifications {
+            n.last_error = None;
+        }
     }
     Ok(Json(json!({ "notifications": notifications })))
 }

@@ -144,8 +144,10 @@ pub enum Action {
     ForceResolve,
     /// resolved -> closed.
     Close,
-    /// A line of history.
+    /// A line of history, for SSC and 2nd line only.
     Comment,
+    /// A line of history the customer sees too (a customer's own comments are always this).
+    PublicComment,
     /// Ask the customer's local support for hands-on work (the text says what and where).
     LocalWork,
 }
@@ -159,6 +161,7 @@ impl Action {
             Action::Resolve | Action::ForceResolve => "resolved",
             Action::Close => "closed",
             Action::Comment => "comment",
+            Action::PublicComment => "public_comment",
             Action::LocalWork => "local_work",
         }
     }
@@ -489,10 +492,10 @@ impl Correlator {
                 )));
             }
             Action::Close => tx.set_state(incident, "closed", now)?,
-            Action::Comment if detail.trim().is_empty() => {
+            Action::Comment | Action::PublicComment if detail.trim().is_empty() => {
                 return Err(CommandError::Invalid("a comment needs text".into()));
             }
-            Action::Comment => {}
+            Action::Comment | Action::PublicComment => {}
             Action::LocalWork if !active => {
                 return Err(CommandError::Conflict(format!(
                     "incident {incident} is {state}; local work is asked for active incidents"

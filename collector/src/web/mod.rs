@@ -245,16 +245,19 @@ async fn incident(
         return failure(&viewer, &not_found(), "/ui/");
     };
     let store = web.api.store.clone();
-    let detail = match api::blocking(move || store.get_incident(n)).await {
+    let mut detail = match api::blocking(move || store.get_incident(n)).await {
         Ok(Some(d)) if own(&viewer).is_none_or(|o| d.incident.customer.as_deref() == Some(o)) => d,
         Ok(_) => return failure(&viewer, &not_found(), "/ui/"),
         Err(e) => return failure(&viewer, &e, "/ui/"),
     };
-    let notifications = match api::incident_notifications(&web.api, n, own(&viewer).is_some()).await
-    {
-        Ok(list) => list,
-        Err(e) => return failure(&viewer, &e, "/ui/"),
-    };
+    let mut notifications =
+        match api::incident_notifications(&web.api, n, own(&viewer).is_some()).await {
+            Ok(list) => list,
+            Err(e) => return failure(&viewer, &e, "/ui/"),
+        };
+    if let Some(o) = own(&viewer) {
+        api::customer_view(&web.api, o, &mut detail, &mut notifications);
+    }
     let customer = detail
         .incident
         .customer
@@ -277,6 +280,9 @@ struct ActionForm {
     csrf: String,
     #[serde(default)]
     comment: String,
+    /// `1` when a comment is to be visible to the customer.
+    #[serde(default)]
+    public: String,
     /// `list` to go back to the overview rather than the incident.
     #[serde(default)]
     back: String,
@@ -317,7 +323,12 @@ async fn act(
                 format!("`{id}` is not an incident id"),
             )
         })?;
-        let action = api::parse_action(&action)?;
+        let action = match api::parse_action(&action)? {
+            crate::correlate::Action::Comment if form.public == "1" => {
+                crate::correlate::Action::PublicComment
+            }
+            a => a,
+        };
         let comment = Some(form.comment.trim().to_owned()).filter(|c| !c.is_empty());
         api::perform(&web.api, &principal, n, action, comment).await
     }
@@ -342,7 +353,11 @@ async fn changes(
         Err(e) => return failure(&viewer, &e, "/ui/"),
     };
     if let Some(o) = own(&viewer) {
-        all.retain(|c| c.customers.iter().any(|x| x == o));
+        all = all
+            .into_iter()
+            .filter(|c| c.customers.iter().any(|x| x == o))
+            .map(|c| c.for_customer(o, &web.api.inventory))
+            .collect();
     }
     let live = render::change_list(&all, Utc::now());
     if q.partial.is_some() {
@@ -355,46 +370,117 @@ async fn changes(
 }
 
 /// Server-sent events: `changed` whenever the engine committed something the dashboard shows.
+/// A digest of what a customer sees (its incidents and changes): its live stream says
+/// "changed" only when this moves, so it learns nothing of other customers' activity.
+async fn customer_fingerprint(web: &Web, customer: &str) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let store = web.api.store.clone();
+    let c = customer.to_owned();
+    let (incidents, changes) = api::blocking(move || {
+        let incidents = store.list_incidents(&crate::store::IncidentFilter {
+            customer: Some(c.clone()),
+            limit: 500,
+            ..crate::store::IncidentFilter::default()
+        })?;
+        let changes = store.changes()?;
+        Ok((incidents, changes))
+    })
+    .await
+    .ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for i in &incidents {
+        (i.id, &i.state, i.updated_at, i.severity).hash(&mut h);
+    }
+    for ch in changes
+        .iter()
+        .filter(|ch| ch.customers.iter().any(|x| x == customer))
+    {
+        (ch.id, ch.revision, format!("{:?}", ch.state)).hash(&mut h);
+    }
+    Some(h.finish())
+}
+
 async fn stream(State(web): State<Web>, headers: HeaderMap) -> Response {
-    if viewer(&web, &headers).is_none() {
+    let Some(viewer) = viewer(&web, &headers) else {
         // An expired session: the script reloads the page, which leads to the sign-in form.
         return StatusCode::UNAUTHORIZED.into_response();
-    }
+    };
+    // A customer's stream is told only of changes to what it sees, numbered on its own.
+    let customer = own(&viewer).map(str::to_owned);
+    let first = match &customer {
+        Some(c) => customer_fingerprint(&web, c).await,
+        None => None,
+    };
     let rx = web.api.notices.revision.subscribe();
     let stop = web.shutdown.clone();
-    let events = futures_util::stream::unfold((rx, stop), |(mut rx, stop)| async move {
-        tokio::select! {
-            () = stop.cancelled() => None,
-            changed = rx.changed() => {
-                changed.ok()?;
+    let state = (rx, stop, web, customer, first, 0u64);
+    let events = futures_util::stream::unfold(
+        state,
+        |(mut rx, stop, web, customer, mut seen, mut sent)| async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    changed = rx.changed() => changed.ok()?,
+                }
                 // Let a burst finish, then say it once.
                 tokio::select! {
                     () = stop.cancelled() => return None,
                     () = tokio::time::sleep(THROTTLE) => {}
                 }
                 let revision = *rx.borrow_and_update();
-                let event = SseEvent::default()
-                    .event("changed")
-                    .data(revision.to_string());
-                Some((Ok::<_, Infallible>(event), (rx, stop)))
+                let data = match &customer {
+                    None => revision,
+                    Some(c) => {
+                        let now = customer_fingerprint(&web, c).await;
+                        if now == seen {
+                            continue;
+                        }
+                        seen = now;
+                        sent += 1;
+                        sent
+                    }
+                };
+                let event = SseEvent::default().event("changed").data(data.to_string());
+                return Some((
+                    Ok::<_, Infallible>(event),
+                    (rx, stop, web, customer, seen, sent),
+                ));
             }
-        }
-    });
+        },
+    );
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// The cookie that pairs a sign-in form with its post (login CSRF: another site cannot sign
+/// a browser in under the attacker's token).
+const LOGIN_COOKIE: &str = "cnaas_login";
+
+/// The sign-in form with a fresh form token, set in a cookie too.
+fn login_page(status: StatusCode, error: Option<&str>) -> Response {
+    let nonce = session::random_id();
+    let mut res = (status, render::login(error, &nonce)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={nonce}; Path=/ui/login; HttpOnly; SameSite=Strict; Max-Age=3600"
+    )) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
 }
 
 async fn login_form(State(web): State<Web>) -> Response {
     if web.api.tokens.is_none() {
         return Redirect::to("/ui/").into_response();
     }
-    render::login(None).into_response()
+    login_page(StatusCode::OK, None)
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 fn session_cookie(id: &str, max_age: u64) -> HeaderValue {
@@ -406,18 +492,41 @@ fn session_cookie(id: &str, max_age: u64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("cnaas_session=; Path=/ui; Max-Age=0"))
 }
 
-async fn login(State(web): State<Web>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    peer: Option<axum::Extension<cnaas_shared::runtime::PeerAddr>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let Some(tokens) = &web.api.tokens else {
         return Redirect::to("/ui/").into_response();
     };
+    let paired = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| session::cookie(c, LOGIN_COOKIE))
+        .is_some_and(|c| !form.csrf.is_empty() && c == form.csrf);
+    if !paired {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            Some("The form is stale or came from another site; sign in again."),
+        );
+    }
+    // Wrong tokens are throttled per address: five, then one a minute.
+    let addr = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.0.ip().to_string());
+    let now = Instant::now();
+    if !web.api.limits.logins.has(&addr, now) {
+        tracing::warn!(peer = %addr, "Dashboard sign-in refused: too many wrong tokens.");
+        return login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many wrong tokens from here; wait a minute."),
+        );
+    }
     let principal: Option<Principal> = tokens.check(form.token.trim()).cloned();
     let Some(principal) = principal else {
-        tracing::warn!("Dashboard sign-in with an unknown token.");
-        return (
-            StatusCode::UNAUTHORIZED,
-            render::login(Some("Unknown token.")),
-        )
-            .into_response();
+        let _ = web.api.limits.logins.take(&addr, now);
+        tracing::warn!(peer = %addr, "Dashboard sign-in with an unknown token.");
+        return login_page(StatusCode::UNAUTHORIZED, Some("Unknown token."));
     };
     tracing::info!(actor = %principal.name, "Dashboard sign-in.");
     let id = web.sessions.create(principal, Instant::now());

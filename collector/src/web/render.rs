@@ -274,6 +274,12 @@ pub fn incident_actions(viewer: &Viewer, i: &Incident) -> Markup {
             section.actions {
                 form method="post" action=(format!("/ui/incidents/{}/comment", i.id)) {
                     label { "Comment" textarea name="comment" rows="2" required {} }
+                    @if viewer.operates() {
+                        label.check {
+                            input type="checkbox" name="public" value="1";
+                            " Visible to the customer (otherwise SSC and 2nd line only)"
+                        }
+                    }
                     input type="hidden" name="csrf" value=(viewer.csrf);
                     button type="submit" id="do-comment" { "Add comment" }
                 }
@@ -398,7 +404,7 @@ pub fn change_list(changes: &[Change], now: DateTime<Utc>) -> Markup {
 }
 
 /// The sign-in form.
-pub fn login(error: Option<&str>) -> Markup {
+pub fn login(error: Option<&str>, csrf: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -413,6 +419,7 @@ pub fn login(error: Option<&str>) -> Markup {
                     @if let Some(e) = error { p.error { (e) } }
                     form method="post" action="/ui/login" {
                         label { "API token" input type="password" name="token" autocomplete="current-password" required autofocus; }
+                        input type="hidden" name="csrf" value=(csrf);
                         button type="submit" id="sign-in" { "Sign in" }
                     }
                 }

@@ -31,7 +31,7 @@ pub struct Sessions {
 }
 
 /// A fresh unguessable id (244 random bits from the OS generator, through uuid v4).
-fn random_id() -> String {
+pub fn random_id() -> String {
     format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
