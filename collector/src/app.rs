@@ -16,6 +16,7 @@ use cnaas_shared::runtime::{self, HealthFn};
 use crate::config::{CollectorConfig, StoreUrl};
 use crate::metrics::CollectorMetrics;
 use crate::notify::Routing;
+use crate::notify::alarm::{Ingestion, OutOfBand};
 use crate::notify::channels::Channels;
 use crate::notify::dispatch::{Dispatcher, RetryPolicy};
 use crate::store::{OnDamage, SqliteStore, Store};
@@ -70,6 +71,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         &dispatch_token,
     )
     .context("cannot set up the notification channels")?;
+    let alarm_channels = channels.clone();
     let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
     let (tx, engine_thread) = engine::spawn(
         store.clone(),
@@ -165,7 +167,14 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
     let watchdog = tokio::spawn(stall_watchdog(
         metrics.clone(),
         token.clone(),
-        Duration::from_secs(30),
+        cfg.stall_after,
+        OutOfBand {
+            channels: alarm_channels,
+            ssc: cfg.notify.ssc.clone(),
+            language: cfg.notify.language.clone(),
+            collector: cfg.id.clone(),
+            metrics: metrics.clone(),
+        },
     ));
     // The engine thread ends once ingest has dropped its sender and the queue is empty.
     let waiter = tokio::task::spawn_blocking(move || {
@@ -202,10 +211,12 @@ async fn stall_watchdog(
     metrics: CollectorMetrics,
     token: CancellationToken,
     stall_after: Duration,
+    ssc: OutOfBand,
 ) {
-    let every = Duration::from_secs(5);
+    let every = (stall_after / 6).clamp(Duration::from_millis(500), Duration::from_secs(5));
     let mut last = metrics.acks.get();
     let mut stuck = Duration::ZERO;
+    let mut since = chrono::Utc::now();
     loop {
         tokio::select! {
             () = token.cancelled() => break,
@@ -213,6 +224,9 @@ async fn stall_watchdog(
         }
         let acks = metrics.acks.get();
         if metrics.ingest_queue.get() > 0 && acks == last {
+            if stuck.is_zero() {
+                since = chrono::Utc::now() - every;
+            }
             stuck += every;
         } else {
             stuck = Duration::ZERO;
@@ -220,14 +234,21 @@ async fn stall_watchdog(
         last = acks;
         let stalled = stuck >= stall_after;
         let was = metrics.ingest_stalled.get() == 1;
+        let waiting = metrics.ingest_queue.get();
         if stalled && !was {
             tracing::error!(
-                waiting = metrics.ingest_queue.get(),
+                waiting,
                 seconds = stuck.as_secs(),
-                "Ingestion stalled: messages wait and nothing has been committed."
+                "Ingestion stalled: messages wait and nothing has been committed. Telling SSC."
             );
+            let ssc = ssc.clone();
+            let at = since;
+            tokio::spawn(async move { ssc.tell(Ingestion::Stalled, at, waiting).await });
         } else if !stalled && was {
             tracing::info!("Ingestion moves again.");
+            let ssc = ssc.clone();
+            let at = since;
+            tokio::spawn(async move { ssc.tell(Ingestion::Moving, at, waiting).await });
         }
         metrics.ingest_stalled.set(i64::from(stalled));
     }

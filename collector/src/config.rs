@@ -197,12 +197,29 @@ pub struct CollectorSection {
 }
 
 /// `[ingest]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestSection {
     /// MQTT shared-subscription group: collectors in the same group share the event load.
     /// Without it every collector gets every event.
     pub shared_group: Option<String>,
+    /// Messages waiting and nothing stored for this long is a stall: `/healthz` 503 and SSC
+    /// told directly on its channels.
+    #[serde(default = "default_stall_after")]
+    pub stall_after: HumanDuration,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            shared_group: None,
+            stall_after: default_stall_after(),
+        }
+    }
+}
+
+fn default_stall_after() -> HumanDuration {
+    HumanDuration::secs(30)
 }
 
 /// `[rules]`.
@@ -362,6 +379,8 @@ pub struct CollectorConfig {
     pub mqtt: MqttConfig,
     /// Shared-subscription group, if any.
     pub shared_group: Option<String>,
+    /// How long messages may wait with nothing stored before it is a stall.
+    pub stall_after: std::time::Duration,
     /// Folder of the config file.
     pub base_dir: PathBuf,
     /// Store.
@@ -689,6 +708,7 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
         id: f.collector.id.clone(),
         mqtt: f.mqtt.clone(),
         shared_group: f.ingest.shared_group.clone(),
+        stall_after: f.ingest.stall_after.get(),
         base_dir,
         store,
         api_listen: f.api.listen,

@@ -493,8 +493,10 @@ fn an_agent_cannot_speak_for_another_sites_device() -> Result<()> {
 fn a_file_size_limit_pauses_storing_loudly_and_loses_nothing() -> Result<()> {
     let dir = open_tempdir()?;
     let mqtt = broker(&["site-a"])?;
-    // 1 MiB: room for the schema and a few thousand events, not for 20,000.
-    let c = collector_limited(dir.path(), &mqtt, "", Some(1 << 20))?;
+    // 1 MiB: room for the schema and a few thousand events, not for 20,000. SSC's channels
+    // are files (small: they fit).
+    let extra = format!("[ingest]\nstall_after = \"2s\"\n{NOTIFY}");
+    let c = collector_limited(dir.path(), &mqtt, &extra, Some(1 << 20))?;
     let file = dir.path().join("events.lines");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
     for i in 0..20_000u32 {
@@ -530,6 +532,17 @@ fn a_file_size_limit_pauses_storing_loudly_and_loses_nothing() -> Result<()> {
     assert!(log.contains("SIGXFSZ"), "{log}");
     let stored = metric(&c.api, "cnaas_collector_events_stored_total");
     assert!(stored < 20_000.0, "{stored}");
+    // SSC is told directly on both its channels (the store cannot queue a notice).
+    let told = |kind: &str| {
+        ["ssc.jsonl", "ssc2.jsonl"].iter().all(|f| {
+            std::fs::read_to_string(dir.path().join(f))
+                .is_ok_and(|t| t.contains(&format!("\"kind\":\"{kind}\"")))
+        })
+    };
+    wait_until("SSC told of the stall", Duration::from_secs(30), || {
+        told("ingest_stalled").then_some(())
+    })
+    .with_context(|| c.process.log())?;
     // Room again (the operator raised the limit): everything is stored, once.
     let pid = c.process.pid().context("collector pid")?;
     let ok = Command::new(find_program("prlimit")?)
@@ -552,6 +565,10 @@ fn a_file_size_limit_pauses_storing_loudly_and_loses_nothing() -> Result<()> {
     );
     let h = http_json(&format!("{}/healthz", c.api))?;
     assert_eq!(h["store_failing"], false, "{h}");
+    wait_until("SSC told it moves again", Duration::from_secs(30), || {
+        told("ingest_moving").then_some(())
+    })
+    .with_context(|| c.process.log())?;
     Ok(())
 }
 

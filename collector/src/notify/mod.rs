@@ -9,6 +9,7 @@
 //!
 //! Owns: routing rules, templates, the channel clients. Must not: decide incidents.
 
+pub mod alarm;
 pub mod channels;
 pub mod dispatch;
 pub mod outbox;
