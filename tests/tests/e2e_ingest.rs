@@ -285,6 +285,28 @@ fn bursts_and_a_storm_are_stored_completely_without_a_broker_restart() -> Result
         )
     })?;
     assert_eq!(stored, 100_000.0);
+    // One publisher's 20,000, paged through with the API's cursor: each exactly once.
+    let mut ids = std::collections::HashSet::new();
+    let mut next: Option<String> = None;
+    loop {
+        let url = match &next {
+            None => format!("{}/api/v1/events?device=sw0&limit=1000", c.api),
+            Some(n) => format!("{}/api/v1/events?device=sw0&limit=1000&before={n}", c.api),
+        };
+        let page = http_json(&url)?;
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        for e in &events {
+            assert!(
+                ids.insert(e["id"].as_str().unwrap_or_default().to_owned()),
+                "{e}"
+            );
+        }
+        match page["next"].as_str() {
+            Some(n) if !events.is_empty() => next = Some(n.to_owned()),
+            _ => break,
+        }
+    }
+    assert_eq!(ids.len(), 20_000);
     // The storm: the distribution switch and its 200 access switches unreachable, 50 port
     // events each (10,201 events), from 201 topics.
     let mut storm = Vec::new();

@@ -273,6 +273,7 @@ pub(crate) fn customer_view(
         h.event_id = None;
     }
     detail.events.clear();
+    detail.events_total = 0;
     for n in notifications.iter_mut() {
         n.last_error = None;
     }
@@ -593,6 +594,10 @@ async fn get_incident(
 struct EventQuery {
     device: Option<String>,
     kind: Option<String>,
+    /// Only this incident's events.
+    incident: Option<i64>,
+    /// The `next` of the page before (keyset paging).
+    before: Option<String>,
     limit: Option<u32>,
 }
 
@@ -608,14 +613,34 @@ async fn list_events(
         ));
     }
     let Query(q) = q?;
+    let before = match q.before.as_deref() {
+        None => None,
+        Some(text) => Some(crate::store::EventCursor::decode(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("`{text}` is not a cursor; pass the `next` of the page before"),
+            )
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
     let filter = EventFilter {
         device: q.device,
         kind: q.kind,
-        limit: q.limit.unwrap_or(100).min(MAX_LIMIT),
+        incident: q.incident,
+        before,
+        limit,
     };
     let store = st.store.clone();
     let events = blocking(move || store.list_events(&filter)).await?;
-    Ok(Json(json!({ "events": events })))
+    // A full page has a next one (perhaps empty); its cursor is the last event.
+    let next = (events.len() == usize::try_from(limit).unwrap_or(usize::MAX))
+        .then(|| {
+            events
+                .last()
+                .map(|e| crate::store::EventCursor::after(e).encode())
+        })
+        .flatten();
+    Ok(Json(json!({ "events": events, "next": next })))
 }
 
 /// An incident's notifications, oldest first; for a customer's eyes only those sent to its

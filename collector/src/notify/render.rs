@@ -657,6 +657,7 @@ mod tests {
             cleared_at: None,
         };
         IncidentDetail {
+            events_total: 0,
             incident: Incident {
                 id: 42,
                 kind: "link_down".into(),

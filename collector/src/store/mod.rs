@@ -557,9 +557,15 @@ pub struct IncidentDetail {
     pub alarms: Vec<IncidentAlarm>,
     /// History, oldest first.
     pub history: Vec<HistoryEntry>,
-    /// Member events, oldest first.
+    /// Member events, oldest first: the newest [`DETAIL_EVENTS`] of them (a storm has
+    /// thousands); the rest through `GET /api/v1/events?incident=ID&before=...`.
     pub events: Vec<StoredEvent>,
+    /// How many events the incident has in all.
+    pub events_total: u64,
 }
+
+/// Events an incident's detail carries at most.
+pub const DETAIL_EVENTS: u32 = 200;
 
 /// Filters for listing incidents.
 #[derive(Debug, Clone, Default)]
@@ -585,8 +591,52 @@ pub struct EventFilter {
     pub device: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only the events of this incident.
+    pub incident: Option<i64>,
+    /// Only events before this one (keyset paging: its observation time and id).
+    pub before: Option<EventCursor>,
     /// At most this many (newest first).
     pub limit: u32,
+}
+
+/// Where a page of events ends: the last event's observation time and id. The next page
+/// starts right after it, read along an index (no offset to skip over).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCursor {
+    /// Observation time as stored.
+    pub observed_at: DateTime<Utc>,
+    /// Event id.
+    pub id: String,
+}
+
+impl EventCursor {
+    /// The cursor after `e`.
+    pub fn after(e: &StoredEvent) -> EventCursor {
+        EventCursor {
+            observed_at: e.observed_at,
+            id: e.id.clone(),
+        }
+    }
+
+    /// The text form in a URL: `<RFC 3339 time>~<id>`.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}~{}",
+            self.observed_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            self.id
+        )
+    }
+
+    /// Reads the text form.
+    pub fn decode(s: &str) -> Option<EventCursor> {
+        let (at, id) = s.split_once('~')?;
+        let observed_at = DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc);
+        (!id.is_empty()).then(|| EventCursor {
+            observed_at,
+            id: id.to_owned(),
+        })
+    }
 }
 
 /// Which agent may report a device, and why.

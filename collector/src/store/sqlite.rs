@@ -10,9 +10,10 @@ use cnaas_shared::role::PortRole;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    About, DeadLetter, Delivery, DeviceOwner, EventFilter, HistoryEntry, Incident, IncidentAlarm,
-    IncidentDetail, IncidentFilter, IncidentTx, NewIncident, NewNotification, Notification,
-    NotificationFilter, OpenMember, OutboxTx, Relation, Store, StoreError, StoredEvent, ToldOf,
+    About, DETAIL_EVENTS, DeadLetter, Delivery, DeviceOwner, EventFilter, HistoryEntry, Incident,
+    IncidentAlarm, IncidentDetail, IncidentFilter, IncidentTx, NewIncident, NewNotification,
+    Notification, NotificationFilter, OpenMember, OutboxTx, Relation, Store, StoreError,
+    StoredEvent, ToldOf,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` says how many have run.
@@ -224,7 +225,24 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE notifications ADD COLUMN in_flight_since TEXT;
     ALTER TABLE notifications ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
     ",
+    // 11: events read newest first along an index, from a cursor (keyset paging), by
+    // device, by incident or all.
+    r"
+    CREATE INDEX events_time ON events(observed_at, id);
+    DROP INDEX events_device_time;
+    CREATE INDEX events_device_time ON events(device, observed_at, id);
+    DROP INDEX events_incident;
+    CREATE INDEX events_incident_time ON events(incident_id, observed_at, id);
+    ",
 ];
+
+/// Dead letters kept at most (the newest); each keeps at most 4 KiB of payload, so the table
+/// stays under half a gigabyte whatever is thrown at the broker.
+pub const DEAD_LETTER_CAP: i64 = 100_000;
+/// Dead letters older than this are pruned.
+pub const DEAD_LETTER_DAYS: chrono::TimeDelta = chrono::TimeDelta::days(30);
+/// Pruning runs on every this many dead letters.
+const DEAD_LETTER_PRUNE_EVERY: i64 = 1_000;
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -1324,9 +1342,20 @@ impl Store for SqliteStore {
     }
 
     fn dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
-        self.writer()
-            .prepare_cached("INSERT INTO dead_letters (received_at, topic, agent, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![ts(letter.received_at), letter.topic, letter.agent, letter.reason, letter.payload])?;
+        let conn = self.writer();
+        let id: i64 = conn
+            .prepare_cached("INSERT INTO dead_letters (received_at, topic, agent, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id")?
+            .query_row(params![ts(letter.received_at), letter.topic, letter.agent, letter.reason, letter.payload], |r| r.get(0))?;
+        // Bounded: every so often, the oldest beyond the cap and those past their time go.
+        if id % DEAD_LETTER_PRUNE_EVERY == 0 {
+            let before = ts(letter.received_at - DEAD_LETTER_DAYS);
+            let gone = conn
+                .prepare_cached("DELETE FROM dead_letters WHERE id <= ?1 OR received_at < ?2")?
+                .execute(params![id - DEAD_LETTER_CAP, before])?;
+            if gone > 0 {
+                tracing::info!(removed = gone, "Old dead letters pruned.");
+            }
+        }
         Ok(())
     }
 
@@ -1451,13 +1480,18 @@ impl Store for SqliteStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE incident_id = ?1 ORDER BY observed_at, id"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE incident_id = ?1 ORDER BY observed_at DESC, id DESC LIMIT ?2"
         );
-        let events = conn
+        let mut events = conn
             .prepare_cached(&sql)?
-            .query_map([id], event_from_row)?
+            .query_map(params![id, DETAIL_EVENTS], event_from_row)?
             .map(|r| finish_event(r?))
             .collect::<Result<Vec<_>, StoreError>>()?;
+        events.reverse();
+        let events_total: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM events WHERE incident_id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        let events_total = u64::try_from(events_total).unwrap_or(0);
         let alarms = conn
             .prepare_cached(
                 "SELECT alarm_key, relation, active, since, cleared_at FROM incident_alarms WHERE incident_id = ?1
@@ -1478,6 +1512,7 @@ impl Store for SqliteStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(IncidentDetail {
+            events_total,
             incident,
             alarms,
             history,
@@ -1487,13 +1522,35 @@ impl Store for SqliteStore {
 
     fn list_events(&self, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
         let conn = self.reader();
+        // One statement per way in, so each reads along its own index (newest first, from
+        // the cursor on) and stops at the limit: no scan or sort of the whole table.
+        let by = match (&f.incident, &f.device) {
+            (Some(_), _) => "incident_id = ?1",
+            (None, Some(_)) => "device = ?1",
+            (None, None) => "?1 IS NULL",
+        };
+        let from = if f.before.is_some() {
+            "AND (observed_at, id) < (?3, ?4)"
+        } else {
+            "AND ?3 IS NULL AND ?4 IS NULL"
+        };
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE (?1 IS NULL OR device = ?1) AND (?2 IS NULL OR kind = ?2)
-             ORDER BY observed_at DESC, id DESC LIMIT ?3"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE {by} AND (?2 IS NULL OR kind = ?2) {from}
+             ORDER BY observed_at DESC, id DESC LIMIT ?5"
         );
+        let key: Option<rusqlite::types::Value> = match (&f.incident, &f.device) {
+            (Some(i), _) => Some((*i).into()),
+            (None, Some(d)) => Some(d.clone().into()),
+            (None, None) => None,
+        };
+        let (at, id) = f
+            .before
+            .as_ref()
+            .map(|c| (ts(c.observed_at), c.id.clone()))
+            .unzip();
         let rows = conn
             .prepare_cached(&sql)?
-            .query_map(params![f.device, f.kind, f.limit], event_from_row)?
+            .query_map(params![key, f.kind, at, id, f.limit], event_from_row)?
             .map(|r| finish_event(r?))
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(rows)
@@ -1520,7 +1577,7 @@ impl Store for SqliteStore {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::{AlarmKind, alarm_key};
+    use crate::store::{AlarmKind, EventCursor, alarm_key};
     use cnaas_shared::{EventKind, Source};
 
     fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -1766,6 +1823,108 @@ mod tests {
             )
             .unwrap();
         assert_eq!(repeats, 1);
+    }
+
+    #[test]
+    fn events_page_newest_first_along_an_index() {
+        let (_d, s) = store();
+        let t0 = Utc::now() - chrono::TimeDelta::hours(1);
+        for i in 0..250u32 {
+            for dev in ["a1", "a2"] {
+                let mut e = Event::new("site", dev, EventKind::LinkDown, Source::Poll);
+                e.if_index = Some(i);
+                // Some share a time: the id breaks the tie.
+                e.observed_at = t0 + chrono::TimeDelta::seconds(i64::from(i / 2));
+                s.process(Some((&e, None, Utc::now())), &mut |_| Ok(()))
+                    .unwrap();
+            }
+        }
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = s
+                .list_events(&EventFilter {
+                    device: Some("a1".into()),
+                    before: before.clone(),
+                    limit: 100,
+                    ..Default::default()
+                })
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            before = page.last().map(EventCursor::after);
+            seen.extend(page);
+        }
+        assert_eq!(seen.len(), 250);
+        assert!(seen.iter().all(|e| e.device == "a1"));
+        assert!(
+            seen.windows(2)
+                .all(|w| (w[0].observed_at, &w[0].id) > (w[1].observed_at, &w[1].id))
+        );
+        let all = s
+            .list_events(&EventFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(all.len(), 500);
+        // Each way in reads an index in order: no temporary sort of the table.
+        let conn = s.reader();
+        for by in ["device = 'a1'", "incident_id = 1", "1"] {
+            let plan: Vec<String> = conn
+                .prepare(&format!(
+                    "EXPLAIN QUERY PLAN SELECT id FROM events WHERE {by} AND (observed_at, id) < ('z', 'z') ORDER BY observed_at DESC, id DESC LIMIT 10"
+                ))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                !plan.iter().any(|p| p.contains("TEMP B-TREE")),
+                "{by}: {plan:?}"
+            );
+            assert!(plan.iter().any(|p| p.contains("INDEX")), "{by}: {plan:?}");
+        }
+    }
+
+    #[test]
+    fn dead_letters_are_bounded_in_number_and_age() {
+        let (_d, s) = store();
+        let now = Utc::now();
+        let letter = |at: DateTime<Utc>| DeadLetter {
+            received_at: at,
+            topic: "t".into(),
+            agent: None,
+            reason: "json".into(),
+            payload: vec![b'x'; 10],
+        };
+        // Old ones go at the next pruning.
+        for _ in 0..10 {
+            s.dead_letter(&letter(now - chrono::TimeDelta::days(40)))
+                .unwrap();
+        }
+        for _ in 10..DEAD_LETTER_PRUNE_EVERY {
+            s.dead_letter(&letter(now)).unwrap();
+        }
+        assert_eq!(
+            s.count_dead_letters().unwrap(),
+            u64::try_from(DEAD_LETTER_PRUNE_EVERY - 10).unwrap()
+        );
+        // The cap: ids below the newest `cap` go.
+        s.writer()
+            .execute(
+                "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'dead_letters'",
+                [DEAD_LETTER_CAP * 3 - 1],
+            )
+            .unwrap();
+        s.dead_letter(&letter(now)).unwrap();
+        assert_eq!(
+            s.count_dead_letters().unwrap(),
+            1,
+            "all older than the cap went"
+        );
     }
 
     #[test]

@@ -347,7 +347,11 @@ pub fn incident_detail(
                 td { (n.channel) } td { (n.state) } td { (n.attempts) } td { (n.last_error.as_deref().unwrap_or("")) }
             } } }
         }
-        h2 { "Events (" (d.events.len()) ")" }
+        h2 { "Events (" (d.events_total) ")" }
+        @if d.events_total > d.events.len() as u64 {
+            p.note { "The newest " (d.events.len()) " are shown; all of them: "
+                code { "GET /api/v1/events?incident=" (d.incident.id) } "." }
+        }
         table #events {
             thead { tr { th { "Observed" } th { "Device" } th { "Port" } th { "Kind" } th { "Source" } } }
             tbody { @for e in &d.events { tr {
