@@ -1,5 +1,6 @@
-//! SQLite store: one file, WAL mode, a writer connection for the engine and a reader
-//! connection for the API (WAL lets them work side by side).
+//! SQLite store: one file, WAL mode, a writer connection for the engine and a pool of reader
+//! connections for the API and the dispatcher (WAL lets them work side by side: a slow read
+//! never holds up ingestion, and readers do not queue behind one another).
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -260,7 +261,16 @@ fn parse_ts(table: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
 /// The SQLite store.
 pub struct SqliteStore {
     writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    /// Where the next reader search starts (spreads the load).
+    next_reader: std::sync::atomic::AtomicUsize,
+}
+
+/// Reader connections: one per core and a few more for requests that wait on the disk.
+fn reader_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(4, |n| n.get() * 2)
+        .clamp(4, 16)
 }
 
 /// What opening does with a database file that is empty or fails its integrity check.
@@ -371,11 +381,16 @@ impl SqliteStore {
         // table (SQLite's way to change a constraint) must be able to drop the old one.
         migrate(&mut writer)?;
         writer.pragma_update(None, "foreign_keys", "ON")?;
-        let reader = Connection::open(path)?;
-        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut readers = Vec::new();
+        for _ in 0..reader_count() {
+            let reader = Connection::open(path)?;
+            reader.busy_timeout(std::time::Duration::from_secs(5))?;
+            readers.push(Mutex::new(reader));
+        }
         Ok(SqliteStore {
             writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
+            readers,
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -387,8 +402,20 @@ impl SqliteStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A free reader connection, or (all busy) the next one in turn, waited for.
     fn reader(&self) -> MutexGuard<'_, Connection> {
-        self.reader
+        let n = self.readers.len();
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..n {
+            match self.readers[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.readers[start % n]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -1823,6 +1850,29 @@ mod tests {
             )
             .unwrap();
         assert_eq!(repeats, 1);
+    }
+
+    #[test]
+    fn readers_do_not_queue_behind_one_another() {
+        let (_d, s) = store();
+        // Several reads under way at once (a slow one holds its connection): another still
+        // gets one at once, and the writer is free throughout.
+        let held: Vec<_> = (0..3).map(|_| s.reader()).collect();
+        let n: i64 = s
+            .reader()
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        s.dead_letter(&DeadLetter {
+            received_at: Utc::now(),
+            topic: "t".into(),
+            agent: None,
+            reason: "json".into(),
+            payload: Vec::new(),
+        })
+        .unwrap();
+        drop(held);
+        assert_eq!(s.count_dead_letters().unwrap(), 1);
     }
 
     #[test]
