@@ -129,5 +129,61 @@ fn an_snmpv3_trap_is_authenticated_decrypted_and_confirmed() -> Result<()> {
     let detail = cnaas_tests::http_json(&format!("{}/api/v1/incidents/{}", rig.api, inc["id"]))?;
     assert_eq!(detail["events"][0]["source"], "trap", "{detail}");
     rig.set_oper(50, 1)?;
+
+    // A trap captured on the wire and played back: refused, counted, not confirmed.
+    let catcher = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    catcher.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let catch_port = catcher.local_addr()?.port();
+    let out = std::process::Command::new(cnaas_tests::find_program("snmptrap")?)
+        .env("MIBS", "")
+        .args([
+            "-v",
+            "3",
+            "-e",
+            "0x80001f8880c0ffee01",
+            "-u",
+            &user.user,
+            "-l",
+            "authPriv",
+        ])
+        .args([
+            "-a",
+            "SHA",
+            "-A",
+            &user.auth_password,
+            "-x",
+            "AES",
+            "-X",
+            &user.priv_password,
+        ])
+        .arg(format!("127.0.0.1:{catch_port}"))
+        .args([
+            "87654399",
+            "1.3.6.1.6.3.1.1.5.4",
+            "1.3.6.1.2.1.2.2.1.1.50",
+            "i",
+            "50",
+        ])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut buf = [0u8; 4096];
+    let (len, _) = catcher.recv_from(&mut buf)?;
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    for _ in 0..3 {
+        sender.send_to(&buf[..len], ("127.0.0.1", trap_port))?;
+    }
+    let replayed = wait_until("the replays refused", Duration::from_secs(10), || {
+        let n = rig.agent_metric("cnaas_agent_traps_total{result=\"replayed\"}")?;
+        (n >= 2.0).then_some(n)
+    })
+    .with_context(|| rig.logs())?;
+    assert_eq!(
+        replayed, 2.0,
+        "the first copy is taken, the other two refused"
+    );
     Ok(())
 }

@@ -217,6 +217,98 @@ pub struct Router {
     quiet_ticks: u32,
     /// USM state per device once its engine is known (keys are localised once, not per trap).
     usm: HashMap<usize, snmp2::v3::Security>,
+    /// The sender's clock per device, from its authenticated traps (replay protection).
+    clocks: HashMap<usize, EngineClock>,
+}
+
+/// How far an SNMPv3 message's engine time may lag behind the sender's clock as estimated
+/// (RFC 3414 section 3.2.7: 150 seconds).
+pub const TIME_WINDOW: i64 = 150;
+
+/// Recent messages remembered per sender, to refuse an exact replay inside the window.
+const RECENT: usize = 256;
+
+/// What the receiver knows of a sender's SNMP engine clock (RFC 3414 timeliness).
+#[derive(Debug, Clone)]
+pub(crate) struct EngineClock {
+    boots: i64,
+    time: i64,
+    at: std::time::Instant,
+    /// (msgID, boots, time) of recent messages.
+    recent: std::collections::VecDeque<(i64, i64, i64)>,
+}
+
+impl EngineClock {
+    /// A clock first seen at `now` (nothing admitted yet).
+    pub(crate) fn new(now: std::time::Instant) -> EngineClock {
+        EngineClock {
+            boots: 0,
+            time: 0,
+            at: now,
+            recent: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Judges a message stamped (`id`, `boots`, `time`) at `now`: Err(reason) for a replay or
+    /// a message outside the time window; Ok records it.
+    pub(crate) fn admit(
+        &mut self,
+        id: i64,
+        boots: i64,
+        time: i64,
+        now: std::time::Instant,
+    ) -> Result<(), &'static str> {
+        if boots < self.boots {
+            return Err("replayed");
+        }
+        if boots == self.boots {
+            let elapsed =
+                i64::try_from(now.saturating_duration_since(self.at).as_secs()).unwrap_or(i64::MAX);
+            if time
+                < self
+                    .time
+                    .saturating_add(elapsed)
+                    .saturating_sub(TIME_WINDOW)
+            {
+                return Err("outside_time_window");
+            }
+            if self.recent.contains(&(id, boots, time)) {
+                return Err("replayed");
+            }
+        }
+        if boots > self.boots {
+            self.recent.clear();
+        }
+        if boots > self.boots || time > self.time {
+            (self.boots, self.time, self.at) = (boots, time, now);
+        }
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((id, boots, time));
+        Ok(())
+    }
+}
+
+/// msgID, msgAuthoritativeEngineBoots and msgAuthoritativeEngineTime of an SNMPv3 message.
+fn v3_stamp(bytes: &[u8]) -> Option<(i64, i64, i64)> {
+    let mut rdr = snmp2::AsnReader::from_bytes(bytes);
+    let msg = rdr.read_raw(snmp2::asn1::TYPE_SEQUENCE).ok()?;
+    let mut rdr = snmp2::AsnReader::from_bytes(msg);
+    let _version = rdr.read_asn_integer().ok()?;
+    let global = rdr.read_raw(snmp2::asn1::TYPE_SEQUENCE).ok()?;
+    let id = snmp2::AsnReader::from_bytes(global)
+        .read_asn_integer()
+        .ok()?;
+    let params = rdr.read_asn_octetstring().ok()?;
+    let usm = snmp2::AsnReader::from_bytes(params)
+        .read_raw(snmp2::asn1::TYPE_SEQUENCE)
+        .ok()?;
+    let mut usm = snmp2::AsnReader::from_bytes(usm);
+    let _engine = usm.read_asn_octetstring().ok()?;
+    let boots = usm.read_asn_integer().ok()?;
+    let time = usm.read_asn_integer().ok()?;
+    Some((id, boots, time))
 }
 
 impl Router {
@@ -227,6 +319,7 @@ impl Router {
             by_ip: HashMap::new(),
             quiet_ticks: u32::try_from(quiet.as_millis() / 10).unwrap_or(u32::MAX),
             usm: HashMap::new(),
+            clocks: HashMap::new(),
         }
     }
 
@@ -249,6 +342,14 @@ impl Router {
             };
             if let Ok(trap) = trap {
                 self.usm.insert(i, security);
+                // Authenticated, so its stamp is the sender's: a replay or a stale message
+                // is refused (RFC 3414 timeliness, and exact repeats inside the window).
+                let (id, boots, time) = v3_stamp(bytes).ok_or("malformed")?;
+                let now = std::time::Instant::now();
+                self.clocks
+                    .entry(i)
+                    .or_insert_with(|| EngineClock::new(now))
+                    .admit(id, boots, time, now)?;
                 return Ok((i, trap));
             }
         }

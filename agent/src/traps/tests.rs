@@ -327,8 +327,11 @@ fn decodes_an_snmpv3_auth_priv_trap() {
             hint: Hint::Port(49)
         }
     );
-    // Again, with the cached engine state.
-    assert!(r.decode_v3([127, 0, 0, 1].into(), V3_TRAP).is_ok());
+    // The same datagram again is a replay.
+    assert_eq!(
+        r.decode_v3([127, 0, 0, 1].into(), V3_TRAP).unwrap_err(),
+        "replayed"
+    );
     assert_eq!(
         r.decode_v3([127, 0, 0, 2].into(), V3_TRAP).unwrap_err(),
         "unknown_source"
@@ -374,4 +377,25 @@ fn mutated_v3_traps_never_panic() {
     }
     // The HMAC covers the whole message: nothing changed may pass.
     assert_eq!(accepted, 0, "{accepted} altered v3 traps were accepted");
+}
+
+#[test]
+fn the_sender_clock_refuses_replays_and_stale_messages() {
+    use super::EngineClock;
+    let t0 = std::time::Instant::now();
+    let secs = |n| t0 + std::time::Duration::from_secs(n);
+    let mut c = EngineClock::new(t0);
+    assert_eq!(c.admit(1, 5, 1000, t0), Ok(()));
+    // The same message again, at once or later: a replay.
+    assert_eq!(c.admit(1, 5, 1000, secs(1)), Err("replayed"));
+    // Another message a little behind (sent before, arrived after): inside the window.
+    assert_eq!(c.admit(2, 5, 990, secs(1)), Ok(()));
+    // A captured one played back 10 minutes later: outside the window.
+    assert_eq!(c.admit(3, 5, 1001, secs(600)), Err("outside_time_window"));
+    // Fresh ones go on.
+    assert_eq!(c.admit(4, 5, 1600, secs(600)), Ok(()));
+    // An earlier boot: a replay; a later boot (the device restarted): taken.
+    assert_eq!(c.admit(5, 4, 99_999, secs(601)), Err("replayed"));
+    assert_eq!(c.admit(6, 6, 3, secs(700)), Ok(()));
+    assert_eq!(c.admit(4, 5, 1600, secs(700)), Err("replayed"));
 }
