@@ -757,6 +757,13 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
     }
     if let Err(e) = f.mqtt.validate() {
         errors.push((vec![Key("mqtt"), Key("url")], e.to_string(), None));
+    } else if let Err(e) = f.mqtt.check_files(&base_dir) {
+        let key = if matches!(e, cnaas_shared::mqtt::MqttConfigError::Ca { .. }) {
+            "ca_file"
+        } else {
+            "password_file"
+        };
+        errors.push((vec![Key("mqtt"), Key(key)], e.to_string(), None));
     }
     let roles = match RolePatterns::build(&f.roles) {
         Ok(r) => r,
@@ -1065,6 +1072,25 @@ ports = { "Te1/1/1" = "uplink" }
             Ok(_) => vec![],
             Err(d) => d.0.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn a_missing_mqtt_secret_is_an_error_that_shows_no_secret() {
+        let text = GOOD.replacen(
+            "[mqtt]\n",
+            "[mqtt]\nusername = \"site\"\npassword_env = \"CNAAS_TEST_SURELY_UNSET_4711\"\n",
+            1,
+        );
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].contains("CNAAS_TEST_SURELY_UNSET_4711"), "{}", e[0]);
+        let text = GOOD.replacen(
+            "[mqtt]\n",
+            "[mqtt]\nusername = \"site\"\npassword_file = \"/nonexistent/cnaas.pass\"\n",
+            1,
+        );
+        let e = errors(&text);
+        assert!(e[0].contains("cannot read secret file /nonexistent/cnaas.pass"), "{e:#?}");
     }
 
     #[test]

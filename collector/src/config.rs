@@ -526,8 +526,13 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
         .err()
         .map(|e| e.to_string())
     };
-    if let Some(problem) = secret_problem(&f.mqtt.password_file, &f.mqtt.password_env) {
-        errors.push((vec![Key("mqtt"), Key("password_file")], problem, None));
+    if let Err(e) = f.mqtt.check_files(&base_dir) {
+        let key = if matches!(e, cnaas_shared::mqtt::MqttConfigError::Ca { .. }) {
+            "ca_file"
+        } else {
+            "password_file"
+        };
+        errors.push((vec![Key("mqtt"), Key(key)], e.to_string(), None));
     }
     for (i, c) in f.channel.iter().enumerate() {
         for (key, file, env) in [

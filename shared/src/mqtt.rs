@@ -135,6 +135,24 @@ impl MqttConfig {
         Ok(url)
     }
 
+    /// Reads the password (and checks the CA file) as the service will, so `check-config`
+    /// says that one is missing rather than the service failing later. The secret's text is
+    /// never in the message.
+    pub fn check_files(&self, base_dir: &Path) -> Result<(), MqttConfigError> {
+        if self.password_file.is_some() || self.password_env.is_some() {
+            crate::config::SecretSource {
+                file: self.password_file.clone(),
+                env: self.password_env.clone(),
+            }
+            .read(base_dir)?;
+        }
+        if let Some(ca) = &self.ca_file {
+            let path = base_dir.join(ca);
+            std::fs::metadata(&path).map_err(|source| MqttConfigError::Ca { path, source })?;
+        }
+        Ok(())
+    }
+
     /// Client options: broker address, credentials, TLS, keep-alive and an optional last will.
     /// `clean_session` is false, so QoS 1 messages in flight survive a reconnect.
     pub fn client_options(
