@@ -83,7 +83,10 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
         publish::spawn(&cfg, metrics.clone(), spool).context("cannot set up the MQTT publisher")?;
 
     let devices_total = cfg.devices.len();
+    // False once the trap receiver has stopped on its own (it never should).
+    let traps_alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let health: HealthFn = {
+        let traps_alive = traps_alive.clone();
         let connection = connection.clone();
         let metrics = metrics.clone();
         let names: Vec<String> = cfg.devices.iter().map(|d| d.name.clone()).collect();
@@ -97,11 +100,12 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
                 link_polls += metrics.link_polls.get(&label).map_or(0, |c| c.get());
             }
             let mqtt = connection.is_connected();
+            let traps = traps_alive.load(std::sync::atomic::Ordering::Relaxed);
             // The poll count is here too, so a check of the poll rate need not render the whole
             // interface table (millions of series at thousands of switches).
             (
-                mqtt,
-                serde_json::json!({ "mqtt_connected": mqtt, "devices": devices_total, "devices_up": up, "link_polls": link_polls }),
+                mqtt && traps,
+                serde_json::json!({ "mqtt_connected": mqtt, "traps_receiving": traps, "devices": devices_total, "devices_up": up, "link_polls": link_polls }),
             )
         })
     };
@@ -181,12 +185,26 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
                 hints.insert(d.name.clone(), rx);
             }
             tracing::info!(listen = %listen, "Receiving traps.");
-            Some(tokio::spawn(traps::run(
+            // Supervised: should the receiver ever stop before shutdown, that is an error in
+            // the log and /healthz, not silence.
+            let receiver = tokio::spawn(traps::run(
                 socket,
                 router,
                 shared.metrics.traps.clone(),
                 token.child_token(),
-            )))
+            ));
+            let token = token.clone();
+            let alive = traps_alive.clone();
+            Some(tokio::spawn(async move {
+                let ended = receiver.await;
+                if !token.is_cancelled() {
+                    alive.store(false, std::sync::atomic::Ordering::Relaxed);
+                    match ended {
+                        Err(e) => tracing::error!(error = %e, "The trap receiver failed: traps are no longer received (/healthz degraded). Restart the agent."),
+                        Ok(()) => tracing::error!("The trap receiver stopped: traps are no longer received (/healthz degraded). Restart the agent."),
+                    }
+                }
+            }))
         }
         None => None,
     };

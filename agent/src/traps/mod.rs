@@ -401,6 +401,9 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// Refused datagrams' log lines, at most one a second.
+static REFUSED: cnaas_shared::runtime::LogLimiter = cnaas_shared::runtime::LogLimiter::new();
+
 /// Receives traps until `token` is cancelled.
 pub async fn run(
     socket: UdpSocket,
@@ -413,7 +416,6 @@ pub async fn run(
 ) {
     // A flood of refused datagrams (a scanner, a misconfigured sender) is counted per
     // reason; the log gets one line a second with how many it held back.
-    static REFUSED: cnaas_shared::runtime::LogLimiter = cnaas_shared::runtime::LogLimiter::new();
     static SOCKET: cnaas_shared::runtime::LogLimiter = cnaas_shared::runtime::LogLimiter::new();
     let mut buf = vec![0u8; 65_535];
     loop {
@@ -432,56 +434,68 @@ pub async fn run(
         let Some(datagram) = buf.get(..len) else {
             continue;
         };
-        let decoded = match decode(datagram) {
-            Err(TrapError::NeedsUsm) => match router.decode_v3(from.ip(), datagram) {
-                Ok((device, trap)) => Ok((Some(device), trap)),
-                Err(why) => {
-                    if let Some(suppressed) = REFUSED.allow() {
-                        tracing::warn!(peer = %from, why, suppressed, "SNMPv3 trap refused.");
-                    }
-                    counter.get_or_create(&ResultLabel { result: why }).inc();
-                    continue;
-                }
-            },
-            other => other.map(|t| (None, t)),
-        };
-        let result = match decoded {
-            Err(e) => {
-                let label = match e {
-                    TrapError::NotATrap(_) => "not_a_trap",
-                    _ => "malformed",
-                };
-                if let Some(suppressed) = REFUSED.allow() {
-                    tracing::warn!(peer = %from, error = %e, suppressed, "Trap refused.");
-                }
-                label
-            }
-            Ok((known, trap)) => match known.map_or_else(
-                || router.judge(from.ip(), &trap),
-                |d| router.verdict(d, &trap),
-            ) {
-                Verdict::Deliver { device, hint } => {
-                    let d = &router.devices[device];
-                    tracing::info!(device = %d.name, kind = ?trap.kind, if_index = ?trap.if_index, "Trap received; confirming.");
-                    match d.hints.try_send(hint) {
-                        Ok(()) => "delivered",
-                        // A full queue means a re-poll is already pending for this device.
-                        Err(_) => "busy",
-                    }
-                }
-                Verdict::LogOnly(why) => {
-                    tracing::info!(peer = %from, kind = ?trap.kind, if_index = ?trap.if_index, why, "Trap logged only.");
-                    why
-                }
-                Verdict::Drop(why) => {
-                    if let Some(suppressed) = REFUSED.allow() {
-                        tracing::warn!(peer = %from, kind = ?trap.kind, why, suppressed, "Trap dropped.");
-                    }
-                    why
-                }
-            },
-        };
+        // A datagram that trips a bug in decoding must not end trap reception: it is
+        // counted (`panic`) and logged, and the next one is read as usual.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handle(&mut router, from, datagram)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(peer = %from, bytes = datagram.len(), "Decoding a trap panicked; the datagram is dropped and reception goes on.");
+            "panic"
+        });
         counter.get_or_create(&ResultLabel { result }).inc();
+    }
+}
+
+/// Decodes and judges one datagram from `from`; returns its result label.
+fn handle(router: &mut Router, from: std::net::SocketAddr, datagram: &[u8]) -> &'static str {
+    let decoded = match decode(datagram) {
+        Err(TrapError::NeedsUsm) => match router.decode_v3(from.ip(), datagram) {
+            Ok((device, trap)) => Ok((Some(device), trap)),
+            Err(why) => {
+                if let Some(suppressed) = REFUSED.allow() {
+                    tracing::warn!(peer = %from, why, suppressed, "SNMPv3 trap refused.");
+                }
+                return why;
+            }
+        },
+        other => other.map(|t| (None, t)),
+    };
+    match decoded {
+        Err(e) => {
+            let label = match e {
+                TrapError::NotATrap(_) => "not_a_trap",
+                _ => "malformed",
+            };
+            if let Some(suppressed) = REFUSED.allow() {
+                tracing::warn!(peer = %from, error = %e, suppressed, "Trap refused.");
+            }
+            label
+        }
+        Ok((known, trap)) => match known.map_or_else(
+            || router.judge(from.ip(), &trap),
+            |d| router.verdict(d, &trap),
+        ) {
+            Verdict::Deliver { device, hint } => {
+                let d = &router.devices[device];
+                tracing::info!(device = %d.name, kind = ?trap.kind, if_index = ?trap.if_index, "Trap received; confirming.");
+                match d.hints.try_send(hint) {
+                    Ok(()) => "delivered",
+                    // A full queue means a re-poll is already pending for this device.
+                    Err(_) => "busy",
+                }
+            }
+            Verdict::LogOnly(why) => {
+                tracing::info!(peer = %from, kind = ?trap.kind, if_index = ?trap.if_index, why, "Trap logged only.");
+                why
+            }
+            Verdict::Drop(why) => {
+                if let Some(suppressed) = REFUSED.allow() {
+                    tracing::warn!(peer = %from, kind = ?trap.kind, why, suppressed, "Trap dropped.");
+                }
+                why
+            }
+        },
     }
 }
 
