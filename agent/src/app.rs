@@ -200,8 +200,12 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
                 if !token.is_cancelled() {
                     alive.store(false, std::sync::atomic::Ordering::Relaxed);
                     match ended {
-                        Err(e) => tracing::error!(error = %e, "The trap receiver failed: traps are no longer received (/healthz degraded). Restart the agent."),
-                        Ok(()) => tracing::error!("The trap receiver stopped: traps are no longer received (/healthz degraded). Restart the agent."),
+                        Err(e) => {
+                            tracing::error!(error = %e, "The trap receiver failed: traps are no longer received (/healthz degraded). Restart the agent.")
+                        }
+                        Ok(()) => tracing::error!(
+                            "The trap receiver stopped: traps are no longer received (/healthz degraded). Restart the agent."
+                        ),
                     }
                 }
             }))

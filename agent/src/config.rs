@@ -1090,7 +1090,10 @@ ports = { "Te1/1/1" = "uplink" }
             1,
         );
         let e = errors(&text);
-        assert!(e[0].contains("cannot read secret file /nonexistent/cnaas.pass"), "{e:#?}");
+        assert!(
+            e[0].contains("cannot read secret file /nonexistent/cnaas.pass"),
+            "{e:#?}"
+        );
     }
 
     #[test]

@@ -279,6 +279,39 @@ impl HttpLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+/// Longest request target (path and query) served; a longer one is 414.
+pub const MAX_URI: usize = 8 * 1024;
+/// Most header bytes served; more is 431.
+pub const MAX_HEADERS: usize = 32 * 1024;
+
+/// Answers an over-long request target or over-large header section with a JSON error
+/// (hyper's own limit, far above these, stays as the last guard).
+async fn limit_head(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = req.uri().to_string().len();
+    if uri > MAX_URI {
+        return (
+            StatusCode::URI_TOO_LONG,
+            axum::Json(serde_json::json!({ "error": format!("the request target is over {MAX_URI} bytes") })),
+        )
+            .into_response();
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers > MAX_HEADERS {
+        return (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            axum::Json(
+                serde_json::json!({ "error": format!("the headers are over {MAX_HEADERS} bytes") }),
+            ),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
 /// One open connection.
 struct Conn {
     addr: std::net::IpAddr,
@@ -383,9 +416,11 @@ pub async fn serve_with(
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     static REFUSED: LogLimiter = LogLimiter::new();
-    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-        limits.body_timeout,
-    ));
+    let router = router
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_timeout,
+        ))
+        .layer(axum::middleware::from_fn(limit_head));
     let peers = Arc::new(std::sync::Mutex::new(Peers::default()));
     let tracker = tokio_util::task::TaskTracker::new();
     loop {
@@ -538,6 +573,14 @@ mod http_limit_tests {
         Ok(out)
     }
 
+    async fn send(port: u16, request: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await;
+        out
+    }
+
     /// Whether the server closed `s` (reads EOF or an error within a second).
     async fn closed(s: &mut TcpStream) -> bool {
         let mut b = [0u8; 64];
@@ -606,6 +649,31 @@ mod http_limit_tests {
                 .await
                 .unwrap()
                 .starts_with("HTTP/1.1 200")
+        );
+        // Over-long targets and headers get a JSON answer.
+        let long = send(
+            port,
+            &format!(
+                "GET /x?{} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                "a".repeat(MAX_URI)
+            ),
+        )
+        .await;
+        assert!(
+            long.starts_with("HTTP/1.1 414") && long.contains("{\"error\":"),
+            "{long}"
+        );
+        let big = send(
+            port,
+            &format!(
+                "GET /x HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+                "b".repeat(MAX_HEADERS)
+            ),
+        )
+        .await;
+        assert!(
+            big.starts_with("HTTP/1.1 431") && big.contains("{\"error\":"),
+            "{big}"
         );
         token.cancel();
         tokio::time::timeout(Duration::from_secs(10), server)
