@@ -109,6 +109,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
                     "ingest_stalled": stalled,
                     "store_failing": store_failing,
                     "ingest_queue": metrics.ingest_queue.get(),
+                    "ingest_lag_seconds": metrics.ingest_lag_seconds.get(),
                     "incidents_open": metrics.incidents_open.get(),
                 }),
             )
@@ -232,6 +233,9 @@ async fn stall_watchdog(
             stuck = Duration::ZERO;
         }
         last = acks;
+        metrics
+            .ingest_lag_seconds
+            .set(i64::try_from(stuck.as_secs()).unwrap_or(i64::MAX));
         let stalled = stuck >= stall_after;
         let was = metrics.ingest_stalled.get() == 1;
         let waiting = metrics.ingest_queue.get();

@@ -73,6 +73,8 @@ pub struct CollectorMetrics {
     pub acks: Counter,
     /// 1 while messages wait for the engine and nothing has been committed for a while.
     pub ingest_stalled: Gauge,
+    /// Seconds since the last commit while messages wait (0 when none wait).
+    pub ingest_lag_seconds: Gauge,
     /// 1 while a store operation fails (it is retried).
     pub store_failing: Gauge,
 }
@@ -101,6 +103,7 @@ impl CollectorMetrics {
             notifications_repeated: Counter::default(),
             acks: Counter::default(),
             ingest_stalled: Gauge::default(),
+            ingest_lag_seconds: Gauge::default(),
             store_failing: Gauge::default(),
         };
         let r0 = registry.sub_registry_with_prefix("cnaas_collector");
@@ -121,8 +124,13 @@ impl CollectorMetrics {
         );
         r0.register(
             "ingest_stalled",
-            "1 while messages wait for the engine and nothing has been committed for 30 s",
+            "1 while messages wait for the engine and nothing has been committed for [ingest] stall_after",
             m.ingest_stalled.clone(),
+        );
+        r0.register(
+            "ingest_lag_seconds",
+            "Seconds since the last commit while messages wait (0 when none wait)",
+            m.ingest_lag_seconds.clone(),
         );
         r0.register(
             "store_failing",

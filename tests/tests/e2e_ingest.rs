@@ -552,6 +552,9 @@ fn a_file_size_limit_pauses_storing_loudly_and_loses_nothing() -> Result<()> {
     assert_eq!(status, 503);
     let log = c.process.log();
     assert!(log.contains("SIGXFSZ"), "{log}");
+    let (_, body) = http_get(&format!("{}/healthz", c.api))?;
+    let h: serde_json::Value = serde_json::from_str(&body)?;
+    assert!(h["ingest_queue"].as_i64() > Some(0), "{h}");
     let stored = metric(&c.api, "cnaas_collector_events_stored_total");
     assert!(stored < 20_000.0, "{stored}");
     // SSC is told directly on both its channels (the store cannot queue a notice).
@@ -565,6 +568,10 @@ fn a_file_size_limit_pauses_storing_loudly_and_loses_nothing() -> Result<()> {
         told("ingest_stalled").then_some(())
     })
     .with_context(|| c.process.log())?;
+    let (_, body) = http_get(&format!("{}/healthz", c.api))?;
+    let h: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(h["ingest_stalled"], true, "{h}");
+    assert!(h["ingest_lag_seconds"].as_i64() >= Some(2), "{h}");
     // Room again (the operator raised the limit): everything is stored, once.
     let pid = c.process.pid().context("collector pid")?;
     let ok = Command::new(find_program("prlimit")?)

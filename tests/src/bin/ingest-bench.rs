@@ -161,8 +161,8 @@ fn main() -> Result<()> {
     // 1. Sustained.
     let started = Instant::now();
     let published = publish(mqtt.port, events, 0)?;
-    let done = wait_stored(&api, events, Duration::from_secs(600))
-        .with_context(|| collector.log())?;
+    let done =
+        wait_stored(&api, events, Duration::from_secs(600)).with_context(|| collector.log())?;
     let sustained = done - started;
 
     // 2. Backlog after an outage.
@@ -174,8 +174,8 @@ fn main() -> Result<()> {
     let outage_took = outage_started.elapsed();
     let restart = Instant::now();
     let collector = start_collector(dir.path(), mqtt.port, api_port, "collector-2.log")?;
-    let done = wait_stored(&api, events, Duration::from_secs(1200))
-        .with_context(|| collector.log())?;
+    let done =
+        wait_stored(&api, events, Duration::from_secs(1200)).with_context(|| collector.log())?;
     let drain = done - restart;
 
     println!("| Measure | Events | Time | Rate |");
