@@ -80,6 +80,18 @@ pub struct CollectorMetrics {
 }
 
 impl CollectorMetrics {
+    /// Counts a delivery attempt's outcome on `channel`.
+    pub fn count_notification(&self, channel: &str, result: &'static str) {
+        self.notifications
+            .get_or_create(&NotificationLabel {
+                channel: channel.to_owned(),
+                result,
+            })
+            .inc();
+    }
+}
+
+impl CollectorMetrics {
     /// Creates and registers every metric.
     pub fn register(registry: &mut Registry) -> CollectorMetrics {
         let m = CollectorMetrics {

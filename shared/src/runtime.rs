@@ -223,6 +223,26 @@ pub async fn serve(
     Ok(())
 }
 
+/// Moves a damaged SQLite file and its WAL and shared-memory files aside, as
+/// `<file>.damaged-<UTC time>` (kept for a post-mortem); returns the new name of the file.
+pub fn set_aside(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut kept = path.as_os_str().to_owned();
+    kept.push(format!(".damaged-{stamp}"));
+    let kept = std::path::PathBuf::from(kept);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut from = path.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = kept.as_os_str().to_owned();
+        to.push(suffix);
+        match std::fs::rename(&from, &to) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(kept)
+}
+
 /// File descriptors kept for everything but HTTP clients: MQTT, SQLite, SMTP and webhook
 /// deliveries, SNMP sockets, logs.
 pub const FD_RESERVE: u64 = 512;

@@ -701,6 +701,33 @@ pub fn start_binary(name: &str, config: &Path, log: &Path) -> Result<Process> {
     Process::spawn(name, cmd, log)
 }
 
+/// Opens the dashboard's sign-in form at `base`: the cookie that pairs it with its post
+/// (`name=value`) and the form's token.
+pub fn sign_in_form(base: &str) -> Result<(String, String)> {
+    let page = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .get(format!("{base}/ui/login"))
+        .send()?;
+    let cookie = page
+        .headers()
+        .get("set-cookie")
+        .context("the sign-in form sets no cookie")?
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let html = page.text()?;
+    let nonce = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .context("the sign-in form's token")?
+        .to_owned();
+    Ok((cookie, nonce))
+}
+
 /// A blocking HTTP GET returning the status and body (tests only; loopback, short timeout).
 pub fn http_get(url: &str) -> Result<(u16, String)> {
     let client = reqwest::blocking::Client::builder()

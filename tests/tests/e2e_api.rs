@@ -311,20 +311,7 @@ fn dashboard_session(base: &str, token: &str) -> Result<String> {
     let http = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let page = http.get(format!("{base}/ui/login")).send()?;
-    let login_cookie = page.headers()["set-cookie"]
-        .to_str()?
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let html = page.text()?;
-    let nonce = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .context("the sign-in form's token")?
-        .to_owned();
+    let (login_cookie, nonce) = cnaas_tests::sign_in_form(base)?;
     let r = http
         .post(format!("{base}/ui/login"))
         .header("content-type", "application/x-www-form-urlencoded")

@@ -260,20 +260,7 @@ fn forms_are_guarded(base: &str, id: i64) -> Result<()> {
     assert_eq!(r.headers()["location"], "/ui/login");
     // The sign-in form pairs its post with a cookie (login CSRF): a post without the pair
     // is refused, even with a good token.
-    let page = http.get(format!("{base}/ui/login")).send()?;
-    let login_cookie = page.headers()["set-cookie"]
-        .to_str()?
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let html = page.text()?;
-    let nonce = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .context("the sign-in form's token")?
-        .to_owned();
+    let (login_cookie, nonce) = cnaas_tests::sign_in_form(base)?;
     assert!(login_cookie.ends_with(&nonce), "{login_cookie} / {nonce}");
     let r = form("/ui/login", &format!("token={}", token("ssc")), None)?;
     assert_eq!(r.status().as_u16(), 403, "no form token");

@@ -71,19 +71,8 @@ fn flip_over(user: V3User) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn an_snmpv3_trap_is_authenticated_decrypted_and_confirmed() -> Result<()> {
-    let user = V3User::sha_aes("cnaas", "authsecret-4711", "privsecret-0815");
-    // A minute between link polls: the change can only be learnt from the trap in time.
-    let rig = Rig::start(&RigOptions {
-        link_interval: "60s".into(),
-        dead_device: false,
-        snmpv3: Some(user.clone()),
-        traps: true,
-        ..RigOptions::default()
-    })?;
-    rig.set_oper(50, 2)?;
-    let trap_port = rig.trap_port.context("trap port")?;
+/// Sends a linkDown/linkUp (`oid`) v3 authPriv trap about ifIndex 50 with real `snmptrap`.
+fn snmptrap(user: &V3User, port: u16, uptime: &str, oid: &str) -> Result<()> {
     let out = std::process::Command::new(cnaas_tests::find_program("snmptrap")?)
         .env("MIBS", "")
         .args([
@@ -106,20 +95,31 @@ fn an_snmpv3_trap_is_authenticated_decrypted_and_confirmed() -> Result<()> {
             "-X",
             &user.priv_password,
         ])
-        .arg(format!("127.0.0.1:{trap_port}"))
-        .args([
-            "87654321",
-            "1.3.6.1.6.3.1.1.5.3",
-            "1.3.6.1.2.1.2.2.1.1.50",
-            "i",
-            "50",
-        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([uptime, oid, "1.3.6.1.2.1.2.2.1.1.50", "i", "50"])
         .output()?;
-    assert!(
+    anyhow::ensure!(
         out.status.success(),
-        "{}",
+        "snmptrap: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(())
+}
+
+#[test]
+fn an_snmpv3_trap_is_authenticated_decrypted_and_confirmed() -> Result<()> {
+    let user = V3User::sha_aes("cnaas", "authsecret-4711", "privsecret-0815");
+    // A minute between link polls: the change can only be learnt from the trap in time.
+    let rig = Rig::start(&RigOptions {
+        link_interval: "60s".into(),
+        dead_device: false,
+        snmpv3: Some(user.clone()),
+        traps: true,
+        ..RigOptions::default()
+    })?;
+    rig.set_oper(50, 2)?;
+    let trap_port = rig.trap_port.context("trap port")?;
+    snmptrap(&user, trap_port, "87654321", "1.3.6.1.6.3.1.1.5.3")?;
     let inc = wait_until(
         "an incident from the v3 trap",
         Duration::from_secs(10),
@@ -134,42 +134,7 @@ fn an_snmpv3_trap_is_authenticated_decrypted_and_confirmed() -> Result<()> {
     let catcher = std::net::UdpSocket::bind("127.0.0.1:0")?;
     catcher.set_read_timeout(Some(Duration::from_secs(5)))?;
     let catch_port = catcher.local_addr()?.port();
-    let out = std::process::Command::new(cnaas_tests::find_program("snmptrap")?)
-        .env("MIBS", "")
-        .args([
-            "-v",
-            "3",
-            "-e",
-            "0x80001f8880c0ffee01",
-            "-u",
-            &user.user,
-            "-l",
-            "authPriv",
-        ])
-        .args([
-            "-a",
-            "SHA",
-            "-A",
-            &user.auth_password,
-            "-x",
-            "AES",
-            "-X",
-            &user.priv_password,
-        ])
-        .arg(format!("127.0.0.1:{catch_port}"))
-        .args([
-            "87654399",
-            "1.3.6.1.6.3.1.1.5.4",
-            "1.3.6.1.2.1.2.2.1.1.50",
-            "i",
-            "50",
-        ])
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    snmptrap(&user, catch_port, "87654399", "1.3.6.1.6.3.1.1.5.4")?;
     let mut buf = [0u8; 4096];
     let (len, _) = catcher.recv_from(&mut buf)?;
     let sender = std::net::UdpSocket::bind("127.0.0.1:0")?;

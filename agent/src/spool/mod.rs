@@ -105,31 +105,6 @@ fn check_file(path: &Path) -> Option<String> {
     }
 }
 
-/// Moves the damaged spool file (with its WAL) aside; returns where it went.
-fn move_aside(path: &Path) -> Result<PathBuf, SpoolError> {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let mut kept = path.as_os_str().to_owned();
-    kept.push(format!(".damaged-{stamp}"));
-    let kept = PathBuf::from(kept);
-    for suffix in ["", "-wal", "-shm"] {
-        let mut from = path.as_os_str().to_owned();
-        from.push(suffix);
-        let mut to = kept.as_os_str().to_owned();
-        to.push(suffix);
-        match std::fs::rename(&from, &to) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(SpoolError::Create {
-                    path: PathBuf::from(from),
-                    source,
-                });
-            }
-        }
-    }
-    Ok(kept)
-}
-
 /// A spool row: sequence number, topic, payload.
 type Row = (i64, String, Vec<u8>);
 
@@ -202,7 +177,11 @@ impl Spool {
         let mut report = StartReport::default();
         let mut carried = Vec::new();
         if let Some(problem) = check_file(&path) {
-            let kept = move_aside(&path)?;
+            let kept =
+                cnaas_shared::runtime::set_aside(&path).map_err(|source| SpoolError::Create {
+                    path: path.clone(),
+                    source,
+                })?;
             let Salvaged {
                 rows,
                 counted,

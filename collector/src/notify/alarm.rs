@@ -10,7 +10,7 @@ use serde_json::json;
 use super::channels::Channels;
 use super::render::Message;
 use crate::customers::ContactPoint;
-use crate::metrics::{CollectorMetrics, NotificationLabel};
+use crate::metrics::CollectorMetrics;
 use crate::store::{About, Notification};
 
 /// Ingestion's state as told.
@@ -151,11 +151,11 @@ impl OutOfBand {
                 match self.channels.deliver(&n, &m).await {
                     Ok(()) => {
                         told += 1;
-                        self.count(&p.channel, "delivered");
+                        self.metrics.count_notification(&p.channel, "delivered");
                         break;
                     }
                     Err(e) => {
-                        self.count(&p.channel, "retry");
+                        self.metrics.count_notification(&p.channel, "retry");
                         tracing::error!(channel = %p.channel, attempt, error = %e, "Cannot tell SSC about the collector's ingestion.");
                         if attempt < 3 {
                             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -165,16 +165,6 @@ impl OutOfBand {
             }
         }
         told
-    }
-
-    fn count(&self, channel: &str, result: &'static str) {
-        self.metrics
-            .notifications
-            .get_or_create(&NotificationLabel {
-                channel: channel.to_owned(),
-                result,
-            })
-            .inc();
     }
 }
 

@@ -22,7 +22,7 @@ use super::channels::{ChannelError, Channels};
 use super::render::{ChangeContext, Context, Message, render, render_change, render_order};
 use crate::config::Inventory;
 use crate::engine::{Envelope, Input};
-use crate::metrics::{CollectorMetrics, NotificationLabel};
+use crate::metrics::CollectorMetrics;
 use crate::store::{About, Delivery, Notification, Store, StoreError};
 
 /// How hard delivery tries.
@@ -145,13 +145,7 @@ impl Dispatcher {
     }
 
     fn count(&self, channel: &str, result: &'static str) {
-        self.metrics
-            .notifications
-            .get_or_create(&NotificationLabel {
-                channel: channel.to_owned(),
-                result,
-            })
-            .inc();
+        self.metrics.count_notification(channel, result);
     }
 
     async fn message(&self, n: &Notification) -> Result<Message, String> {

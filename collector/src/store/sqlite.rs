@@ -316,31 +316,6 @@ pub fn check_file(path: &Path) -> Result<Option<String>, StoreError> {
     })
 }
 
-/// Moves a damaged database and its WAL and shared-memory files aside.
-fn move_aside(path: &Path) -> Result<std::path::PathBuf, StoreError> {
-    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
-    let mut kept = path.as_os_str().to_owned();
-    kept.push(format!(".damaged-{stamp}"));
-    let kept = std::path::PathBuf::from(kept);
-    for suffix in ["", "-wal", "-shm"] {
-        let mut from = path.as_os_str().to_owned();
-        from.push(suffix);
-        let mut to = kept.as_os_str().to_owned();
-        to.push(suffix);
-        match std::fs::rename(&from, &to) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StoreError::Create {
-                    path: from.into(),
-                    source,
-                });
-            }
-        }
-    }
-    Ok(kept)
-}
-
 impl SqliteStore {
     /// Opens (creating if missing) the database file and brings its schema up to date; an
     /// empty or damaged file is refused.
@@ -360,7 +335,12 @@ impl SqliteStore {
                     });
                 }
                 OnDamage::MoveAside => {
-                    let kept = move_aside(path)?;
+                    let kept = cnaas_shared::runtime::set_aside(path).map_err(|source| {
+                        StoreError::Create {
+                            path: path.to_owned(),
+                            source,
+                        }
+                    })?;
                     tracing::error!(path = %path.display(), kept = %kept.display(), problem = %problem, "The store was damaged: moved aside, beginning an empty one (incidents, events and the outbox of the old one are not in it).");
                 }
             }
