@@ -131,7 +131,8 @@ pub fn spawn(
             Err(e) => tracing::error!(error = %e, "Cannot read the quarantined alarms; starting without them."),
         }
         set_open_count(store.as_ref(), &metrics);
-        let cx = Cx { store: store.as_ref(), inventory: &inventory, metrics: &metrics, notices: &notices };
+        let owners = OwnerCache::default();
+        let cx = Cx { store: store.as_ref(), inventory: &inventory, metrics: &metrics, notices: &notices, owners: &owners };
         while let Some(first) = rx.blocking_recv() {
             // Take what is queued (bounded), so a burst shares one transaction per run of events.
             let mut batch = vec![first];
@@ -185,6 +186,7 @@ fn set_open_count(store: &dyn Store, metrics: &CollectorMetrics) {
 /// engine thread does with each input, for the model-based test of the whole engine
 /// (correlator, store, routing and outbox together) and for tools.
 pub struct Core {
+    owners: OwnerCache,
     store: Arc<dyn Store>,
     inventory: Arc<Inventory>,
     metrics: CollectorMetrics,
@@ -208,6 +210,7 @@ impl Core {
         correlator.restore_pending(&store.pending_alarms()?);
         let mut registry = prometheus_client::registry::Registry::default();
         Ok(Core {
+            owners: OwnerCache::default(),
             store,
             inventory,
             metrics: CollectorMetrics::register(&mut registry),
@@ -222,6 +225,7 @@ impl Core {
             inventory: &self.inventory,
             metrics: &self.metrics,
             notices: &self.notices,
+            owners: &self.owners,
         };
         process_at(&cx, &mut self.correlator, input, now);
     }
@@ -325,6 +329,37 @@ struct Cx<'a> {
     inventory: &'a Inventory,
     metrics: &'a CollectorMetrics,
     notices: &'a Notices,
+    owners: &'a OwnerCache,
+}
+
+/// The pinned agent of each device seen, so that an event costs no read of the store for it.
+/// Cleared when a transaction fails (a pin may have been rolled back) and whenever the store
+/// says a pin was released.
+#[derive(Debug, Default)]
+struct OwnerCache {
+    owners: std::cell::RefCell<std::collections::HashMap<String, String>>,
+    generation: std::cell::Cell<u64>,
+}
+
+impl OwnerCache {
+    fn get(&self, store: &dyn Store, device: &str) -> Option<String> {
+        let now = store.owners_generation();
+        if now != self.generation.get() {
+            self.owners.borrow_mut().clear();
+            self.generation.set(now);
+        }
+        self.owners.borrow().get(device).cloned()
+    }
+
+    fn put(&self, device: &str, agent: &str) {
+        self.owners
+            .borrow_mut()
+            .insert(device.to_owned(), agent.to_owned());
+    }
+
+    fn clear(&self) {
+        self.owners.borrow_mut().clear();
+    }
 }
 
 /// Inputs taken from the queue at once, at most.
@@ -381,7 +416,7 @@ fn store_events_at(
         let result = cx.store.transaction(&mut |tx| {
             queued = observed(tx, cx, now, |o| {
                 for event in events {
-                    if let Some(reason) = not_its_device(o, cx.inventory, event, now)? {
+                    if let Some(reason) = not_its_device(o, cx, event, now)? {
                         refused.push((event, reason));
                         continue;
                     }
@@ -778,11 +813,11 @@ fn process_at(cx: &Cx<'_>, correlator: &mut Correlator, input: Input, now: DateT
 /// its only one (in the same transaction as the event).
 fn not_its_device(
     tx: &mut dyn IncidentTx,
-    inventory: &Inventory,
+    cx: &Cx<'_>,
     event: &Event,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, StoreError> {
-    if let Some(d) = inventory.devices.get(&event.device)
+    if let Some(d) = cx.inventory.devices.get(&event.device)
         && !d.agents.is_empty()
     {
         if d.agents.contains(&event.agent) {
@@ -795,8 +830,15 @@ fn not_its_device(
             d.agents.join(", ")
         )));
     }
-    match tx.device_owner(&event.device)? {
-        Some(owner) if owner == event.agent => Ok(None),
+    let owner = match cx.owners.get(cx.store, &event.device) {
+        Some(o) => Some(o),
+        None => tx.device_owner(&event.device)?,
+    };
+    match owner {
+        Some(owner) if owner == event.agent => {
+            cx.owners.put(&event.device, &owner);
+            Ok(None)
+        }
         Some(owner) => Ok(Some(format!(
             "agent `{}` may not report device `{}`: it is pinned to agent `{owner}` (release it with DELETE /api/v1/devices/{}/owner when the device has moved)",
             event.agent, event.device, event.device
@@ -804,6 +846,7 @@ fn not_its_device(
         None => {
             tracing::info!(device = %event.device, agent = %event.agent, "First event of the device: pinned to its agent.");
             tx.pin_owner(&event.device, &event.agent, now)?;
+            cx.owners.put(&event.device, &event.agent);
             Ok(None)
         }
     }
@@ -848,6 +891,8 @@ fn in_transaction(
 
 /// Rebuilds the correlator's memory from the store after a transaction failed.
 fn reset(cx: &Cx<'_>, correlator: &mut Correlator, now: DateTime<Utc>) {
+    // A pin made in the failed transaction is gone with it.
+    cx.owners.clear();
     match (cx.store.open_members(), cx.store.pending_alarms()) {
         (Ok(members), Ok(pending)) => correlator.reset(&members, &pending, now),
         (Err(e), _) | (_, Err(e)) => {

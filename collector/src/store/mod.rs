@@ -701,6 +701,8 @@ pub trait Store: Send + Sync {
     /// Forgets a device's pinned agent (it was moved to another agent): the next agent to
     /// report it is pinned. False when none was pinned.
     fn unpin_owner(&self, device: &str) -> Result<bool, StoreError>;
+    /// A number that changes whenever a pin is released (caches of pins compare it).
+    fn owners_generation(&self) -> u64;
     /// Marks a notification in flight just before a delivery attempt. True when it already
     /// was: an earlier attempt was cut off (a crash) before its outcome was recorded, so this
     /// one may repeat a message that went out (counted as a repeat).

@@ -264,6 +264,8 @@ pub struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     /// Where the next reader search starts (spreads the load).
     next_reader: std::sync::atomic::AtomicUsize,
+    /// Bumped on every released pin.
+    owners_generation: std::sync::atomic::AtomicU64,
 }
 
 /// Reader connections: one per core and a few more for requests that wait on the disk.
@@ -371,6 +373,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
+            owners_generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -1393,7 +1396,14 @@ impl Store for SqliteStore {
             .writer()
             .prepare_cached("DELETE FROM device_owners WHERE device = ?1")?
             .execute([device])?;
+        self.owners_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(n > 0)
+    }
+
+    fn owners_generation(&self) -> u64 {
+        self.owners_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn mark_in_flight(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
