@@ -832,13 +832,17 @@ fn not_its_device(
     }
     let owner = match cx.owners.get(cx.store, &event.device) {
         Some(o) => Some(o),
-        None => tx.device_owner(&event.device)?,
+        None => {
+            // Read from the store once; later events of the device find it in the cache.
+            let stored = tx.device_owner(&event.device)?;
+            if let Some(o) = &stored {
+                cx.owners.put(&event.device, o);
+            }
+            stored
+        }
     };
     match owner {
-        Some(owner) if owner == event.agent => {
-            cx.owners.put(&event.device, &owner);
-            Ok(None)
-        }
+        Some(owner) if owner == event.agent => Ok(None),
         Some(owner) => Ok(Some(format!(
             "agent `{}` may not report device `{}`: it is pinned to agent `{owner}` (release it with DELETE /api/v1/devices/{}/owner when the device has moved)",
             event.agent, event.device, event.device
