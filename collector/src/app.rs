@@ -61,6 +61,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         routing: routing.clone(),
         wake: wake.clone(),
         revision: Arc::new(tokio::sync::watch::channel(0).0),
+        topology: Default::default(),
     };
     let dispatch_token = CancellationToken::new();
     let channels = Channels::build(

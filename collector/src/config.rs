@@ -309,8 +309,12 @@ pub struct DeviceEntry {
     pub site: Option<String>,
     /// Where it stands, for people sent there (building, floor, room, rack).
     pub location: Option<String>,
-    /// The device's parent towards the core (another `[[device]]`).
-    pub uplink: Option<String>,
+    /// The device's parents towards the core (other `[[device]]`s): one name, or a list for
+    /// a device with redundant uplinks (an access switch to both switches of its pair).
+    #[serde(default)]
+    pub uplink: Uplinks,
+    /// The other switch of its distribution pair (said on either or both).
+    pub pair: Option<String>,
     /// Its place in the network, as cnaas-nms types devices.
     pub role: Option<DeviceRole>,
     /// Port roles by ifName (or ifIndex as a string).
@@ -320,6 +324,30 @@ pub struct DeviceEntry {
     /// it is pinned as its only one (visible and releasable in the API).
     #[serde(default)]
     pub agents: Vec<String>,
+}
+
+/// `uplink = "d1"` or `uplink = ["d1", "d2"]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+pub enum Uplinks {
+    /// None given.
+    #[default]
+    None,
+    /// One parent.
+    One(String),
+    /// Several parents.
+    Many(Vec<String>),
+}
+
+impl Uplinks {
+    /// The parents, in the order given.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Uplinks::None => Vec::new(),
+            Uplinks::One(s) => vec![s.clone()],
+            Uplinks::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// A device's place in the campus network (cnaas-nms device types); it sets severities.
@@ -351,8 +379,10 @@ pub struct InventoryDevice {
     pub site: Option<String>,
     /// Building, floor, room, rack.
     pub location: Option<String>,
-    /// Parent device.
-    pub uplink: Option<String>,
+    /// Parent devices (several for redundant uplinks).
+    pub uplinks: Vec<String>,
+    /// The other switch of its distribution pair.
+    pub pair: Option<String>,
     /// Core, distribution or access.
     pub role: Option<DeviceRole>,
     /// Port roles by ifName or ifIndex string.
@@ -586,8 +616,8 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
                 None,
             ));
         }
-        if let Some(up) = &d.uplink {
-            if up == &d.name {
+        for up in d.uplink.names() {
+            if up == d.name {
                 errors.push((
                     vec![Key("device"), Index(i), Key("uplink")],
                     "a device cannot be its own uplink".into(),
@@ -601,24 +631,40 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
                 ));
             }
         }
+        if let Some(p) = &d.pair {
+            if p == &d.name {
+                errors.push((
+                    vec![Key("device"), Index(i), Key("pair")],
+                    "a device cannot be its own pair".into(),
+                    None,
+                ));
+            } else if !names.contains(p.as_str()) {
+                warnings.push((
+                    vec![Key("device"), Index(i), Key("pair")],
+                    format!("pair `{p}` is not in the inventory"),
+                    Some("add a [[device]] entry for it".into()),
+                ));
+            }
+        }
         devices.insert(
             d.name.clone(),
             InventoryDevice {
                 customer: d.customer.clone(),
                 site: d.site.clone(),
                 location: d.location.clone(),
-                uplink: d.uplink.clone(),
+                uplinks: d.uplink.names(),
+                pair: d.pair.clone(),
                 role: d.role,
                 ports: d.ports.clone(),
                 agents: d.agents.clone(),
             },
         );
     }
-    // An uplink chain that comes back to itself would make topology walks loop.
+    // Uplinks that come back to where they started would make "towards the core" meaningless.
     for (i, d) in f.device.iter().enumerate() {
-        let mut at = d.uplink.as_deref();
-        let mut steps = 0;
-        while let Some(name) = at {
+        let mut stack: Vec<String> = d.uplink.names();
+        let mut seen: HashSet<String> = HashSet::new();
+        while let Some(name) = stack.pop() {
             if name == d.name {
                 errors.push((
                     vec![Key("device"), Index(i), Key("uplink")],
@@ -627,11 +673,12 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
                 ));
                 break;
             }
-            steps += 1;
-            if steps > devices.len() {
-                break;
+            if !seen.insert(name.clone()) {
+                continue;
             }
-            at = devices.get(name).and_then(|x| x.uplink.as_deref());
+            if let Some(x) = devices.get(&name) {
+                stack.extend(x.uplinks.iter().cloned());
+            }
         }
     }
     let mut channel_names: Vec<String> = Vec::new();
@@ -793,7 +840,7 @@ ports = { "Te1/1/1" = "uplink" }
             StoreUrl::Sqlite(PathBuf::from("./var/collector.db"))
         );
         let d = &cfg.inventory.devices["a-b12-01"];
-        assert_eq!(d.uplink.as_deref(), Some("d-b12"));
+        assert_eq!(d.uplinks, vec!["d-b12".to_owned()]);
         assert_eq!(d.ports["Te1/1/1"], PortRole::Uplink);
     }
 

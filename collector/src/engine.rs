@@ -130,6 +130,16 @@ pub fn spawn(
             Ok(pending) => correlator.restore_pending(&pending),
             Err(e) => tracing::error!(error = %e, "Cannot read the quarantined alarms; starting without them."),
         }
+        match store.lldp_snapshots() {
+            Ok(snaps) => {
+                for e in &snaps {
+                    correlator.learn_neighbours(e, e.observed_at);
+                }
+                tracing::info!(devices = snaps.len(), links = correlator.topology().links().len(), "Topology rebuilt from the stored LLDP snapshots.");
+            }
+            Err(e) => tracing::error!(error = %e, "Cannot read the stored LLDP snapshots; the topology starts from the inventory."),
+        }
+        publish_topology(&correlator, &notices);
         set_open_count(store.as_ref(), &metrics);
         let owners = OwnerCache::default();
         let cx = Cx { store: store.as_ref(), inventory: &inventory, metrics: &metrics, notices: &notices, owners: &owners };
@@ -160,10 +170,44 @@ pub fn spawn(
             }
             flush_events(&cx, &mut correlator, acker.as_ref(), &mut events);
             set_open_count(store.as_ref(), &metrics);
+            publish_topology(&correlator, &notices);
         }
         tracing::info!("Engine stopped.");
     })?;
     Ok((tx, handle))
+}
+
+/// What the API shows of the topology: the graph, the devices down, the neighbour changes.
+#[derive(Debug, Clone, Default)]
+pub struct TopologyView {
+    /// The graph.
+    pub topology: Arc<crate::correlate::topology::Topology>,
+    /// Devices whose `device_down` alarm is active.
+    pub down: std::collections::HashSet<String>,
+    /// The latest LLDP neighbour changes, oldest first.
+    pub changes: Vec<crate::correlate::NeighbourChange>,
+}
+
+/// Hands the API a new view when the graph or the down set changed.
+fn publish_topology(correlator: &Correlator, notices: &Notices) {
+    let topology = correlator.topology();
+    let down = correlator.devices_down();
+    let same = notices
+        .topology
+        .read()
+        .map(|v| Arc::ptr_eq(&v.topology, &topology) && v.down == down)
+        .unwrap_or(false);
+    if same {
+        return;
+    }
+    let view = TopologyView {
+        topology,
+        down,
+        changes: correlator.neighbour_changes(),
+    };
+    if let Ok(mut slot) = notices.topology.write() {
+        *slot = view;
+    }
 }
 
 /// Sets the open-incidents gauge from the store (every open incident, also those the
@@ -208,6 +252,9 @@ impl Core {
             Correlator::new(rules, inventory.clone()).with_maintenance(maintenance);
         correlator.restore(&store.open_members()?, now);
         correlator.restore_pending(&store.pending_alarms()?);
+        for e in store.lldp_snapshots()? {
+            correlator.learn_neighbours(&e, e.observed_at);
+        }
         let mut registry = prometheus_client::registry::Registry::default();
         Ok(Core {
             owners: OwnerCache::default(),
@@ -305,6 +352,8 @@ pub struct Notices {
     /// Bumped after every commit that changed an incident or a change (the dashboard's live
     /// update waits on it).
     pub revision: Arc<watch::Sender<u64>>,
+    /// The topology as the engine last saw it.
+    pub topology: Arc<std::sync::RwLock<TopologyView>>,
 }
 
 impl Notices {
@@ -613,6 +662,9 @@ impl IncidentTx for Observed<'_> {
         if action == "maintenance_ended" {
             self.record(incident, TransitionKind::MaintenanceEnded, None);
         }
+        if action == "worsened" {
+            self.record(incident, TransitionKind::Worsened, Some(detail));
+        }
         Ok(())
     }
     fn resolve(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -659,6 +711,17 @@ impl IncidentTx for Observed<'_> {
             .inc();
         tracing::info!(incident, into, "Incident merged into another.");
         Ok(())
+    }
+    fn set_impact(
+        &mut self,
+        incident: i64,
+        severity: u8,
+        summary: &str,
+        impact: &crate::store::IncidentImpact,
+    ) -> Result<(), StoreError> {
+        self.touched = true;
+        tracing::info!(incident, severity, impact = %impact.kind, isolated = impact.isolated.len(), degraded = impact.degraded.len(), "Incident impact judged.");
+        self.inner.set_impact(incident, severity, summary, impact)
     }
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError> {
         self.touched = true;
@@ -1059,7 +1122,7 @@ mod tests {
             customer: Some("a".into()),
             site: Some("s1".into()),
             role: Some(role),
-            uplink: uplink.map(str::to_owned),
+            uplinks: uplink.map(str::to_owned).into_iter().collect(),
             ..InventoryDevice::default()
         };
         inv.devices
@@ -1117,6 +1180,7 @@ mod tests {
                 routing: Arc::new(routing),
                 wake: Arc::new(Notify::new()),
                 revision: Arc::new(watch::channel(0).0),
+                topology: Default::default(),
             },
             CollectorMetrics::register(&mut registry),
             Box::new(NoAck),
@@ -1194,6 +1258,7 @@ mod tests {
                 routing: Arc::new(routing),
                 wake: Arc::new(Notify::new()),
                 revision: Arc::new(watch::channel(0).0),
+                topology: Default::default(),
             },
             Box::new(crate::correlate::NoMaintenance),
             Utc::now(),

@@ -197,7 +197,7 @@ fn inventory() -> Inventory {
                 customer: Some("a".into()),
                 site: Some(site.into()),
                 role: Some(role),
-                uplink: uplink.map(str::to_owned),
+                uplinks: uplink.map(str::to_owned).into_iter().collect(),
                 ..InventoryDevice::default()
             },
         );
@@ -270,6 +270,7 @@ impl World {
             routing: Arc::new(routing),
             wake: Arc::new(tokio::sync::Notify::new()),
             revision: Arc::new(tokio::sync::watch::channel(0).0),
+            topology: Default::default(),
         };
         let core = Core::new(
             store.clone(),

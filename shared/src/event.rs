@@ -40,11 +40,17 @@ pub enum EventKind {
     /// ports are in `attrs` as ifIndex lists (see [`StateSync`]). Added to wire version 1
     /// without a version change: a collector that does not know it keeps it as a dead letter.
     StateSync,
+    /// The agent's topology snapshot of a device: its LLDP neighbours per local port and its
+    /// link aggregation bundles, in `attrs` (see [`Neighbours`]). Sent by the topology plan
+    /// when the snapshot differs from the last one sent, and after the agent (re)connects.
+    /// Added to wire version 1 like `state_sync`: a collector that does not know it keeps it
+    /// as a dead letter, so collectors are upgraded before agents.
+    Neighbours,
 }
 
 impl EventKind {
     /// Every kind, in a stable order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::LinkDown,
         EventKind::LinkUp,
         EventKind::AdminDown,
@@ -54,6 +60,7 @@ impl EventKind {
         EventKind::DeviceReachable,
         EventKind::DeviceRebooted,
         EventKind::StateSync,
+        EventKind::Neighbours,
     ];
 
     /// The name used on the wire and in metrics.
@@ -68,6 +75,7 @@ impl EventKind {
             EventKind::DeviceReachable => "device_reachable",
             EventKind::DeviceRebooted => "device_rebooted",
             EventKind::StateSync => "state_sync",
+            EventKind::Neighbours => "neighbours",
         }
     }
 
@@ -145,6 +153,85 @@ impl StateSync {
     /// Whether the snapshot says the port is not down (up, or shut on purpose).
     pub fn is_not_down(&self, if_index: u32) -> bool {
         self.up.contains(&if_index) || self.disabled.contains(&if_index)
+    }
+}
+
+/// One LLDP neighbour as a device sees it on one of its ports (LLDP-MIB `lldpRemTable`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Neighbour {
+    /// ifIndex of the local port, where `lldpLocPortTable` maps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_index: Option<u32>,
+    /// The local port's name (ifName, else `lldpLocPortDesc`, else its LLDP port number).
+    pub local_port: String,
+    /// The neighbour's chassis id, decoded by its subtype (a MAC address as `aa:bb:..`).
+    pub chassis_id: String,
+    /// `lldpRemChassisIdSubtype` by name: `mac`, `network_address`, `local`, ...
+    pub chassis_subtype: String,
+    /// The neighbour's port id, decoded by its subtype.
+    pub port_id: String,
+    /// `lldpRemPortIdSubtype` by name: `interface_name`, `mac`, `local`, ...
+    pub port_subtype: String,
+    /// `lldpRemPortDesc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_descr: Option<String>,
+    /// `lldpRemSysName`: the name the collector matches to its devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sys_name: Option<String>,
+}
+
+/// A link aggregation bundle (port-channel) and its member ports.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Bundle {
+    /// ifIndex of the aggregate interface.
+    pub if_index: u32,
+    /// Its ifName where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// ifIndex of each member port.
+    pub members: Vec<u32>,
+}
+
+/// The attributes of a `neighbours` event: `attrs.neighbours` and `attrs.bundles`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Neighbours {
+    /// LLDP neighbours, one per local port and remote system.
+    pub neighbours: Vec<Neighbour>,
+    /// Link aggregation bundles.
+    #[serde(default)]
+    pub bundles: Vec<Bundle>,
+}
+
+impl Neighbours {
+    /// Writes the snapshot into an event's attributes.
+    pub fn write(&self, attrs: &mut Map<String, Value>) {
+        if let Ok(Value::Object(m)) = serde_json::to_value(self) {
+            attrs.extend(m);
+        }
+    }
+
+    /// Reads the snapshot of a `neighbours` event; an error says which part is wrong.
+    pub fn from_event(e: &Event) -> Result<Neighbours, String> {
+        serde_json::from_value(Value::Object(e.attrs.clone())).map_err(|err| err.to_string())
+    }
+}
+
+/// The bundle a member port belongs to, as link events carry it in `attrs.bundle`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BundleRef {
+    /// ifIndex of the aggregate interface.
+    pub if_index: u32,
+    /// Its ifName where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How many members the bundle has (this one included).
+    pub members: u32,
+}
+
+impl Event {
+    /// The bundle of a member port (`attrs.bundle`), if the agent sent one.
+    pub fn bundle(&self) -> Option<BundleRef> {
+        serde_json::from_value(self.attrs.get("bundle")?.clone()).ok()
     }
 }
 

@@ -19,5 +19,7 @@ pub mod role;
 pub mod runtime;
 pub mod topics;
 
-pub use event::{DecodeError, Event, EventKind, Source, StateSync};
+pub use event::{
+    Bundle, BundleRef, DecodeError, Event, EventKind, Neighbour, Neighbours, Source, StateSync,
+};
 pub use role::PortRole;

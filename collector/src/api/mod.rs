@@ -238,7 +238,7 @@ pub(crate) fn own_customer(p: &Option<Principal>) -> Option<&str> {
 
 /// History actions a customer sees on its incidents; everything else (internal comments,
 /// escalations, channel failures, alarm bookkeeping) is for SSC and 2nd line.
-pub(crate) const CUSTOMER_ACTIONS: [&str; 9] = [
+pub(crate) const CUSTOMER_ACTIONS: [&str; 10] = [
     "opened",
     "reopened",
     "acknowledged",
@@ -248,6 +248,7 @@ pub(crate) const CUSTOMER_ACTIONS: [&str; 9] = [
     "took_in",
     "public_comment",
     "local_work",
+    "worsened",
 ];
 
 /// What a customer may see of one of its incidents: the public history with actors named by
@@ -274,6 +275,19 @@ pub(crate) fn customer_view(
     }
     detail.events.clear();
     detail.events_total = 0;
+    // The impact names only the customer's own devices.
+    if let Some(impact) = &mut detail.incident.impact {
+        let mine = |d: &String| {
+            st.inventory
+                .devices
+                .get(d)
+                .is_some_and(|x| x.customer.as_deref() == Some(own))
+        };
+        impact.isolated.retain(mine);
+        impact.degraded.retain(mine);
+        impact.down.retain(mine);
+        impact.customers.retain(|c| c == own);
+    }
     for n in notifications.iter_mut() {
         n.last_error = None;
     }

@@ -16,15 +16,16 @@
 //! The semantics at the edges (merges, re-opens in and out of maintenance, people resolving
 //! active alarms, agent state sync) are written down in `docs/incidents.md`.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use cnaas_shared::role::PortRole;
-use cnaas_shared::{Event, EventKind};
+use cnaas_shared::{BundleRef, Event, EventKind, Neighbours};
 
 use super::port::{Outcome, PortAlarm};
-use super::topology::shadowed_by;
+use super::topology::{Impact, Learned, Reach, Topology};
 use crate::config::{DeviceRole, Inventory};
 use crate::store::{
     AlarmKind, IncidentTx, NewIncident, OpenMember, Relation, StoreError, alarm_key,
@@ -103,6 +104,8 @@ struct PortEntry {
     if_name: Option<String>,
     if_alias: Option<String>,
     role: Option<PortRole>,
+    /// The link aggregation bundle the port is a member of, as the agent said.
+    bundle: Option<BundleRef>,
     /// The incident holding this port's `link_down` alarm.
     incident: Option<i64>,
     /// The port's `port_flapping` incident.
@@ -128,7 +131,29 @@ struct OpenIncident {
     root: String,
     /// Opened inside a maintenance window and not told to the customer yet.
     in_maintenance: bool,
+    /// The severity its impact last gave it (None: not judged since a restart).
+    severity: Option<u8>,
+    /// Its impact as last stored.
+    impact: Option<Impact>,
 }
+
+/// A neighbour that appeared, went or changed on a device's port, as LLDP told it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NeighbourChange {
+    /// When the agent observed it.
+    pub at: DateTime<Utc>,
+    /// The device that reported it.
+    pub device: String,
+    /// Its port.
+    pub port: String,
+    /// The neighbour before (`sysName port`), if any.
+    pub before: Option<String>,
+    /// The neighbour now, if any.
+    pub after: Option<String>,
+}
+
+/// How many neighbour changes are kept for the API.
+const NEIGHBOUR_CHANGES: usize = 500;
 
 /// What a person asks of an incident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +227,12 @@ pub struct Correlator {
     /// Stale events (older than the newest applied to their port) that were ignored.
     stale: u64,
     maintenance: Box<dyn Maintenance>,
+    /// What the agents told of the cabling (LLDP) and what CNaaS-NMS holds.
+    learned: Learned,
+    topology: Arc<Topology>,
+    /// The reach of the current down set, kept until the down set changes.
+    reach: RefCell<Option<Arc<Reach>>>,
+    neighbour_changes: std::collections::VecDeque<NeighbourChange>,
 }
 
 fn port_label(name: Option<&str>, alias: Option<&str>, if_index: u32) -> String {
@@ -249,6 +280,7 @@ impl Maintenance for NoMaintenance {
 impl Correlator {
     /// An engine with nothing open.
     pub fn new(rules: Rules, inventory: Arc<Inventory>) -> Correlator {
+        let topology = Arc::new(Topology::build(&inventory, &Learned::default()));
         Correlator {
             rules,
             inventory,
@@ -258,6 +290,10 @@ impl Correlator {
             last_resolved: HashMap::new(),
             agents_offline: HashMap::new(),
             agents_rearmed: HashMap::new(),
+            topology,
+            learned: Learned::default(),
+            reach: RefCell::new(None),
+            neighbour_changes: std::collections::VecDeque::new(),
             stale: 0,
             maintenance: Box::new(NoMaintenance),
         }
@@ -367,7 +403,10 @@ impl Correlator {
                 active: HashSet::new(),
                 root: String::new(),
                 in_maintenance: m.in_maintenance,
+                severity: None,
+                impact: None,
             });
+            entry.root.clone_from(&m.root);
             if !m.active {
                 continue;
             }
@@ -565,6 +604,309 @@ impl Correlator {
         Ok(())
     }
 
+    /// The topology as it stands now.
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.clone()
+    }
+
+    /// The latest neighbour changes, oldest first.
+    pub fn neighbour_changes(&self) -> Vec<NeighbourChange> {
+        self.neighbour_changes.iter().cloned().collect()
+    }
+
+    /// The devices whose `device_down` alarm is active.
+    pub fn devices_down(&self) -> HashSet<String> {
+        self.down_devices()
+    }
+
+    /// Takes in what CNaaS-NMS says of links, pairs and roles, and rebuilds the topology.
+    pub fn set_learned_inventory(
+        &mut self,
+        links: Vec<super::topology::ExternalLink>,
+        pairs: Vec<(String, String)>,
+        roles: HashMap<String, DeviceRole>,
+    ) {
+        self.learned.links = links;
+        self.learned.pairs = pairs;
+        self.learned.roles = roles;
+        self.rebuild();
+    }
+
+    /// A new inventory (a reload or a CNaaS-NMS refresh): the topology is rebuilt with it.
+    pub fn set_inventory(&mut self, inventory: Arc<Inventory>) {
+        self.inventory = inventory;
+        self.rebuild();
+    }
+
+    fn rebuild(&mut self) {
+        self.topology = Arc::new(Topology::build(&self.inventory, &self.learned));
+        *self.reach.borrow_mut() = None;
+    }
+
+    /// A device's LLDP snapshot (a `neighbours` event, also replayed from the store at
+    /// start): the topology follows it, and every neighbour that appeared, went or changed on
+    /// a port is recorded. An older snapshot than the one held is ignored.
+    pub fn learn_neighbours(&mut self, e: &Event, at: DateTime<Utc>) {
+        let snap = match Neighbours::from_event(e) {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::warn!(device = %e.device, event = %e.id, error = %why, "neighbours event without a readable snapshot; ignored.");
+                return;
+            }
+        };
+        let mut neighbours = snap.neighbours;
+        neighbours.sort();
+        let previous = self.learned.lldp.get(&e.device);
+        if previous.is_some_and(|(t, _)| *t > at) {
+            return;
+        }
+        if let Some((_, old)) = previous {
+            if old == &neighbours {
+                return;
+            }
+            let label = |n: &cnaas_shared::Neighbour| {
+                format!(
+                    "{} {}",
+                    n.sys_name.as_deref().unwrap_or(&n.chassis_id),
+                    n.port_id
+                )
+            };
+            let by_port = |list: &[cnaas_shared::Neighbour]| {
+                let mut m: std::collections::BTreeMap<String, Vec<String>> =
+                    std::collections::BTreeMap::new();
+                for n in list {
+                    m.entry(n.local_port.clone()).or_default().push(label(n));
+                }
+                m
+            };
+            let (before, after) = (by_port(old), by_port(&neighbours));
+            let ports: std::collections::BTreeSet<&String> =
+                before.keys().chain(after.keys()).collect();
+            for port in ports {
+                let (b, a) = (before.get(port), after.get(port));
+                if b == a {
+                    continue;
+                }
+                let change = NeighbourChange {
+                    at,
+                    device: e.device.clone(),
+                    port: port.clone(),
+                    before: b.map(|v| v.join(", ")),
+                    after: a.map(|v| v.join(", ")),
+                };
+                tracing::info!(device = %e.device, if_name = %port, before = ?change.before, after = ?change.after, "LLDP neighbour changed.");
+                if self.neighbour_changes.len() >= NEIGHBOUR_CHANGES {
+                    self.neighbour_changes.pop_front();
+                }
+                self.neighbour_changes.push_back(change);
+            }
+        }
+        self.learned.lldp.insert(e.device.clone(), (at, neighbours));
+        self.rebuild();
+    }
+
+    /// The reach of the current down set (kept until the down set changes).
+    fn reach_now(&self) -> Arc<Reach> {
+        let down = self.down_devices();
+        if let Some(r) = self.reach.borrow().as_ref()
+            && r.down() == &down
+        {
+            return r.clone();
+        }
+        let r = Arc::new(self.topology.reach(&down));
+        *self.reach.borrow_mut() = Some(r.clone());
+        r
+    }
+
+    /// The down device that shadows `device` in the current down set.
+    fn shadow_of(&self, device: &str, reach: &Reach) -> Option<String> {
+        self.topology.shadowed_by(device, reach).map(str::to_owned)
+    }
+
+    /// The incident of a device whose `device_down` alarm is active.
+    fn down_incident(&self, device: &str) -> Option<i64> {
+        self.devices
+            .get(device)
+            .filter(|d| d.active)
+            .and_then(|d| d.incident)
+    }
+
+    /// The down device a port alarm is caused by: the device at the other end of the port
+    /// (LLDP or CNaaS-NMS), or, for an uplink port whose peer is unknown, a down parent.
+    fn port_cause(&self, device: &str, if_index: u32, down: &HashSet<String>) -> Option<String> {
+        let port = self.ports.get(&(device.to_owned(), if_index))?;
+        if let Some(name) = port.if_name.as_deref()
+            && let Some(peer) = self.topology.peer_of_port(device, name)
+        {
+            return down.contains(peer).then(|| peer.to_owned());
+        }
+        if port.role == Some(PortRole::Uplink) {
+            return self
+                .topology
+                .parents(device)
+                .into_iter()
+                .find(|p| down.contains(*p))
+                .map(str::to_owned);
+        }
+        None
+    }
+
+    /// The incident a device going down shares with others that are down: the other switch
+    /// of its pair, or another down parent of a device the two now cut off together.
+    fn joint_incident(&self, name: &str, reach: &Reach) -> Option<i64> {
+        if let Some(id) = self
+            .topology
+            .partner(name)
+            .and_then(|p| self.down_incident(p))
+        {
+            return Some(id);
+        }
+        let level = self.topology.level(name)?;
+        for child in self.topology.neighbours(name) {
+            if self.topology.level(child).is_none_or(|l| l <= level)
+                || !self.topology.is_shadowed(child, reach)
+            {
+                continue;
+            }
+            for p in self.topology.parents(child) {
+                if p != name
+                    && reach.down().contains(p)
+                    && !self.topology.is_shadowed(p, reach)
+                    && let Some(id) = self.down_incident(p)
+                {
+                    return Some(id);
+                }
+            }
+        }
+        None
+    }
+
+    /// Judges what the down devices of a device incident do to the campus, and stores it:
+    /// only redundancy lost (a pair partner or a second path carries on) is severity 3 at
+    /// most, so nobody is woken at night for it; devices cut off make it an outage with the
+    /// device's own severity. A severity raised on an incident already open is told again
+    /// (`worsened`). An incident without topology keeps what it opened with.
+    fn judge_impact(
+        &mut self,
+        incident: i64,
+        now: DateTime<Utc>,
+        event: Option<&str>,
+        tx: &mut dyn IncidentTx,
+    ) -> Result<(), StoreError> {
+        let Some(o) = self.open.get(&incident) else {
+            return Ok(());
+        };
+        if !o.root.ends_with("||device_down") {
+            return Ok(());
+        }
+        let reach = self.reach_now();
+        let mut roots: Vec<&str> = self
+            .devices
+            .iter()
+            .filter(|(n, d)| {
+                d.active && d.incident == Some(incident) && !self.topology.is_shadowed(n, &reach)
+            })
+            .map(|(n, _)| n.as_str())
+            .collect();
+        roots.sort_unstable();
+        if roots.is_empty() {
+            return Ok(());
+        }
+        let impact = self.topology.impact(&roots, &reach);
+        if o.impact.as_ref() == Some(&impact)
+            || (o.impact.is_none() && impact.isolated.is_empty() && impact.degraded.is_empty())
+        {
+            return Ok(());
+        }
+        let base = roots
+            .iter()
+            .map(|r| {
+                let role = self
+                    .inventory
+                    .devices
+                    .get(*r)
+                    .and_then(|d| d.role)
+                    .or_else(|| self.topology.role(r));
+                device_severity(role)
+            })
+            .min()
+            .unwrap_or(2);
+        let who = match roots.as_slice() {
+            [one] => format!("Device {one} does not answer"),
+            many => format!("Devices {} do not answer", many.join(", ")),
+        };
+        let list = |v: &[String]| {
+            let mut s = v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            if v.len() > 5 {
+                s.push_str(&format!(" and {} more", v.len() - 5));
+            }
+            s
+        };
+        let (severity, summary) = if impact.redundancy_only() {
+            (
+                base.max(3),
+                format!(
+                    "{who}; redundancy lost for {} device(s): {}",
+                    impact.degraded.len(),
+                    list(&impact.degraded)
+                ),
+            )
+        } else if !impact.isolated.is_empty() {
+            (
+                base,
+                format!(
+                    "{who}; {} device(s) cut off: {}",
+                    impact.isolated.len(),
+                    list(&impact.isolated)
+                ),
+            )
+        } else {
+            (base, who)
+        };
+        let mut customers: Vec<String> = roots
+            .iter()
+            .map(|r| (*r).to_owned())
+            .chain(impact.isolated.iter().cloned())
+            .chain(impact.degraded.iter().cloned())
+            .filter_map(|d| {
+                self.inventory
+                    .devices
+                    .get(&d)
+                    .and_then(|x| x.customer.clone())
+            })
+            .collect();
+        customers.sort();
+        customers.dedup();
+        let stored = crate::store::IncidentImpact {
+            kind: if impact.isolated.is_empty() && !impact.degraded.is_empty() {
+                "redundancy_lost"
+            } else {
+                "outage"
+            }
+            .into(),
+            down: roots.iter().map(|r| (*r).to_owned()).collect(),
+            isolated: impact.isolated.clone(),
+            degraded: impact.degraded.clone(),
+            customers,
+        };
+        let before = o.severity;
+        let opened_now = o.opened_at == now;
+        tx.set_impact(incident, severity, &summary, &stored)?;
+        let worse = before.is_some_and(|b| severity < b) && !opened_now;
+        tx.note(
+            incident,
+            now,
+            if worse { "worsened" } else { "impact" },
+            event,
+            &summary,
+        )?;
+        if let Some(o) = self.open.get_mut(&incident) {
+            o.severity = Some(severity);
+            o.impact = Some(impact);
+        }
+        Ok(())
+    }
+
     /// Applies one stored event at the collector's time `now`; the rules judge it by when
     /// it was observed ([`event_time`]).
     pub fn on_event(
@@ -596,9 +938,13 @@ impl Correlator {
                 entry.if_name = e.if_name.clone().or(entry.if_name.take());
                 entry.if_alias = e.if_alias.clone().or(entry.if_alias.take());
                 entry.role = role;
+                if let Some(b) = e.bundle() {
+                    entry.bundle = Some(b);
+                }
                 self.port_transition(&key, e.kind == EventKind::LinkDown, at, &event_id, tx)?;
             }
             (EventKind::StateSync, _) => self.state_sync(e, at, &event_id, tx)?,
+            (EventKind::Neighbours, _) => self.learn_neighbours(e, at),
             (EventKind::DeviceUnreachable, _) => {
                 let d = self.devices.entry(e.device.clone()).or_default();
                 if d.down_since.is_none() {
@@ -709,6 +1055,8 @@ impl Correlator {
         {
             let alarm = alarm_key(device, None, AlarmKind::DeviceDown);
             self.clear(incident, &alarm, at, Some(event_id), tx)?;
+            // A pair partner back: what is left of the incident is judged again.
+            self.judge_impact(incident, at, Some(event_id), tx)?;
         }
         Ok(())
     }
@@ -891,13 +1239,36 @@ impl Correlator {
                     Some(PortRole::Downlink) => "Downlink",
                     _ => "Infrastructure port",
                 };
-                (
-                    link_severity(role),
-                    format!(
-                        "{what} {} on {device} is down",
-                        label.clone().unwrap_or_default()
+                // A member of a bundle that is still up: redundancy lost, not the link.
+                let bundle = port.and_then(|p| p.bundle.as_ref()).filter(|b| {
+                    b.members > 1
+                        && !self
+                            .ports
+                            .get(&(device.to_owned(), b.if_index))
+                            .is_some_and(|p| p.alarm.is_down())
+                });
+                match bundle {
+                    Some(b) => {
+                        let name = b
+                            .name
+                            .clone()
+                            .unwrap_or_else(|| format!("ifIndex {}", b.if_index));
+                        (
+                            (link_severity(role) + 1).min(5),
+                            format!(
+                                "{what} {} on {device} is down: bundle {name} is up on its other member(s), redundancy lost",
+                                label.clone().unwrap_or_default()
+                            ),
+                        )
+                    }
+                    None => (
+                        link_severity(role),
+                        format!(
+                            "{what} {} on {device} is down",
+                            label.clone().unwrap_or_default()
+                        ),
                     ),
-                )
+                }
             }
             AlarmKind::PortFlapping => (
                 (link_severity(role) + 1).min(5),
@@ -1007,6 +1378,8 @@ impl Correlator {
             active: HashSet::new(),
             root: new.key.clone(),
             in_maintenance: false,
+            severity: Some(new.severity),
+            impact: None,
         });
         entry.active.insert(new.key.clone());
     }
@@ -1128,7 +1501,7 @@ impl Correlator {
                     let started = self.ports.get(key).and_then(|p| p.down_event.clone());
                     let first = started.as_ref().map_or(now, |(_, at)| *at);
                     let cause = started.as_ref().map(|(id, _)| id.as_str()).or(event);
-                    let target = self.port_target(device, now);
+                    let target = self.port_target(device, if_index, now);
                     let incident = match target {
                         Some((id, relation)) => {
                             self.join(id, &link, relation, now, cause, tx)?;
@@ -1198,20 +1571,33 @@ impl Correlator {
 
     /// Where a port alarm of `device` belongs: its device's incident (device down), the
     /// incident of the down device that shadows it, or a storm group.
-    fn port_target(&self, device: &str, now: DateTime<Utc>) -> Option<(i64, Relation)> {
+    fn port_target(
+        &self,
+        device: &str,
+        if_index: u32,
+        now: DateTime<Utc>,
+    ) -> Option<(i64, Relation)> {
         if let Some(d) = self.devices.get(device)
             && d.active
             && let Some(id) = d.incident
         {
             return Some((id, Relation::Member));
         }
-        if let Some(parent) = shadowed_by(device, &self.inventory, &self.down_devices())
-            && let Some(id) = self.devices.get(parent).and_then(|d| d.incident)
+        let reach = self.reach_now();
+        if let Some(parent) = self.shadow_of(device, &reach)
+            && let Some(id) = self.devices.get(&parent).and_then(|d| d.incident)
         {
             return Some((id, Relation::Shadowed));
         }
-        self.group_with(device, now)
-            .map(|id| (id, Relation::Member))
+        None.or_else(|| {
+            // A link towards a device that is down belongs to that device's incident.
+            let peer = self.port_cause(device, if_index, reach.down())?;
+            self.down_incident(&peer).map(|id| (id, Relation::Member))
+        })
+        .or_else(|| {
+            self.group_with(device, now)
+                .map(|id| (id, Relation::Member))
+        })
     }
 
     fn maybe_activate_device(
@@ -1235,24 +1621,39 @@ impl Correlator {
         let alarm = alarm_key(name, None, AlarmKind::DeviceDown);
         let mut down = self.down_devices();
         down.insert(name.to_owned());
-        let shadow = shadowed_by(name, &self.inventory, &down)
+        let reach = self.topology.reach(&down);
+        let shadow = self
+            .topology
+            .shadowed_by(name, &reach)
             .and_then(|p| self.devices.get(p).and_then(|d| d.incident));
         // A device that shadows devices already down is the root cause: it gets its own
         // incident and takes them in, rather than joining theirs.
         let is_root_cause = self
             .devices
             .iter()
-            .any(|(n, d)| d.active && shadowed_by(n, &self.inventory, &down) == Some(name));
-        let incident = match shadow {
-            Some(id) => {
+            .any(|(n, d)| d.active && self.topology.shadowed_by(n, &reach) == Some(name));
+        // The other switch of a pair (or another parent of what the two now cut off) down
+        // already: one incident for both.
+        let joint = if shadow.is_none() {
+            self.joint_incident(name, &reach)
+        } else {
+            None
+        };
+        let incident = match (shadow, joint) {
+            (Some(id), _) => {
                 self.join(id, &alarm, Relation::Shadowed, now, event, tx)?;
                 id
             }
-            None if is_root_cause => {
+            (None, Some(id)) => {
+                self.join(id, &alarm, Relation::Member, now, event, tx)?;
+                tx.extend_first(id, first)?;
+                id
+            }
+            (None, None) if is_root_cause => {
                 let new = self.new_incident(AlarmKind::DeviceDown, name, None, None);
                 self.open(&new, now, first, event, tx)?
             }
-            None => match self.group_with(name, now) {
+            (None, None) => match self.group_with(name, now) {
                 Some(id) => {
                     self.join(id, &alarm, Relation::Member, now, event, tx)?;
                     id
@@ -1267,7 +1668,8 @@ impl Correlator {
             d.active = true;
             d.incident = Some(incident);
         }
-        self.absorb(name, incident, now, tx)
+        self.absorb(name, incident, now, tx)?;
+        self.judge_impact(incident, now, event, tx)
     }
 
     /// Moves into `incident` the active alarms of the device's own ports and of the devices it
@@ -1279,12 +1681,12 @@ impl Correlator {
         now: DateTime<Utc>,
         tx: &mut dyn IncidentTx,
     ) -> Result<(), StoreError> {
-        let down = self.down_devices();
+        let reach = self.reach_now();
         let behind: Vec<String> = self
             .devices
             .iter()
             .filter(|(n, d)| d.active && n.as_str() != name && d.incident != Some(incident))
-            .filter(|(n, _)| shadowed_by(n, &self.inventory, &down) == Some(name))
+            .filter(|(n, _)| self.topology.shadowed_by(n, &reach) == Some(name))
             .map(|(n, _)| n.clone())
             .collect();
         for child in &behind {
@@ -1303,7 +1705,12 @@ impl Correlator {
         let moving: Vec<((String, u32), i64)> = self
             .ports
             .iter()
-            .filter(|((dev, _), p)| (dev == name || behind.contains(dev)) && p.alarm.is_active())
+            .filter(|((dev, i), p)| {
+                p.alarm.is_active()
+                    && (dev == name
+                        || behind.contains(dev)
+                        || self.port_cause(dev, *i, reach.down()).as_deref() == Some(name))
+            })
             .filter_map(|(k, p)| {
                 p.incident
                     .filter(|i| *i != incident)
@@ -1320,7 +1727,7 @@ impl Correlator {
             {
                 tx.extend_first(incident, since)?;
             }
-            let relation = if dev == name {
+            let relation = if dev == name || !behind.contains(&dev) {
                 Relation::Member
             } else {
                 Relation::Shadowed

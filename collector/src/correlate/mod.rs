@@ -14,6 +14,7 @@ mod roles;
 pub mod topology;
 
 pub use correlator::{
-    Action, CommandError, Correlator, MAX_SKEW, Maintenance, NoMaintenance, Rules, event_time,
+    Action, CommandError, Correlator, MAX_SKEW, Maintenance, NeighbourChange, NoMaintenance, Rules,
+    event_time,
 };
 pub use roles::resolve_role;

@@ -72,6 +72,8 @@ fn transition_label(lang: Lang, transition: &str) -> &'static str {
         ("local_work", Lang::En) => "Local work requested",
         ("maintenance_ended", Lang::Nb) => "Fortsatt feil etter vedlikehold",
         ("maintenance_ended", Lang::En) => "Still down after maintenance",
+        ("worsened", Lang::Nb) => "Hendelse forverret: nå utfall",
+        ("worsened", Lang::En) => "Incident worsened: now an outage",
         (_, Lang::Nb) => "Hendelse oppdatert",
         (_, Lang::En) => "Incident updated",
     }
@@ -678,6 +680,7 @@ mod tests {
                 escalated: false,
                 in_maintenance: false,
                 merged_into: None,
+                impact: None,
             },
             alarms: vec![
                 alarm("d-b12|49|link_down", "root"),

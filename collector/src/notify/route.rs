@@ -93,6 +93,9 @@ pub enum TransitionKind {
     /// It was taken into another incident (nobody is told; whoever heard of it hears of the
     /// other one's resolution).
     Merged,
+    /// Its impact grew (redundancy lost became an outage: the other switch of a pair went
+    /// down too): told like an opening, at the new severity.
+    Worsened,
 }
 
 impl TransitionKind {
@@ -106,6 +109,7 @@ impl TransitionKind {
             TransitionKind::LocalWork => "local_work",
             TransitionKind::MaintenanceEnded => "maintenance_ended",
             TransitionKind::Merged => "merged",
+            TransitionKind::Worsened => "worsened",
         }
     }
 }
@@ -203,7 +207,10 @@ impl Routing {
                     .collect();
                 internal(Audience::Ssc, &others, &mut out);
             }
-            TransitionKind::Opened | TransitionKind::Reopened | TransitionKind::Resolved => {
+            TransitionKind::Opened
+            | TransitionKind::Reopened
+            | TransitionKind::Resolved
+            | TransitionKind::Worsened => {
                 internal(Audience::Ssc, &self.ssc, &mut out);
                 if let Some(c) = customer.filter(|_| !incident.in_maintenance) {
                     external(Audience::Incident, &c.incident, c, &mut out);
@@ -382,6 +389,7 @@ mod tests {
             escalated: false,
             in_maintenance: false,
             merged_into: None,
+            impact: None,
         }
     }
 

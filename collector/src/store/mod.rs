@@ -178,6 +178,15 @@ pub trait IncidentTx {
         state: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Stores what the incident's down devices do to the campus, with the severity and
+    /// summary that follow from it.
+    fn set_impact(
+        &mut self,
+        incident: i64,
+        severity: u8,
+        summary: &str,
+        impact: &IncidentImpact,
+    ) -> Result<(), StoreError>;
     /// Marks the incident escalated to 2nd line.
     fn set_escalated(&mut self, incident: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Remembers that a watched port went down at `since` and is in quarantine, so a restart
@@ -405,6 +414,8 @@ pub struct OpenMember {
     pub transitions: Option<u32>,
     /// Whether the incident is flagged as inside a maintenance window.
     pub in_maintenance: bool,
+    /// The incident's root alarm.
+    pub root: String,
 }
 
 /// The identity of an alarm: `device|subindex|type` (subindex is the ifIndex or empty).
@@ -484,6 +495,25 @@ pub struct Incident {
     pub in_maintenance: bool,
     /// For a `merged` incident: the incident it was taken into.
     pub merged_into: Option<i64>,
+    /// For a device incident on a known topology: what its down devices do to the campus.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impact: Option<IncidentImpact>,
+}
+
+/// What the down devices of an incident do to the campus (topology), as stored with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct IncidentImpact {
+    /// `outage` (devices cut off, or the device itself) or `redundancy_lost` (everything
+    /// still reachable over another path).
+    pub kind: String,
+    /// The down devices that are the cause.
+    pub down: Vec<String>,
+    /// Devices cut off from the core.
+    pub isolated: Vec<String>,
+    /// Devices still reachable that lost a path (a parent, a bundle member).
+    pub degraded: Vec<String>,
+    /// The customers of all of them.
+    pub customers: Vec<String>,
 }
 
 /// An alarm of an incident.
@@ -681,6 +711,8 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The alarms of every open incident.
     fn open_members(&self) -> Result<Vec<OpenMember>, StoreError>;
+    /// The latest LLDP snapshot (`neighbours` event) of every device, for the topology.
+    fn lldp_snapshots(&self) -> Result<Vec<Event>, StoreError>;
     /// Alarms in quarantine: key and since when.
     fn pending_alarms(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
     /// Every change, newest window first.

@@ -12,9 +12,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
     About, DETAIL_EVENTS, DeadLetter, Delivery, DeviceOwner, EventFilter, HistoryEntry, Incident,
-    IncidentAlarm, IncidentDetail, IncidentFilter, IncidentTx, NewIncident, NewNotification,
-    Notification, NotificationFilter, OpenMember, OutboxTx, Relation, Store, StoreError,
-    StoredEvent, ToldOf,
+    IncidentAlarm, IncidentDetail, IncidentFilter, IncidentImpact, IncidentTx, NewIncident,
+    NewNotification, Notification, NotificationFilter, OpenMember, OutboxTx, Relation, Store,
+    StoreError, StoredEvent, ToldOf,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` says how many have run.
@@ -235,6 +235,17 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX events_incident;
     CREATE INDEX events_incident_time ON events(incident_id, observed_at, id);
     ",
+    // 12: the impact of a device incident on the campus (topology: isolated, degraded).
+    r"
+    ALTER TABLE incidents ADD COLUMN impact TEXT;
+    CREATE TABLE lldp_snapshots (
+        device TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        observed_at TEXT NOT NULL,
+        attrs TEXT NOT NULL
+    );
+    ",
 ];
 
 /// Dead letters kept at most (the newest); each keeps at most 4 KiB of payload, so the table
@@ -432,7 +443,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-const INCIDENT_COLUMNS: &str = "id, kind, state, severity, device, if_index, if_name, if_alias, role, site, customer, summary, opened_at, updated_at, resolved_at, transitions, escalated, in_maintenance, merged_into";
+const INCIDENT_COLUMNS: &str = "id, kind, state, severity, device, if_index, if_name, if_alias, role, site, customer, summary, opened_at, updated_at, resolved_at, transitions, escalated, in_maintenance, merged_into, impact";
 
 fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<(Incident, [String; 2], Option<String>)> {
     Ok((
@@ -456,6 +467,9 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<(Incident, [String; 2], Op
             escalated: r.get(16)?,
             in_maintenance: r.get(17)?,
             merged_into: r.get(18)?,
+            impact: r
+                .get::<_, Option<String>>(19)?
+                .and_then(|s| serde_json::from_str(&s).ok()),
         },
         [r.get(12)?, r.get(13)?],
         r.get(14)?,
@@ -535,6 +549,23 @@ fn insert_event(
             // SQLite integers are signed: a sequence number above i64::MAX is kept as NULL.
             event.seq.and_then(|n| i64::try_from(n).ok()),
         ])?;
+    // A device's latest LLDP snapshot is kept apart, so the topology is rebuilt at start
+    // without reading the event history.
+    if inserted > 0 && event.kind == cnaas_shared::EventKind::Neighbours {
+        tx.prepare_cached(
+            "INSERT INTO lldp_snapshots (device, event_id, agent, observed_at, attrs) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(device) DO UPDATE SET event_id = excluded.event_id, agent = excluded.agent,
+                 observed_at = excluded.observed_at, attrs = excluded.attrs
+             WHERE excluded.observed_at >= lldp_snapshots.observed_at",
+        )?
+        .execute(params![
+            event.device,
+            event.id.to_string(),
+            event.agent,
+            ts(event.observed_at),
+            attrs
+        ])?;
+    }
     Ok(inserted > 0)
 }
 
@@ -683,6 +714,22 @@ impl IncidentTx for SqliteTx<'_, '_> {
         Ok(())
     }
 
+    fn set_impact(
+        &mut self,
+        incident: i64,
+        severity: u8,
+        summary: &str,
+        impact: &IncidentImpact,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(impact).unwrap_or_default();
+        self.tx
+            .prepare_cached(
+                "UPDATE incidents SET severity = ?2, summary = ?3, impact = ?4 WHERE id = ?1",
+            )?
+            .execute(params![incident, severity.clamp(1, 5), summary, json])?;
+        Ok(())
+    }
+
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError> {
         self.tx
             .prepare_cached("UPDATE incidents SET transitions = ?2 WHERE id = ?1")?
@@ -815,7 +862,7 @@ impl OutboxTx for SqliteTx<'_, '_> {
     }
 
     fn opening_untold(&mut self, incident: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        const OPENING: &str = "(transition LIKE 'opened-%' OR transition LIKE 'reopened-%' OR transition LIKE 'maintenance_ended-%')";
+        const OPENING: &str = "(transition LIKE 'opened-%' OR transition LIKE 'reopened-%' OR transition LIKE 'maintenance_ended-%' OR transition LIKE 'worsened-%')";
         self.tx
             .prepare_cached(&format!(
                 "UPDATE notifications SET state = 'superseded', last_error = 'resolved before it was due', delivered_at = ?2
@@ -857,7 +904,7 @@ impl OutboxTx for SqliteTx<'_, '_> {
              FROM notifications n JOIN incidents i ON i.id = n.about_id
              WHERE n.about = 'incident' AND (i.id = ?1 OR i.merged_into = ?1)
                AND n.state IN ('pending', 'delivered', 'failed')
-               AND (n.transition LIKE 'opened-%' OR n.transition LIKE 'reopened-%' OR n.transition LIKE 'maintenance_ended-%')
+               AND (n.transition LIKE 'opened-%' OR n.transition LIKE 'reopened-%' OR n.transition LIKE 'maintenance_ended-%' OR n.transition LIKE 'worsened-%')
              ORDER BY n.audience, n.channel, n.recipient",
         )?;
         let rows = stmt.query_map([incident], |r| {
@@ -1304,6 +1351,48 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    fn lldp_snapshots(&self) -> Result<Vec<Event>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT event_id, agent, device, observed_at, attrs FROM lldp_snapshots ORDER BY device",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, agent, device, at, attrs) = r?;
+            let mut e = Event::new(
+                &agent,
+                &device,
+                cnaas_shared::EventKind::Neighbours,
+                cnaas_shared::Source::Poll,
+            );
+            e.id = uuid::Uuid::parse_str(&id).map_err(|err| StoreError::Corrupt {
+                table: "lldp_snapshots",
+                reason: format!("event id of {device}: {err}"),
+            })?;
+            e.observed_at = parse_ts("lldp_snapshots", &at)?;
+            match serde_json::from_str(&attrs) {
+                Ok(serde_json::Value::Object(m)) => e.attrs = m,
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        table: "lldp_snapshots",
+                        reason: format!("attrs of {device} are not an object"),
+                    });
+                }
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
     fn pending_alarms(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         let conn = self.reader();
         let mut stmt =
@@ -1319,7 +1408,7 @@ impl Store for SqliteStore {
     fn open_members(&self) -> Result<Vec<OpenMember>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
-            "SELECT m.incident_id, m.alarm_key, m.active, i.device, i.site, i.opened_at, i.transitions, i.in_maintenance
+            "SELECT m.incident_id, m.alarm_key, m.active, i.device, i.site, i.opened_at, i.transitions, i.in_maintenance, i.alarm_key
              FROM incident_alarms m JOIN incidents i ON i.id = m.incident_id
              WHERE i.state IN ('open', 'acknowledged') ORDER BY m.incident_id",
         )?;
@@ -1333,10 +1422,12 @@ impl Store for SqliteStore {
                 r.get::<_, String>(5)?,
                 r.get::<_, Option<u32>>(6)?,
                 r.get::<_, bool>(7)?,
+                r.get::<_, String>(8)?,
             ))
         })?;
         rows.map(|r| {
-            let (incident, alarm, active, device, site, opened, transitions, in_maintenance) = r?;
+            let (incident, alarm, active, device, site, opened, transitions, in_maintenance, root) =
+                r?;
             Ok(OpenMember {
                 incident,
                 alarm,
@@ -1346,6 +1437,7 @@ impl Store for SqliteStore {
                 opened_at: parse_ts("incidents", &opened)?,
                 transitions,
                 in_maintenance,
+                root,
             })
         })
         .collect()

@@ -476,6 +476,7 @@ mod tests {
             escalated: false,
             in_maintenance: false,
             merged_into: None,
+            impact: None,
         }
     }
 

@@ -25,6 +25,9 @@ struct FakeIncident {
     history: Vec<(String, String)>,
     members: BTreeMap<String, (Relation, bool)>,
     transitions: Option<u32>,
+    severity: u8,
+    summary: String,
+    impact: Option<crate::store::IncidentImpact>,
 }
 
 impl IncidentTx for Fake {
@@ -57,6 +60,9 @@ impl IncidentTx for Fake {
                 history: Vec::new(),
                 members,
                 transitions: None,
+                severity: new.severity,
+                summary: new.summary.clone(),
+                impact: None,
             },
         );
         Ok(self.next)
@@ -94,12 +100,20 @@ impl IncidentTx for Fake {
         &mut self,
         i: i64,
         _at: DateTime<Utc>,
-        _a: &str,
+        a: &str,
         e: Option<&str>,
-        _d: &str,
+        d: &str,
     ) -> Result<(), StoreError> {
         if let Some(e) = e {
             self.linked.push((i, e.to_owned()));
+        }
+        // Impact judgements only; the other automatic lines are not what the tests follow.
+        if let Some(inc) = self
+            .incidents
+            .get_mut(&i)
+            .filter(|_| a == "worsened" || a == "impact")
+        {
+            inc.history.push((a.to_owned(), d.to_owned()));
         }
         Ok(())
     }
@@ -121,6 +135,19 @@ impl IncidentTx for Fake {
         i.state = "merged";
         i.history
             .push(("merged".into(), format!("merged into #{into}")));
+        Ok(())
+    }
+    fn set_impact(
+        &mut self,
+        incident: i64,
+        severity: u8,
+        summary: &str,
+        impact: &crate::store::IncidentImpact,
+    ) -> Result<(), StoreError> {
+        let i = self.incidents.get_mut(&incident).unwrap();
+        i.severity = severity;
+        i.summary = summary.to_owned();
+        i.impact = Some(impact.clone());
         Ok(())
     }
     fn set_transitions(&mut self, incident: i64, transitions: u32) -> Result<(), StoreError> {
@@ -241,7 +268,7 @@ fn inventory() -> Arc<Inventory> {
         inv.devices.insert(
             name.into(),
             InventoryDevice {
-                uplink: up.map(Into::into),
+                uplinks: up.map(Into::into).into_iter().collect(),
                 site: Some(site.into()),
                 customer: Some("uni".into()),
                 ..Default::default()
@@ -491,6 +518,7 @@ fn restart_continues_open_incidents() {
             opened_at: t(0),
             transitions: None,
             in_maintenance: inc.in_maintenance,
+            root: inc.key.clone(),
         })
         .collect();
     // A new engine after a restart learns the open incident from the store ...
@@ -933,4 +961,276 @@ fn many_probes_offline_at_once_are_one_incident() {
         .unwrap();
     assert_eq!(tx.open().len(), 1);
     assert_eq!(tx.open()[0].members.len(), 1);
+}
+
+/// A CNaaS campus: cores c1, c2; the pair d1/d2 (each to both cores); access switches
+/// e1..e4 with one uplink to each switch of the pair (Te1/1/1 to d1, Te1/1/2 to d2, LLDP),
+/// customers by access switch.
+fn campus() -> Correlator {
+    let mut inv = Inventory::default();
+    let mut add = |name: &str, role, ups: &[&str], pair: Option<&str>| {
+        inv.devices.insert(
+            name.into(),
+            InventoryDevice {
+                role: Some(role),
+                uplinks: ups.iter().map(|s| (*s).to_owned()).collect(),
+                pair: pair.map(str::to_owned),
+                site: Some(format!("site-{name}")),
+                customer: Some("uni".into()),
+                ..Default::default()
+            },
+        );
+    };
+    add("c1", DeviceRole::Core, &[], None);
+    add("c2", DeviceRole::Core, &[], None);
+    add("d1", DeviceRole::Distribution, &["c1", "c2"], Some("d2"));
+    add("d2", DeviceRole::Distribution, &["c1", "c2"], None);
+    for n in 1..=4 {
+        add(&format!("e{n}"), DeviceRole::Access, &[], None);
+    }
+    let mut c = Correlator::new(rules(0), Arc::new(inv));
+    for n in 1..=4 {
+        c.learn_neighbours(&lldp(&format!("e{n}"), &[(1, "d1"), (2, "d2")]), t(-100));
+    }
+    c
+}
+
+fn lldp(device: &str, links: &[(u32, &str)]) -> Event {
+    let mut e = Event::new("site", device, EventKind::Neighbours, Source::Poll);
+    let snap = cnaas_shared::Neighbours {
+        neighbours: links
+            .iter()
+            .map(|(i, peer)| cnaas_shared::Neighbour {
+                if_index: Some(*i),
+                local_port: format!("Te1/1/{i}"),
+                chassis_id: format!("chassis-{peer}"),
+                chassis_subtype: "local".into(),
+                port_id: format!("Ethernet{i}"),
+                port_subtype: "interface_name".into(),
+                port_descr: None,
+                sys_name: Some((*peer).to_owned()),
+            })
+            .collect(),
+        bundles: Vec::new(),
+    };
+    snap.write(&mut e.attrs);
+    e
+}
+
+fn open_ids(tx: &Fake) -> Vec<i64> {
+    tx.incidents
+        .iter()
+        .filter(|(_, i)| i.state == "open")
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+#[test]
+fn one_switch_of_a_pair_down_is_one_redundancy_incident() {
+    let mut c = campus();
+    let mut tx = Fake::default();
+    // d1 dies: every access switch loses its uplink towards it, and d1 stops answering.
+    for n in 1..=4 {
+        c.on(
+            &port(EventKind::LinkDown, &format!("e{n}"), 1),
+            UP,
+            t(0),
+            &mut tx,
+        )
+        .unwrap();
+    }
+    c.on(
+        &device(EventKind::DeviceUnreachable, "d1"),
+        None,
+        t(3),
+        &mut tx,
+    )
+    .unwrap();
+    let open = open_ids(&tx);
+    assert_eq!(open.len(), 1, "{:#?}", tx.incidents);
+    let inc = &tx.incidents[&open[0]];
+    assert_eq!(inc.key, "d1||device_down");
+    assert_eq!(inc.severity, 3, "redundancy lost is not an outage");
+    let impact = inc.impact.clone().unwrap();
+    assert_eq!(impact.kind, "redundancy_lost");
+    assert_eq!(impact.degraded, vec!["e1", "e2", "e3", "e4"]);
+    assert!(impact.isolated.is_empty());
+    assert!(
+        inc.summary.contains("redundancy lost for 4"),
+        "{}",
+        inc.summary
+    );
+    // The access switches' uplink alarms are in it, and no device_down of theirs.
+    for n in 1..=4 {
+        assert_eq!(
+            inc.members.get(&format!("e{n}|1|link_down")).map(|m| m.1),
+            Some(true)
+        );
+    }
+    // Its partner too: the same incident, now an outage with everything below cut off.
+    for n in 1..=4 {
+        c.on(
+            &port(EventKind::LinkDown, &format!("e{n}"), 2),
+            UP,
+            t(20),
+            &mut tx,
+        )
+        .unwrap();
+    }
+    c.on(
+        &device(EventKind::DeviceUnreachable, "d2"),
+        None,
+        t(21),
+        &mut tx,
+    )
+    .unwrap();
+    for n in 1..=4 {
+        c.on(
+            &device(EventKind::DeviceUnreachable, &format!("e{n}")),
+            None,
+            t(22),
+            &mut tx,
+        )
+        .unwrap();
+    }
+    let open = open_ids(&tx);
+    assert_eq!(open.len(), 1, "{:#?}", tx.incidents);
+    let inc = &tx.incidents[&open[0]];
+    assert_eq!(inc.severity, 2, "an outage at distribution level");
+    let impact = inc.impact.clone().unwrap();
+    assert_eq!(impact.kind, "outage");
+    assert_eq!(impact.down, vec!["d1", "d2"]);
+    assert_eq!(impact.isolated, vec!["e1", "e2", "e3", "e4"]);
+    assert!(
+        inc.history.iter().any(|(a, _)| a == "worsened"),
+        "{:?}",
+        inc.history
+    );
+    for n in 1..=4 {
+        assert_eq!(
+            inc.members.get(&format!("e{n}||device_down")),
+            Some(&(Relation::Shadowed, true))
+        );
+    }
+    // d2 back: access switches answer, their d2 links come up; redundancy lost again.
+    c.on(
+        &device(EventKind::DeviceReachable, "d2"),
+        None,
+        t(60),
+        &mut tx,
+    )
+    .unwrap();
+    for n in 1..=4 {
+        c.on(
+            &device(EventKind::DeviceReachable, &format!("e{n}")),
+            None,
+            t(61),
+            &mut tx,
+        )
+        .unwrap();
+        c.on(
+            &port(EventKind::LinkUp, &format!("e{n}"), 2),
+            UP,
+            t(61),
+            &mut tx,
+        )
+        .unwrap();
+    }
+    let inc = &tx.incidents[&open[0]];
+    assert_eq!(inc.state, "open");
+    assert_eq!(inc.severity, 3);
+    assert_eq!(inc.impact.as_ref().unwrap().kind, "redundancy_lost");
+    // d1 back: everything resolves.
+    c.on(
+        &device(EventKind::DeviceReachable, "d1"),
+        None,
+        t(90),
+        &mut tx,
+    )
+    .unwrap();
+    for n in 1..=4 {
+        c.on(
+            &port(EventKind::LinkUp, &format!("e{n}"), 1),
+            UP,
+            t(91),
+            &mut tx,
+        )
+        .unwrap();
+    }
+    assert!(open_ids(&tx).is_empty(), "{:#?}", tx.incidents);
+}
+
+#[test]
+fn a_core_down_is_redundancy_lost_without_shadowing() {
+    let mut c = campus();
+    let mut tx = Fake::default();
+    c.on(
+        &device(EventKind::DeviceUnreachable, "c1"),
+        None,
+        t(0),
+        &mut tx,
+    )
+    .unwrap();
+    let open = open_ids(&tx);
+    assert_eq!(open.len(), 1);
+    let inc = &tx.incidents[&open[0]];
+    assert_eq!(inc.severity, 3);
+    assert_eq!(inc.impact.as_ref().unwrap().degraded, vec!["d1", "d2"]);
+    // The other core as well: one outage incident, severity of a core.
+    c.on(
+        &device(EventKind::DeviceUnreachable, "c2"),
+        None,
+        t(30),
+        &mut tx,
+    )
+    .unwrap();
+    let open = open_ids(&tx);
+    assert_eq!(open.len(), 1, "{:#?}", tx.incidents);
+    let inc = &tx.incidents[&open[0]];
+    assert_eq!(inc.severity, 1);
+    assert_eq!(
+        inc.impact.as_ref().unwrap().isolated,
+        vec!["d1", "d2", "e1", "e2", "e3", "e4"]
+    );
+}
+
+#[test]
+fn a_bundle_member_down_is_redundancy_lost_on_the_bundle() {
+    let mut c = campus();
+    let mut tx = Fake::default();
+    let mut e = port(EventKind::LinkDown, "e1", 2);
+    e.attrs.insert(
+        "bundle".into(),
+        serde_json::json!({"if_index": 100, "name": "Po1", "members": 2}),
+    );
+    c.on(&e, UP, t(0), &mut tx).unwrap();
+    let open = open_ids(&tx);
+    assert_eq!(open.len(), 1);
+    let inc = &tx.incidents[&open[0]];
+    assert_eq!(inc.severity, 3);
+    assert!(inc.summary.contains("bundle Po1"), "{}", inc.summary);
+    assert!(inc.summary.contains("redundancy lost"), "{}", inc.summary);
+}
+
+#[test]
+fn a_moved_cable_changes_the_topology_and_is_recorded_without_an_incident() {
+    let mut c = campus();
+    let mut tx = Fake::default();
+    // e1's second uplink now goes to e2 instead of d2.
+    c.on(&lldp("e1", &[(1, "d1"), (2, "e2")]), None, t(0), &mut tx)
+        .unwrap();
+    assert!(tx.incidents.is_empty());
+    let changes = c.neighbour_changes();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].port, "Te1/1/2");
+    assert_eq!(changes[0].before.as_deref(), Some("d2 Ethernet2"));
+    assert_eq!(changes[0].after.as_deref(), Some("e2 Ethernet2"));
+    assert_eq!(c.topology().peer_of_port("e1", "Te1/1/2"), Some("e2"));
+    // An older snapshot arriving late changes nothing.
+    c.on(&lldp("e1", &[(1, "d1")]), None, t(1), &mut tx)
+        .unwrap();
+    let mut old = lldp("e1", &[(1, "d1")]);
+    old.observed_at = t(-50);
+    c.on_event(&old, None, t(2), &mut tx).unwrap();
+    assert_eq!(c.neighbour_changes().len(), 2);
 }
