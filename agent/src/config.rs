@@ -143,6 +143,10 @@ pub struct Defaults {
     /// VLAN plan interval (dot1qPvid).
     #[serde(default = "default_vlan_interval")]
     pub vlan_interval: HumanDuration,
+    /// Topology plan interval (LLDP neighbours, link aggregation); it also runs soon after a
+    /// watched port changes.
+    #[serde(default = "default_topology_interval")]
+    pub topology_interval: HumanDuration,
     /// Reachability probe interval.
     #[serde(default = "default_reachability_interval")]
     pub reachability_interval: HumanDuration,
@@ -175,6 +179,7 @@ impl Default for Defaults {
             max_repetitions: default_max_repetitions(),
             counters_interval: default_counters_interval(),
             vlan_interval: default_vlan_interval(),
+            topology_interval: default_topology_interval(),
             reachability_interval: default_reachability_interval(),
             reachability: Reachability::Auto,
         }
@@ -186,6 +191,9 @@ fn default_counters_interval() -> HumanDuration {
 }
 fn default_vlan_interval() -> HumanDuration {
     HumanDuration::secs(60)
+}
+fn default_topology_interval() -> HumanDuration {
+    HumanDuration::secs(300)
 }
 fn default_reachability_interval() -> HumanDuration {
     HumanDuration::secs(15)
@@ -238,6 +246,8 @@ pub struct DeviceEntry {
     pub counters_interval: Option<HumanDuration>,
     /// Overrides `[defaults] vlan_interval`.
     pub vlan_interval: Option<HumanDuration>,
+    /// Overrides `[defaults] topology_interval`.
+    pub topology_interval: Option<HumanDuration>,
     /// Overrides `[defaults] reachability_interval`.
     pub reachability_interval: Option<HumanDuration>,
     /// Overrides `[defaults] reachability`.
@@ -682,6 +692,8 @@ pub struct Device {
     pub counters_interval: Duration,
     /// VLAN plan interval.
     pub vlan_interval: Duration,
+    /// Topology plan interval.
+    pub topology_interval: Duration,
     /// Reachability probe interval.
     pub reachability_interval: Duration,
     /// How reachability is probed.
@@ -808,6 +820,7 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
     for (key, v) in [
         ("counters_interval", f.defaults.counters_interval),
         ("vlan_interval", f.defaults.vlan_interval),
+        ("topology_interval", f.defaults.topology_interval),
         ("reachability_interval", f.defaults.reachability_interval),
     ] {
         check_interval(&mut errors, vec![Key("defaults"), Key(key)], v);
@@ -872,6 +885,7 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
             ("timeout", d.timeout),
             ("counters_interval", d.counters_interval),
             ("vlan_interval", d.vlan_interval),
+            ("topology_interval", d.topology_interval),
             ("reachability_interval", d.reachability_interval),
         ] {
             if let Some(v) = v {
@@ -936,6 +950,10 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
                 max_repetitions: max_repetitions.clamp(1, 200),
                 counters_interval: counters_interval.get(),
                 vlan_interval: d.vlan_interval.unwrap_or(f.defaults.vlan_interval).get(),
+                topology_interval: d
+                    .topology_interval
+                    .unwrap_or(f.defaults.topology_interval)
+                    .get(),
                 reachability_interval: d
                     .reachability_interval
                     .unwrap_or(f.defaults.reachability_interval)

@@ -10,8 +10,8 @@ use std::str::FromStr;
 use regex::Regex;
 use serde::Deserialize;
 
-/// The role of a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+/// The role of a port (ordered as listed: the most important first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PortRole {
     /// Towards the device's parent (distribution or core).

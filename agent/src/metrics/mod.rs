@@ -57,6 +57,10 @@ pub struct AgentMetrics {
     pub netconf_sessions: Family<DeviceLabel, Counter>,
     /// 1 while the device answers, 0 once declared unreachable.
     pub device_up: Family<DeviceLabel, Gauge>,
+    /// LLDP neighbours the device reported at the last topology poll.
+    pub lldp_neighbours: Family<DeviceLabel, Gauge>,
+    /// Member ports of the device's link aggregation bundles at the last topology poll.
+    pub bundle_members: Family<DeviceLabel, Gauge>,
     /// Events generated, by kind.
     pub events: Family<KindLabel, Counter>,
     /// Events acknowledged by the broker (QoS 1 PUBACK).
@@ -126,6 +130,8 @@ impl AgentMetrics {
             snmp_errors: Family::default(),
             netconf_sessions: Family::default(),
             device_up: Family::default(),
+            lldp_neighbours: Family::default(),
+            bundle_members: Family::default(),
             events: Family::default(),
             events_published: Counter::default(),
             events_dropped: Counter::default(),
@@ -176,6 +182,16 @@ impl AgentMetrics {
             "device_up",
             "1 while the device answers SNMP, 0 once it is declared unreachable",
             m.device_up.clone(),
+        );
+        r.register(
+            "lldp_neighbours",
+            "LLDP neighbours the device reported at the last topology poll",
+            m.lldp_neighbours.clone(),
+        );
+        r.register(
+            "bundle_members",
+            "Member ports of the device's link aggregation bundles at the last topology poll",
+            m.bundle_members.clone(),
         );
         r.register(
             "events",

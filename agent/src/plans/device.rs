@@ -16,7 +16,8 @@ use tracing::Instrument;
 
 use super::counters::{self, Totals};
 use super::{
-    LabelMap, Labels, Shared, event_for, jitter, labels_from, link_snapshot, share_labels, vlan,
+    LabelMap, Labels, Shared, event_for, jitter, labels_from, link_snapshot, port_role,
+    share_labels, topology, vlan,
 };
 use crate::config::{Device, Reachability};
 use crate::metrics::{DeviceLabel, DeviceSeries, PlanLabel};
@@ -89,6 +90,20 @@ enum Plan {
     Counters,
     Vlan,
     Reach,
+    Topology,
+}
+
+/// What the topology plan knows of a device (boxed: most of the time nothing changes).
+#[derive(Default)]
+struct TopologyState {
+    /// The snapshot last sent, and the publisher's connect count then.
+    sent: Option<(cnaas_shared::Neighbours, u64)>,
+    /// The bundle of each member port.
+    bundle_of: HashMap<u32, cnaas_shared::BundleRef>,
+    /// An aggregate's role from its members (an uplink bundle is an uplink).
+    aggregate_role: HashMap<u32, cnaas_shared::PortRole>,
+    /// A watched port changed: poll the topology soon.
+    soon: Option<Instant>,
 }
 
 /// The next instant after `at` on the `interval` grid that is later than `now`: a plan that
@@ -154,6 +169,7 @@ struct DeviceTask {
     series: DeviceSeries,
     /// What `device_up` last said (set only when it changes).
     up: Option<bool>,
+    topology: Box<TopologyState>,
 }
 
 impl DeviceTask {
@@ -202,6 +218,7 @@ impl DeviceTask {
             series,
             up: None,
             label,
+            topology: Box::default(),
         }
     }
 
@@ -211,6 +228,7 @@ impl DeviceTask {
             Plan::Counters => self.device.counters_interval,
             Plan::Vlan => self.device.vlan_interval,
             Plan::Reach => self.device.reachability_interval,
+            Plan::Topology => self.device.topology_interval,
         }
     }
 
@@ -232,6 +250,7 @@ impl DeviceTask {
             (Plan::Counters, first + Duration::from_millis(500)),
             (Plan::Vlan, first + Duration::from_millis(1000)),
             (Plan::Reach, first + self.device.reachability_interval),
+            (Plan::Topology, first + Duration::from_millis(1500)),
         ];
         tracing::info!(address = %self.device.address, interval = ?self.device.link_interval, netconf = self.netconf.is_some(), "Polling.");
         let listener = match (&self.device.netconf, &mut self.netconf) {
@@ -249,6 +268,11 @@ impl DeviceTask {
             _ => None,
         };
         loop {
+            if let Some(soon) = self.topology.soon.take()
+                && let Some(d) = due.iter_mut().find(|(p, _)| *p == Plan::Topology)
+            {
+                d.1 = d.1.min(soon);
+            }
             let slot = (0..due.len()).min_by_key(|&i| due[i].1).unwrap_or(0);
             let (plan, at) = due[slot];
             let hint = tokio::select! {
@@ -279,6 +303,7 @@ impl DeviceTask {
                         Plan::Counters => Box::pin(self.poll_counters()).await,
                         Plan::Vlan => Box::pin(self.poll_vlan()).await,
                         Plan::Reach => Box::pin(self.probe()).await,
+                        Plan::Topology => Box::pin(self.poll_topology()).await,
                     },
                 }
             };
@@ -501,6 +526,84 @@ impl DeviceTask {
         }
     }
 
+    /// LLDP neighbours and link aggregation; a `neighbours` event when the snapshot changed
+    /// or the agent reconnected since it was last sent.
+    async fn poll_topology(&mut self) {
+        let Some(client) = &mut self.client else {
+            return;
+        };
+        let started = Instant::now();
+        let lldp = client.bulk_walk(&[], &topology::LLDP_COLUMNS).await;
+        let lag = match &lldp {
+            Ok(_) => Some(client.bulk_walk(&[], &topology::LAG_COLUMNS).await),
+            Err(_) => None,
+        };
+        let failed = lldp.is_err() || lag.as_ref().is_some_and(Result::is_err);
+        self.observe("topology", started, failed);
+        let (Ok(lldp), Some(Ok(lag))) = (lldp, lag) else {
+            tracing::debug!("Topology poll failed; the last snapshot stands.");
+            return;
+        };
+        let snap = topology::snapshot(&lldp.columns, &lag.columns, &self.labels);
+        let label = &self.label;
+        self.shared
+            .metrics
+            .lldp_neighbours
+            .get_or_create(label)
+            .set(i64::try_from(snap.neighbours.len()).unwrap_or(i64::MAX));
+        self.shared.metrics.bundle_members.get_or_create(label).set(
+            i64::try_from(snap.bundles.iter().map(|b| b.members.len()).sum::<usize>())
+                .unwrap_or(i64::MAX),
+        );
+        let t = &mut *self.topology;
+        t.bundle_of.clear();
+        t.aggregate_role.clear();
+        for b in &snap.bundles {
+            let r = cnaas_shared::BundleRef {
+                if_index: b.if_index,
+                name: b.name.clone(),
+                members: u32::try_from(b.members.len()).unwrap_or(u32::MAX),
+            };
+            let mut role = None;
+            for m in &b.members {
+                t.bundle_of.insert(*m, r.clone());
+                let mr = port_role(
+                    &self.device,
+                    &self.shared.roles,
+                    *m,
+                    self.labels.get(m).map(|l| &**l),
+                );
+                if mr.is_watched() && role.is_none_or(|x: cnaas_shared::PortRole| mr < x) {
+                    role = Some(mr);
+                }
+            }
+            if let Some(role) = role {
+                t.aggregate_role.insert(b.if_index, role);
+            }
+        }
+        let connects = self.shared.publisher.connects();
+        if t.sent
+            .as_ref()
+            .is_some_and(|(s, c)| *s == snap && *c == connects)
+        {
+            return;
+        }
+        let mut e = cnaas_shared::Event::new(
+            &self.shared.agent,
+            &self.device.name,
+            cnaas_shared::EventKind::Neighbours,
+            Source::Poll,
+        );
+        snap.write(&mut e.attrs);
+        tracing::info!(
+            neighbours = snap.neighbours.len(),
+            bundles = snap.bundles.len(),
+            "Topology snapshot."
+        );
+        t.sent = Some((snap, connects));
+        self.shared.publisher.submit(e);
+    }
+
     /// The reachability probe: ICMP echo, or an SNMP GET of sysUpTime.
     async fn probe(&mut self) {
         let started = Instant::now();
@@ -564,7 +667,7 @@ impl DeviceTask {
         }
     }
 
-    fn emit(&self, changes: &[Change], snap: Option<&LinkSnapshot>, source: Source) {
+    fn emit(&mut self, changes: &[Change], snap: Option<&LinkSnapshot>, source: Source) {
         for c in changes {
             let mut e = event_for(
                 &self.shared.agent,
@@ -575,6 +678,26 @@ impl DeviceTask {
                 c,
             );
             e.source = source;
+            if let Some(i) = e.if_index {
+                if let Some(b) = self.topology.bundle_of.get(&i)
+                    && let Ok(v) = serde_json::to_value(b)
+                {
+                    e.attrs.insert("bundle".into(), v);
+                }
+                if let Some(role) = self.topology.aggregate_role.get(&i)
+                    && !e.role().is_some_and(cnaas_shared::PortRole::is_watched)
+                {
+                    e.attrs
+                        .insert("role".into(), serde_json::Value::from(role.as_str()));
+                }
+                // The cabling may have changed with the link: look again soon.
+                if matches!(c, Change::Port { .. })
+                    && e.role().is_some_and(cnaas_shared::PortRole::is_watched)
+                    && self.client.is_some()
+                {
+                    self.topology.soon = Some(Instant::now() + Duration::from_secs(3));
+                }
+            }
             tracing::info!(kind = %e.kind, source = e.source.as_str(), if_index = ?e.if_index, if_name = ?e.if_name, "State change.");
             self.shared.publisher.submit(e);
         }

@@ -13,6 +13,7 @@
 
 pub mod counters;
 mod device;
+pub mod topology;
 pub mod vlan;
 
 pub use device::run_device;
@@ -357,6 +358,7 @@ mod tests {
             max_repetitions: 25,
             counters_interval: Duration::from_secs(60),
             vlan_interval: Duration::from_secs(60),
+            topology_interval: Duration::from_secs(300),
             reachability_interval: Duration::from_secs(15),
             reachability: crate::config::Reachability::Snmp,
             ports: [

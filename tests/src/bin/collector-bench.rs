@@ -36,7 +36,7 @@ fn inventory(switches: usize) -> Arc<Inventory> {
         inv.devices.insert(
             format!("a{n}"),
             InventoryDevice {
-                uplink: Some("dist".into()),
+                uplinks: vec!["dist".into()],
                 site: Some("b12".into()),
                 ..Default::default()
             },
