@@ -126,6 +126,17 @@ impl Snmpd {
         ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"])?;
         ns.ip(&["link", "set", "v0", "up"])?;
         ns.ip(&["link", "set", "v1", "up"])?;
+        Self::start_plain(ns, port, trap_port, "")
+    }
+
+    /// Starts snmpd in `ns` as an AgentX master on `socket` (for lldpd's subagent), with the
+    /// namespace's interfaces as they are.
+    pub fn start_master(ns: &Netns, port: u16, socket: &Path) -> Result<Snmpd> {
+        let extra = format!("master agentx\nagentXSocket {}\n", socket.display());
+        Self::start_plain(ns, port, free_trap_sink(), &extra)
+    }
+
+    fn start_plain(ns: &Netns, port: u16, trap_port: u16, extra: &str) -> Result<Snmpd> {
         let dir = open_tempdir()?;
         let config = dir.path().join("snmpd.conf");
         std::fs::write(
@@ -137,7 +148,7 @@ impl Snmpd {
                  createUser cnaasInternal SHA cnaasInternalPass\n\
                  iquerySecName cnaasInternal\n\
                  rouser cnaasInternal\n\
-                 {MONITOR}"
+                 {extra}{MONITOR}"
             ),
         )?;
         let mut cmd = ns.command(&find_program("snmpd")?);
@@ -173,6 +184,84 @@ impl Snmpd {
             config,
             _dir: dir,
         })
+    }
+}
+
+/// A port nothing listens on, for snmpd's trap sink when no test wants its traps.
+fn free_trap_sink() -> u16 {
+    crate::free_port()
+}
+
+/// `lldpd` (Debian's, 1.0.x) inside a namespace on one interface, as a real LLDP neighbour;
+/// with an AgentX socket it serves LLDP-MIB through the namespace's snmpd. Sends every second
+/// so a test sees changes at once. Stopped with its whole process group (it forks a privilege
+/// separated child).
+pub struct Lldpd {
+    process: Process,
+    ctl: PathBuf,
+    ns: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Lldpd {
+    /// Starts lldpd in `ns` on `iface`, naming the system `hostname`.
+    pub fn start(ns: &Netns, iface: &str, hostname: &str, agentx: Option<&Path>) -> Result<Lldpd> {
+        use std::os::unix::process::CommandExt;
+        let dir = open_tempdir()?;
+        let ctl = dir.path().join("lldpd.ctl");
+        let mut cmd = ns.command(&find_program("lldpd")?);
+        cmd.args(["-d", "-u"]).arg(&ctl).args(["-I", iface]);
+        if let Some(sock) = agentx {
+            cmd.arg("-x").arg("-X").arg(sock);
+        }
+        cmd.process_group(0);
+        let process = Process::spawn("lldpd", cmd, &dir.path().join("lldpd.log"))?;
+        let l = Lldpd {
+            process,
+            ctl,
+            ns: ns.name.clone(),
+            _dir: dir,
+        };
+        wait_until("lldpd's control socket", Duration::from_secs(10), || {
+            l.ctl.exists().then_some(())
+        })?;
+        l.cli(&["configure", "system", "hostname", hostname])?;
+        l.cli(&["configure", "lldp", "tx-interval", "1"])?;
+        Ok(l)
+    }
+
+    /// Runs `lldpcli -u CTL ARGS...` in its namespace.
+    pub fn cli(&self, args: &[&str]) -> Result<()> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(find_program("lldpcli")?)
+            .arg("-u")
+            .arg(&self.ctl)
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "lldpcli {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// What it logged.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
+impl Drop for Lldpd {
+    fn drop(&mut self) {
+        if let Some(pid) = self.process.pid() {
+            // Its privilege-separated child is in its group; it outlives the parent otherwise.
+            let _ = Command::new("kill")
+                .args(["-TERM", &format!("-{pid}")])
+                .status();
+        }
     }
 }
 
