@@ -102,21 +102,14 @@ dynamic_filters = true
 fn collector_config(p: &Ports, token_hash: &str, campus: &Campus) -> String {
     let mut inv = String::new();
     for s in &campus.switches {
-        let role = match s.role {
-            cnaas_sim::Role::Core => "core",
-            cnaas_sim::Role::Distribution => "distribution",
-            cnaas_sim::Role::Access => "access",
-        };
         inv.push_str(&format!(
-            "[[device]]\nname = \"{}\"\nrole = \"{role}\"\n",
-            s.name
+            "[[device]]\nname = \"{}\"\n{}",
+            s.name,
+            cnaas_sim::inventory_lines(s)
         ));
         if let Some(c) = customer_of(&s.name) {
             let site = if c == "uni-a" { "a-main" } else { "b-north" };
             inv.push_str(&format!("customer = \"{c}\"\nsite = \"{site}\"\n"));
-        }
-        if let Some(u) = &s.uplink {
-            inv.push_str(&format!("uplink = \"{u}\"\n"));
         }
     }
     format!(

@@ -52,7 +52,7 @@ pub struct Stats {
 pub struct Shared {
     /// The state.
     pub campus: Mutex<Campus>,
-    layouts: Mutex<HashMap<usize, Arc<Layout>>>,
+    layouts: Mutex<HashMap<crate::mib::Shape, Arc<Layout>>>,
     /// The SNMPv3 user every switch knows, if any.
     pub(crate) usm: Option<crate::usm::Usm>,
 }
@@ -73,12 +73,18 @@ impl Shared {
         })
     }
 
-    fn layout(&self, ports: usize) -> Arc<Layout> {
+    fn layout(&self, switch: &crate::model::Switch) -> Arc<Layout> {
+        let shape = crate::mib::shape(switch);
         let mut l = self
             .layouts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        l.entry(ports).or_insert_with(|| Layout::new(ports)).clone()
+        if let Some(x) = l.get(&shape) {
+            return x.clone();
+        }
+        let x = Layout::for_shape(&shape);
+        l.insert(shape, x.clone());
+        x
     }
 
     /// Runs `f` on the campus.
@@ -199,7 +205,7 @@ pub(crate) fn respond(
         stats.unanswered.fetch_add(1, Ordering::Relaxed);
         return None;
     };
-    let layout = shared.layout(switch.ports.len());
+    let layout = shared.layout(switch);
     let (request_id, binds, bulk) = match request {
         Pdus::GetRequest(r) => (r.0.request_id, &r.0.variable_bindings, None),
         Pdus::GetNextRequest(r) => (r.0.request_id, &r.0.variable_bindings, None),

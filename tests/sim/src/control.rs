@@ -60,11 +60,98 @@ impl Control {
         Ok(())
     }
 
-    /// The cable: the link comes up or goes down (a trap follows when oper status changes).
+    /// The cable: the link comes up or goes down at both of its ends (a trap follows where the
+    /// oper status changes). On an aggregate, every member's cable.
     pub fn link(&self, switch: &str, if_index: u32, up: bool) -> Result<(), ControlError> {
+        let (members, peer) = self.shared.with(|c| {
+            let p = c
+                .get(switch)
+                .and_then(|s| s.ports.get(usize::try_from(if_index).ok()?.checked_sub(1)?));
+            (
+                p.map(|p| p.members.clone()).unwrap_or_default(),
+                p.and_then(|p| p.peer.clone()),
+            )
+        });
+        if !members.is_empty() {
+            for m in members {
+                self.link(switch, m, up)?;
+            }
+            return Ok(());
+        }
         self.port_op(switch, if_index, |s, now| {
             s.port_mut(if_index)?;
             Some(s.set_carrier(if_index, up, now))
+        })?;
+        if let Some(peer) = peer {
+            // The far end is in the same campus; a dead far end stays without a link.
+            let alive = self
+                .shared
+                .with(|c| c.get(&peer.switch).is_some_and(|s| s.alive));
+            if alive || !up {
+                self.port_op(&peer.switch, peer.if_index, |s, now| {
+                    s.port_mut(peer.if_index)?;
+                    Some(s.set_carrier(peer.if_index, up, now))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the cable of `switch`'s port to `to`'s port `to_port` at once (between two
+    /// polls): the port's link stays up, its LLDP neighbour changes, the old far end loses
+    /// its link.
+    pub fn recable(
+        &self,
+        switch: &str,
+        if_index: u32,
+        to: &str,
+        to_port: u32,
+    ) -> Result<(), ControlError> {
+        let old = self.shared.with(|c| {
+            let s = c
+                .get(switch)
+                .ok_or_else(|| ControlError::UnknownSwitch(switch.to_owned()))?;
+            let p = s
+                .ports
+                .get(
+                    usize::try_from(if_index)
+                        .unwrap_or(usize::MAX)
+                        .wrapping_sub(1),
+                )
+                .ok_or_else(|| ControlError::UnknownPort(switch.to_owned(), if_index))?;
+            let t = c
+                .get(to)
+                .ok_or_else(|| ControlError::UnknownSwitch(to.to_owned()))?;
+            if t.ports
+                .get(
+                    usize::try_from(to_port)
+                        .unwrap_or(usize::MAX)
+                        .wrapping_sub(1),
+                )
+                .is_none()
+            {
+                return Err(ControlError::UnknownPort(to.to_owned(), to_port));
+            }
+            Ok(p.peer.clone())
+        })?;
+        if let Some(old) = old {
+            self.shared.with(|c| {
+                if let Some(p) = c
+                    .get_mut(&old.switch)
+                    .and_then(|s| s.port_mut(old.if_index))
+                {
+                    p.peer = None;
+                }
+            });
+            self.port_op(&old.switch, old.if_index, |s, now| {
+                s.port_mut(old.if_index)?;
+                Some(s.set_carrier(old.if_index, false, now))
+            })?;
+        }
+        self.shared.with(|c| c.cable(switch, if_index, to, to_port));
+        self.port_op(to, to_port, |s, now| {
+            s.port_mut(to_port)?;
+            Some(s.set_carrier(to_port, true, now))
         })
     }
 
@@ -87,9 +174,10 @@ impl Control {
         })
     }
 
-    /// A switch dies (stops answering) or comes back (rebooted: its uptime starts again).
+    /// A switch dies (stops answering) or comes back (rebooted: its uptime starts again). The
+    /// far ends of its cables lose their link while it is dead.
     pub fn alive(&self, switch: &str, alive: bool) -> Result<(), ControlError> {
-        self.shared.with(|c| {
+        let facing: Vec<(String, u32)> = self.shared.with(|c| {
             let s = c
                 .get_mut(switch)
                 .ok_or_else(|| ControlError::UnknownSwitch(switch.to_owned()))?;
@@ -97,8 +185,22 @@ impl Control {
                 s.boot = Instant::now();
             }
             s.alive = alive;
-            Ok(())
-        })
+            Ok::<_, ControlError>(
+                s.ports
+                    .iter()
+                    .filter(|p| p.carrier || !alive)
+                    .filter_map(|p| p.peer.as_ref())
+                    .map(|p| (p.switch.clone(), p.if_index))
+                    .collect(),
+            )
+        })?;
+        for (peer, port) in facing {
+            self.port_op(&peer, port, |s, now| {
+                s.port_mut(port)?;
+                Some(s.set_carrier(port, alive, now))
+            })?;
+        }
+        Ok(())
     }
 
     /// Everything back: every switch alive, every port with its cable and admin up.
@@ -140,7 +242,7 @@ impl Control {
                         .filter(|p| p.oper() != 1)
                         .map(|p| p.if_index)
                         .collect();
-                    json!({ "name": s.name, "alive": s.alive, "uplink": s.uplink, "ports_down": down })
+                    json!({ "name": s.name, "alive": s.alive, "uplinks": s.uplinks, "pair": s.pair, "ports_down": down })
                 })
                 .collect();
             json!({ "switches": list })
@@ -166,6 +268,13 @@ struct AliveBody {
     alive: bool,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CableBody {
+    to: String,
+    port: u32,
+}
+
 type Reply = (StatusCode, Json<Value>);
 
 fn reply(r: Result<(), ControlError>) -> Reply {
@@ -183,7 +292,8 @@ fn reply(r: Result<(), ControlError>) -> Reply {
 }
 
 /// The control API: `GET /switches`, `POST /switches/{name}/ports/{ifIndex}/link`
-/// `{"up": bool}`, `.../admin` `{"up": bool}`, `.../vlan` `{"vlan": n}`,
+/// `{"up": bool}`, `.../admin` `{"up": bool}`, `.../vlan` `{"vlan": n}`, `.../cable`
+/// `{"to": switch, "port": ifIndex}` (move the cable),
 /// `POST /switches/{name}/alive` `{"alive": bool}`, `POST /recover`.
 pub fn router(control: Control) -> Router {
     Router::new()
@@ -210,6 +320,16 @@ pub fn router(control: Control) -> Router {
                 |State(c): State<Control>,
                  Path((name, port)): Path<(String, u32)>,
                  Json(b): Json<VlanBody>| async move { reply(c.vlan(&name, port, b.vlan)) },
+            ),
+        )
+        .route(
+            "/switches/{name}/ports/{port}/cable",
+            post(
+                |State(c): State<Control>,
+                 Path((name, port)): Path<(String, u32)>,
+                 Json(b): Json<CableBody>| async move {
+                    reply(c.recable(&name, port, &b.to, b.port))
+                },
             ),
         )
         .route(

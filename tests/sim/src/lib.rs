@@ -45,6 +45,25 @@ pub fn agent_devices<'a>(names: impl IntoIterator<Item = &'a str>, port: u16) ->
         .collect()
 }
 
+/// A collector `[[device]]` entry's topology lines for a simulated switch: its role, its
+/// uplinks and its pair.
+pub fn inventory_lines(s: &Switch) -> String {
+    let role = match s.role {
+        Role::Core => "core",
+        Role::Distribution => "distribution",
+        Role::Access => "access",
+    };
+    let mut out = format!("role = \"{role}\"\n");
+    if !s.uplinks.is_empty() {
+        let list: Vec<String> = s.uplinks.iter().map(|u| format!("\"{u}\"")).collect();
+        out.push_str(&format!("uplink = [{}]\n", list.join(", ")));
+    }
+    if let Some(p) = &s.pair {
+        out.push_str(&format!("pair = \"{p}\"\n"));
+    }
+    out
+}
+
 /// A running simulator: the SNMP socket (the first one, with one socket per switch), the trap
 /// sender and the control handle.
 pub struct Running {

@@ -29,10 +29,15 @@ struct Cli {
     /// UDP address to answer SNMP on.
     #[arg(long, default_value = "127.0.0.1:16161")]
     listen: SocketAddr,
-    /// Switches in the campus (one core, distribution switches, access switches).
+    /// Switches in the campus (cores, distribution switches, access switches).
     #[arg(long, default_value_t = 50)]
     switches: usize,
-    /// Access switches per distribution switch.
+    /// The campus's shape: `cnaas` (two cores, distribution pairs, access switches with a
+    /// two-member LACP bundle to both switches of their pair, LLDP) or `tree` (one core,
+    /// distribution switches, access switches below one each).
+    #[arg(long, default_value = "cnaas")]
+    campus: Shape,
+    /// Access switches per distribution switch (per pair with `--campus cnaas`).
     #[arg(long, default_value_t = 24)]
     per_distribution: usize,
     /// Ports per switch (the last two are uplinks).
@@ -61,6 +66,15 @@ struct Cli {
     v3_user: Option<String>,
 }
 
+/// The campus's shape.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Shape {
+    /// As CNaaS builds it.
+    Cnaas,
+    /// A tree.
+    Tree,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -77,12 +91,20 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let campus = Campus::tree(
-        cli.switches,
-        cli.per_distribution,
-        cli.ports,
-        Instant::now(),
-    );
+    let campus = match cli.campus {
+        Shape::Cnaas => Campus::cnaas(
+            cli.switches,
+            cli.per_distribution,
+            cli.ports,
+            Instant::now(),
+        ),
+        Shape::Tree => Campus::tree(
+            cli.switches,
+            cli.per_distribution,
+            cli.ports,
+            Instant::now(),
+        ),
+    };
     let v3 = match &cli.v3_user {
         None => None,
         Some(user) => {

@@ -1,7 +1,10 @@
-//! The MIB a simulated switch serves: system, IF-MIB `ifTable` and `ifXTable`, BRIDGE-MIB
-//! `dot1dBasePortIfIndex` and Q-BRIDGE-MIB `dot1qPvid` (bridge port = 100 + ifIndex). The OID
-//! layout is computed once per port count and shared by every switch with that many ports;
-//! values are read from the switch's state when asked.
+//! The MIB a simulated switch serves: system, IF-MIB `ifTable`, `ifXTable` and `ifStackTable`,
+//! BRIDGE-MIB `dot1dBasePortIfIndex` and Q-BRIDGE-MIB `dot1qPvid` (bridge port = 100 +
+//! ifIndex), LLDP-MIB `lldpLocPortTable` and `lldpRemTable` (the far end of each cable while
+//! the link is up; local port number = ifIndex), IEEE8023-LAG-MIB aggregators and
+//! `dot3adAggPortAttachedAggID`. The OID layout is computed once per shape (port count and
+//! bundles) and shared by every switch of that shape; values are read from the switch's state
+//! when asked.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +20,29 @@ const IF_ENTRY: [u32; 9] = [1, 3, 6, 1, 2, 1, 2, 2, 1];
 const IFX_ENTRY: [u32; 10] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
 const BASE_PORT_IFINDEX: [u32; 11] = [1, 3, 6, 1, 2, 1, 17, 1, 4, 1, 2];
 const PVID: [u32; 13] = [1, 3, 6, 1, 2, 1, 17, 7, 1, 4, 5, 1, 1];
+const IF_STACK_STATUS: [u32; 11] = [1, 3, 6, 1, 2, 1, 31, 1, 2, 1, 3];
+const LLDP_LOC_PORT: [u32; 10] = [1, 0, 8802, 1, 1, 2, 1, 3, 7, 1];
+const LLDP_REM: [u32; 10] = [1, 0, 8802, 1, 1, 2, 1, 4, 1, 1];
+const AGG_ENTRY: [u32; 10] = [1, 2, 840, 10006, 300, 43, 1, 1, 1, 1];
+const AGG_PORT_ENTRY: [u32; 10] = [1, 2, 840, 10006, 300, 43, 1, 2, 1, 1];
+
+/// What makes two switches share a layout: the port count and the bundles (aggregate
+/// ifIndex with its members).
+pub type Shape = (usize, Vec<(u32, Vec<u32>)>);
+
+/// The shape of a switch (aggregates are added after the physical ports, so only the last
+/// ports are looked at: this runs for every request).
+pub fn shape(s: &Switch) -> Shape {
+    let mut bundles: Vec<(u32, Vec<u32>)> = s
+        .ports
+        .iter()
+        .rev()
+        .take_while(|p| !p.members.is_empty())
+        .map(|p| (p.if_index, p.members.clone()))
+        .collect();
+    bundles.reverse();
+    (s.ports.len(), bundles)
+}
 /// Bridge port numbers are 100 + ifIndex.
 pub const BRIDGE_PORT_OFFSET: u32 = 100;
 
@@ -34,6 +60,16 @@ enum Var {
     IfX(u32, usize),
     BasePortIfIndex(usize),
     Pvid(usize),
+    /// lldpLocPortTable column, port index.
+    LldpLoc(u32, usize),
+    /// lldpRemTable column, port index (time mark 0, remote index 1).
+    LldpRem(u32, usize),
+    /// ifStackStatus of (aggregate, member).
+    Stack,
+    /// dot3adAggActorSystemPriority of an aggregate.
+    AggPriority,
+    /// dot3adAggPortAttachedAggID of a member port (port index, aggregate ifIndex).
+    AggAttached(usize, u32),
 }
 
 /// A value to send.
@@ -92,8 +128,14 @@ fn oid(prefix: &[u32], rest: &[u32]) -> Oid {
 }
 
 impl Layout {
-    /// The layout for `ports` ports.
+    /// The layout for `ports` ports without bundles.
     pub fn new(ports: usize) -> Arc<Layout> {
+        Layout::for_shape(&(ports, Vec::new()))
+    }
+
+    /// The layout for a shape.
+    pub fn for_shape(shape: &Shape) -> Arc<Layout> {
+        let (ports, bundles) = (shape.0, &shape.1);
         let mut e: Vec<(Oid, Var)> = vec![
             (oid(&SYSTEM, &[1, 0]), Var::SysDescr),
             (oid(&SYSTEM, &[2, 0]), Var::SysObjectId),
@@ -116,6 +158,21 @@ impl Layout {
             let bp = BRIDGE_PORT_OFFSET + index(p);
             e.push((oid(&BASE_PORT_IFINDEX, &[bp]), Var::BasePortIfIndex(p)));
             e.push((oid(&PVID, &[bp]), Var::Pvid(p)));
+            for col in 2..=4 {
+                e.push((oid(&LLDP_LOC_PORT, &[col, index(p)]), Var::LldpLoc(col, p)));
+            }
+            for col in 4..=9 {
+                e.push((oid(&LLDP_REM, &[col, 0, index(p), 1]), Var::LldpRem(col, p)));
+            }
+        }
+        for (agg, members) in bundles {
+            e.push((oid(&AGG_ENTRY, &[2, *agg]), Var::AggPriority));
+            for m in members {
+                e.push((oid(&IF_STACK_STATUS, &[*agg, *m]), Var::Stack));
+                if let Some(p) = usize::try_from(*m).ok().and_then(|m| m.checked_sub(1)) {
+                    e.push((oid(&AGG_PORT_ENTRY, &[13, *m]), Var::AggAttached(p, *agg)));
+                }
+            }
         }
         e.sort_by(|a, b| a.0.cmp(&b.0));
         Arc::new(Layout { entries: e })
@@ -205,6 +262,32 @@ fn value(s: &Switch, var: Var, now: Instant) -> Option<Val> {
         Var::IfNumber => Val::Int(i64::try_from(s.ports.len()).unwrap_or(i64::MAX)),
         Var::BasePortIfIndex(p) => Val::Int(i64::from(s.ports.get(p)?.if_index)),
         Var::Pvid(p) => Val::Gauge(s.ports.get(p)?.pvid),
+        Var::LldpLoc(col, p) => {
+            let port = s.ports.get(p).filter(|x| x.members.is_empty())?;
+            match col {
+                2 => Val::Int(5),
+                _ => Val::Str(port.name.clone().into_bytes()),
+            }
+        }
+        Var::LldpRem(col, p) => {
+            let port = s.ports.get(p).filter(|x| x.oper() == 1)?;
+            let peer = port.peer.as_ref()?;
+            match col {
+                4 => Val::Int(4),
+                5 => Val::Str(crate::model::chassis_mac(&peer.switch).to_vec()),
+                6 => Val::Int(5),
+                7 => Val::Str(peer.port.clone().into_bytes()),
+                8 => Val::Str(peer.alias.clone().into_bytes()),
+                _ => Val::Str(peer.switch.clone().into_bytes()),
+            }
+        }
+        Var::Stack | Var::AggPriority => {
+            Val::Int(if matches!(var, Var::Stack) { 1 } else { 32768 })
+        }
+        Var::AggAttached(p, agg) => {
+            let up = s.ports.get(p)?.oper() == 1;
+            Val::Int(if up { i64::from(agg) } else { 0 })
+        }
         Var::If(col, p) => {
             let port = s.ports.get(p)?;
             let (inb, outb) = port.octets(now);
@@ -265,16 +348,18 @@ mod tests {
         let now = Instant::now();
         let s = Switch::new("a1", Role::Access, Some("d1"), 52, now);
         let l = Layout::new(52);
-        // 4 system scalars, ifNumber, 22 + 19 columns and 2 bridge columns of 52 ports.
-        assert_eq!(l.entries.len(), 5 + 52 * (22 + 19 + 2));
-        let mut at: Oid = vec![1, 3];
+        // 4 system scalars, ifNumber, 22 + 19 columns, 2 bridge columns, 3 LLDP local and
+        // 6 LLDP remote columns of 52 ports.
+        assert_eq!(l.entries.len(), 5 + 52 * (22 + 19 + 2 + 3 + 6));
+        let mut at: Oid = vec![0];
         let mut n = 0;
         while let Some((o, _)) = l.next(&s, &at, now) {
             assert!(o > at);
             at = o;
             n += 1;
         }
-        assert_eq!(n, l.entries.len());
+        // No cable: no remote rows.
+        assert_eq!(n, 5 + 52 * (22 + 19 + 2 + 3));
         assert_eq!(
             l.get(&s, &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1, 52], now),
             Some(Val::Str(b"Te1/1/2".to_vec()))
@@ -319,5 +404,52 @@ mod tests {
         assert!(l.check_set(&pvid, &SetVal::Unsigned(20)).is_ok());
         l.apply_set(&mut s, &pvid, &SetVal::Unsigned(20), now);
         assert_eq!(l.get(&s, &pvid, now), Some(Val::Gauge(20)));
+    }
+
+    #[test]
+    fn a_cnaas_access_switch_serves_its_cabling_and_its_bundle() {
+        let now = Instant::now();
+        let mut c = crate::model::Campus::cnaas(8, 4, 8, now);
+        let a = c.get("access-1-1").unwrap().clone();
+        let l = Layout::for_shape(&shape(&a));
+        // Po1 (ifIndex 9) over Te1/1/1 (7) and Te1/1/2 (8).
+        assert_eq!(
+            l.get(&a, &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1, 9], now),
+            Some(Val::Str(b"Po1".to_vec()))
+        );
+        assert_eq!(
+            l.get(&a, &[1, 3, 6, 1, 2, 1, 31, 1, 2, 1, 3, 9, 8], now),
+            Some(Val::Int(1))
+        );
+        // lldpRemSysName of Te1/1/2 is dist-1b; its port is dist-1b's port 1.
+        let sys_name = [1, 0, 8802, 1, 1, 2, 1, 4, 1, 1, 9, 0, 8, 1];
+        assert_eq!(
+            l.get(&a, &sys_name, now),
+            Some(Val::Str(b"dist-1b".to_vec()))
+        );
+        assert_eq!(
+            l.get(&a, &[1, 0, 8802, 1, 1, 2, 1, 4, 1, 1, 7, 0, 8, 1], now),
+            Some(Val::Str(b"Te1/0/1".to_vec()))
+        );
+        // The member down: no neighbour there, the bundle still up, not attached.
+        let sw = c.get_mut("access-1-1").unwrap();
+        sw.set_carrier(8, false, now);
+        let a = sw.clone();
+        assert_eq!(l.get(&a, &sys_name, now), None);
+        assert_eq!(
+            l.get(&a, &[1, 3, 6, 1, 2, 1, 2, 2, 1, 8, 9], now),
+            Some(Val::Int(1))
+        );
+        assert_eq!(
+            l.get(&a, &[1, 2, 840, 10006, 300, 43, 1, 2, 1, 1, 13, 8], now),
+            Some(Val::Int(0))
+        );
+        // Both down: the bundle is down.
+        let sw = c.get_mut("access-1-1").unwrap();
+        sw.set_carrier(7, false, now);
+        assert_eq!(
+            l.get(sw, &[1, 3, 6, 1, 2, 1, 2, 2, 1, 8, 9], now),
+            Some(Val::Int(2))
+        );
     }
 }

@@ -1,5 +1,13 @@
-//! The simulated campus: switches in a core -> distribution -> access tree, their ports, and
-//! the state a test or scenario changes (link, admin status, VLAN, a switch dying).
+//! The simulated campus, and the state a test or scenario changes (link, admin status, VLAN,
+//! a switch dying, a cable moved). Two shapes:
+//!
+//! - [`Campus::cnaas`] (the default of `cnaas-sim`): a campus as CNaaS builds it (DESIGN.md
+//!   section 7): two cores, distribution switches in pairs cabled to both cores, and access
+//!   switches with one uplink to each switch of their pair, bundled into `Po1` (LACP). Every
+//!   cable is known at both ends, so LLDP-MIB, `ifStackTable` and IEEE8023-LAG-MIB are served
+//!   consistently with it, and a switch dying takes the link down at the far end of its cables.
+//! - [`Campus::tree`]: one core, distribution switches, access switches below each (no cables
+//!   modelled: no LLDP).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -26,6 +34,29 @@ pub enum PortKind {
     Downlink,
 }
 
+/// The far end of a cable, as LLDP tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The switch.
+    pub switch: String,
+    /// Its port's ifIndex.
+    pub if_index: u32,
+    /// Its port's ifName.
+    pub port: String,
+    /// Its port's ifAlias.
+    pub alias: String,
+}
+
+/// A switch's LLDP chassis id: a locally administered MAC address from its name.
+pub fn chassis_mac(switch: &str) -> [u8; 6] {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in switch.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    let b = h.to_be_bytes();
+    [0x02, 0xcc, b[0], b[1], b[2], b[3]]
+}
+
 /// One interface.
 #[derive(Debug, Clone)]
 pub struct Port {
@@ -49,6 +80,10 @@ pub struct Port {
     pub pvid: u32,
     /// Bytes per second each way while up (counters move with time).
     pub rate: u64,
+    /// The far end of its cable, if cabled.
+    pub peer: Option<Peer>,
+    /// For an aggregate (port-channel): its member ports' ifIndex.
+    pub members: Vec<u32>,
     /// Octets counted up to `since` (in, out).
     base: (u64, u64),
     /// When `base` was taken.
@@ -90,10 +125,12 @@ impl Port {
 pub struct Switch {
     /// Name (also its community when several share a UDP port).
     pub name: String,
-    /// Place in the tree.
+    /// Place in the campus.
     pub role: Role,
-    /// Parent towards the core.
-    pub uplink: Option<String>,
+    /// Parents towards the core (two for a switch with redundant uplinks).
+    pub uplinks: Vec<String>,
+    /// The other switch of its distribution pair.
+    pub pair: Option<String>,
     /// Whether it answers at all.
     pub alive: bool,
     /// When it booted.
@@ -143,17 +180,86 @@ impl Switch {
                     rate,
                     base: (u64::from(i) * 1_000_003, u64::from(i) * 999_983),
                     since: now,
+                    peer: None,
+                    members: Vec::new(),
                 }
             })
             .collect();
         Switch {
             name: name.to_owned(),
             role,
-            uplink: uplink.map(str::to_owned),
+            uplinks: uplink.map(str::to_owned).into_iter().collect(),
+            pair: None,
             alive: true,
             boot: now,
             ports,
         }
+    }
+
+    /// Adds an aggregate `name` (the next ifIndex) over `members`; returns its ifIndex.
+    pub fn add_bundle(&mut self, name: &str, members: &[u32], now: Instant) -> u32 {
+        let if_index = u32::try_from(self.ports.len() + 1).unwrap_or(u32::MAX);
+        let speed = members
+            .iter()
+            .filter_map(|m| self.ports.get(usize::try_from(*m).ok()?.checked_sub(1)?))
+            .map(|p| p.speed_mbps)
+            .sum();
+        let kind = members
+            .first()
+            .and_then(|m| self.ports.get(usize::try_from(*m).ok()?.checked_sub(1)?))
+            .map_or(PortKind::Uplink, |p| p.kind);
+        self.ports.push(Port {
+            if_index,
+            name: name.to_owned(),
+            alias: match kind {
+                PortKind::Uplink => "uplink".into(),
+                PortKind::Downlink => "downlink".into(),
+                PortKind::Access => String::new(),
+            },
+            kind,
+            admin: 1,
+            carrier: true,
+            last_change: 0,
+            speed_mbps: speed,
+            pvid: 1,
+            rate: 0,
+            base: (0, 0),
+            since: now,
+            peer: None,
+            members: members.to_vec(),
+        });
+        self.refresh_bundles(now);
+        if_index
+    }
+
+    /// An aggregate's link is up while one of its members is.
+    fn refresh_bundles(&mut self, now: Instant) {
+        let ticks = self.uptime(now);
+        for a in 0..self.ports.len() {
+            if self.ports[a].members.is_empty() {
+                continue;
+            }
+            let up = self.ports[a].members.iter().any(|m| {
+                usize::try_from(*m)
+                    .ok()
+                    .and_then(|m| m.checked_sub(1))
+                    .and_then(|m| self.ports.get(m))
+                    .is_some_and(|p| p.oper() == 1)
+            });
+            let p = &mut self.ports[a];
+            if p.carrier != up {
+                let before = p.oper();
+                p.carrier = up;
+                if p.oper() != before {
+                    p.last_change = ticks;
+                }
+            }
+        }
+    }
+
+    /// The aggregate a port is a member of.
+    pub fn bundle_of(&self, if_index: u32) -> Option<&Port> {
+        self.ports.iter().find(|p| p.members.contains(&if_index))
     }
 
     /// sysUpTime in hundredths of a second.
@@ -174,10 +280,12 @@ impl Switch {
         let before = p.oper();
         p.settle(now);
         p.carrier = up;
-        (p.oper() != before).then(|| {
+        let changed = (p.oper() != before).then(|| {
             p.last_change = ticks;
             p.oper()
-        })
+        });
+        self.refresh_bundles(now);
+        changed
     }
 
     /// Sets ifAdminStatus (1 or 2); returns the new oper status if it changed.
@@ -187,10 +295,12 @@ impl Switch {
         let before = p.oper();
         p.settle(now);
         p.admin = admin;
-        (p.oper() != before).then(|| {
+        let changed = (p.oper() != before).then(|| {
             p.last_change = ticks;
             p.oper()
-        })
+        });
+        self.refresh_bundles(now);
+        changed
     }
 }
 
@@ -220,24 +330,108 @@ impl Campus {
         self.switches.get_mut(i)
     }
 
-    /// Whether a switch answers: it and every switch on its uplink path are alive.
+    /// Whether a switch answers: it is alive and some path of alive switches leads from it
+    /// along uplinks to a top (a switch without uplinks).
     pub fn reachable(&self, name: &str) -> bool {
-        let mut at = Some(name);
-        let mut hops = 0;
-        while let Some(n) = at {
-            let Some(s) = self.get(n) else {
-                return false;
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![name];
+        while let Some(n) = stack.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            let Some(s) = self.get(n).filter(|s| s.alive) else {
+                continue;
             };
-            if !s.alive {
-                return false;
+            if s.uplinks.is_empty() {
+                return true;
             }
-            hops += 1;
-            if hops > self.switches.len() {
-                return false;
-            }
-            at = s.uplink.as_deref();
+            stack.extend(s.uplinks.iter().map(String::as_str));
         }
-        true
+        false
+    }
+
+    /// Lays a cable between two ports (each learns the other as its LLDP neighbour).
+    pub fn cable(&mut self, a: &str, a_port: u32, b: &str, b_port: u32) {
+        let info = |c: &Campus, s: &str, i: u32| {
+            c.get(s)
+                .and_then(|sw| sw.ports.get(usize::try_from(i).ok()?.checked_sub(1)?))
+                .map(|p| Peer {
+                    switch: s.to_owned(),
+                    if_index: i,
+                    port: p.name.clone(),
+                    alias: p.alias.clone(),
+                })
+        };
+        let (pa, pb) = (info(self, a, a_port), info(self, b, b_port));
+        if let Some(p) = self.get_mut(a).and_then(|s| s.port_mut(a_port)) {
+            p.peer = pb;
+        }
+        if let Some(p) = self.get_mut(b).and_then(|s| s.port_mut(b_port)) {
+            p.peer = pa;
+        }
+    }
+
+    /// A CNaaS campus of about `total` switches with `ports` ports each: cores `core-1` and
+    /// `core-2`; pairs `dist-Na`/`dist-Nb` (Te1/1/1 to core-1, Te1/1/2 to core-2); per pair
+    /// up to `per_pair` access switches `access-N-M`, Te1/1/1 to `dist-Na` and Te1/1/2 to
+    /// `dist-Nb` (port M on each), both in `Po1`. The cores get as many ports as the pairs
+    /// need.
+    pub fn cnaas(total: usize, per_pair: usize, ports: u32, now: Instant) -> Campus {
+        let mut c = Campus::default();
+        let ports = ports.max(4);
+        let per_pair = per_pair.clamp(1, usize::try_from(ports - 2).unwrap_or(1));
+        let rest = total.saturating_sub(2);
+        let pairs = rest.div_ceil(per_pair + 2).max(usize::from(rest > 0));
+        let core_ports = ports.max(u32::try_from(pairs).unwrap_or(u32::MAX).saturating_mul(2));
+        for core in ["core-1", "core-2"] {
+            c.add(Switch::new(core, Role::Core, None, core_ports, now));
+        }
+        let mut made = 2;
+        for d in 1..=pairs {
+            if made >= total {
+                break;
+            }
+            let (da, db) = (format!("dist-{d}a"), format!("dist-{d}b"));
+            let core_port = u32::try_from(d).unwrap_or(u32::MAX);
+            for (name, other) in [(&da, &db), (&db, &da)] {
+                if made >= total {
+                    break;
+                }
+                let mut s = Switch::new(name, Role::Distribution, None, ports, now);
+                s.uplinks = vec!["core-1".into(), "core-2".into()];
+                s.pair = Some(other.clone());
+                c.add(s);
+                made += 1;
+                // A pair's two switches use the same port number on each core: dist-Na on
+                // core port 2N-1, dist-Nb on 2N (one core port per distribution switch).
+                let on_core = if name == &da {
+                    core_port * 2 - 1
+                } else {
+                    core_port * 2
+                };
+                c.cable(name, ports - 1, "core-1", on_core);
+                c.cable(name, ports, "core-2", on_core);
+            }
+            for a in 1..=per_pair {
+                if made >= total {
+                    break;
+                }
+                let name = format!("access-{d}-{a}");
+                let mut s = Switch::new(&name, Role::Access, None, ports, now);
+                s.uplinks = [&da, &db]
+                    .into_iter()
+                    .filter(|x| c.get(x).is_some())
+                    .cloned()
+                    .collect();
+                s.add_bundle("Po1", &[ports - 1, ports], now);
+                c.add(s);
+                made += 1;
+                let a = u32::try_from(a).unwrap_or(u32::MAX);
+                c.cable(&name, ports - 1, &da, a);
+                c.cable(&name, ports, &db, a);
+            }
+        }
+        c
     }
 
     /// A tree of `total` switches with `ports` ports each: one core (`core`), one distribution
@@ -294,8 +488,8 @@ mod tests {
         assert_eq!(c.switches.len(), 2000);
         assert_eq!(c.get("core").unwrap().role, Role::Core);
         let a = c.get("access-1-1").unwrap();
-        assert_eq!(a.uplink.as_deref(), Some("dist-1"));
-        assert_eq!(c.get("dist-1").unwrap().uplink.as_deref(), Some("core"));
+        assert_eq!(a.uplinks, vec!["dist-1"]);
+        assert_eq!(c.get("dist-1").unwrap().uplinks, vec!["core"]);
         assert_eq!(a.ports.len(), 52);
         assert_eq!(a.ports[51].kind, PortKind::Uplink);
         assert_eq!(a.ports[51].name, "Te1/1/2");
@@ -332,5 +526,34 @@ mod tests {
         assert_eq!(s.set_admin(1, 2, later), None);
         assert_eq!(s.set_carrier(1, true, later), None);
         assert_eq!(s.set_admin(1, 1, later), Some(1));
+    }
+
+    #[test]
+    fn a_cnaas_campus_is_cabled_in_pairs() {
+        let now = Instant::now();
+        let c = Campus::cnaas(2000, 48, 52, now);
+        assert_eq!(c.switches.len(), 2000);
+        let a = c.get("access-1-1").unwrap();
+        assert_eq!(a.uplinks, vec!["dist-1a", "dist-1b"]);
+        assert_eq!(a.ports.len(), 53);
+        assert_eq!(a.ports[52].name, "Po1");
+        assert_eq!(a.ports[52].members, vec![51, 52]);
+        assert_eq!(a.ports[50].peer.as_ref().unwrap().switch, "dist-1a");
+        assert_eq!(a.ports[51].peer.as_ref().unwrap().switch, "dist-1b");
+        let d = c.get("dist-1b").unwrap();
+        assert_eq!(d.pair.as_deref(), Some("dist-1a"));
+        assert_eq!(d.ports[0].peer.as_ref().unwrap().switch, "access-1-1");
+        assert_eq!(d.ports[51].peer.as_ref().unwrap().switch, "core-2");
+        // 2000 switches: 2 cores, 40 pairs of 48; the cores have a port per dist switch.
+        assert_eq!(c.get("core-1").unwrap().ports.len(), 80);
+        // One of a pair dead: everything still answers; both: the access switches do not.
+        let mut c = c;
+        c.get_mut("dist-1a").unwrap().alive = false;
+        assert!(c.reachable("access-1-1"));
+        c.get_mut("dist-1b").unwrap().alive = false;
+        assert!(!c.reachable("access-1-1"));
+        assert!(c.reachable("access-2-1"));
+        c.get_mut("core-1").unwrap().alive = false;
+        assert!(c.reachable("dist-2a"));
     }
 }

@@ -31,10 +31,10 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let campus = Campus::tree(SWITCHES, 24, 52, Instant::now());
-    let switches: Vec<(String, Option<String>, cnaas_sim::Role)> = campus
+    let switches: Vec<(String, String)> = campus
         .switches
         .iter()
-        .map(|s| (s.name.clone(), s.uplink.clone(), s.role))
+        .map(|s| (s.name.clone(), cnaas_sim::inventory_lines(s)))
         .collect();
     let mqtt = Mosquitto::start()?;
     let dir = open_tempdir()?;
@@ -49,18 +49,10 @@ fn main() -> Result<()> {
     ))?;
 
     let mut inventory = String::new();
-    for (name, uplink, role) in &switches {
-        let role = match role {
-            cnaas_sim::Role::Core => "core",
-            cnaas_sim::Role::Distribution => "distribution",
-            cnaas_sim::Role::Access => "access",
-        };
+    for (name, lines) in &switches {
         inventory.push_str(&format!(
-            "[[device]]\nname = \"{name}\"\nrole = \"{role}\"\ncustomer = \"uni-a\"\nsite = \"main\"\n"
+            "[[device]]\nname = \"{name}\"\n{lines}customer = \"uni-a\"\nsite = \"main\"\n"
         ));
-        if let Some(u) = uplink {
-            inventory.push_str(&format!("uplink = \"{u}\"\n"));
-        }
     }
     let collector_cfg = dir.path().join("collector.toml");
     std::fs::write(
@@ -144,7 +136,7 @@ administrative = [{{ channel = "queue", to = "kontrakt@uni-a.example" }}]
 
     let access: Vec<&str> = switches
         .iter()
-        .filter(|s| s.2 == cnaas_sim::Role::Access)
+        .filter(|s| s.1.contains("role = \"access\""))
         .map(|s| s.0.as_str())
         .collect();
     // (flip time, switch, transition) for each change.
