@@ -132,6 +132,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/customers", get(list_customers))
         .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/topology", get(get_topology))
         .route("/api/v1/devices/{name}/owner", delete(release_device))
         .route(
             "/api/v1/changes",
@@ -805,6 +806,100 @@ async fn list_devices(
     Ok(Json(
         json!({ "devices": devices.into_values().collect::<Vec<_>>() }),
     ))
+}
+
+/// The campus as the collector sees it: every device with its role, state (`isolated`:
+/// shadowed, every path to the core cut; `down`; `degraded`: a parent down, another path
+/// left; `up`), parents towards the core and neighbours; every link with the source(s) that know
+/// it and its state; the latest LLDP neighbour changes. A customer sees its own devices and
+/// the links that touch them.
+async fn get_topology(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let own = match who(&st, &headers)? {
+        Some(Principal {
+            role: Role::Customer(c),
+            ..
+        }) => Some(c),
+        _ => None,
+    };
+    let view = st
+        .notices
+        .topology
+        .read()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    Ok(Json(topology_json(&view, &st.inventory, own.as_deref())))
+}
+
+/// The JSON of [`get_topology`] (also what the dashboard's topology page draws).
+pub(crate) fn topology_json(
+    view: &crate::engine::TopologyView,
+    inventory: &crate::config::Inventory,
+    own: Option<&str>,
+) -> serde_json::Value {
+    let t = &view.topology;
+    let reach = t.reach(&view.down);
+    let customer = |d: &str| inventory.devices.get(d).and_then(|x| x.customer.clone());
+    let visible = |d: &str| own.is_none_or(|c| customer(d).as_deref() == Some(c));
+    let state = |d: &str| {
+        // Cut off is what matters of a device that does not answer behind a dead one.
+        if t.is_shadowed(d, &reach) {
+            "isolated"
+        } else if view.down.contains(d) {
+            "down"
+        } else if t.parents(d).iter().any(|p| view.down.contains(*p)) {
+            "degraded"
+        } else {
+            "up"
+        }
+    };
+    let role = |d: &str| {
+        t.role(d).map(|r| match r {
+            crate::config::DeviceRole::Core => "core",
+            crate::config::DeviceRole::Distribution => "distribution",
+            crate::config::DeviceRole::Access => "access",
+        })
+    };
+    let devices: Vec<serde_json::Value> = t
+        .devices()
+        .iter()
+        .filter(|d| visible(d))
+        .map(|d| {
+            json!({
+                "name": d,
+                "role": role(d),
+                "customer": customer(d),
+                "state": state(d),
+                "top": t.is_top(d),
+                "level": t.level(d),
+                "pair": t.partner(d),
+                "parents": t.parents(d),
+                "neighbours": t.neighbours(d),
+                "shadowed_by": t.shadowed_by(d, &reach),
+            })
+        })
+        .collect();
+    let links: Vec<serde_json::Value> = t
+        .links()
+        .iter()
+        .filter(|l| visible(&l.a) || visible(&l.b))
+        .map(|l| {
+            let down = view.down.contains(&l.a) || view.down.contains(&l.b);
+            json!({
+                "a": l.a,
+                "a_port": l.a_port,
+                "b": l.b,
+                "b_port": l.b_port,
+                "sources": l.sources,
+                "state": if down { "down" } else { "up" },
+            })
+        })
+        .collect();
+    let changes: Vec<&crate::correlate::NeighbourChange> =
+        view.changes.iter().filter(|c| visible(&c.device)).collect();
+    json!({ "devices": devices, "links": links, "changes": changes })
 }
 
 /// Releases a device pinned to an agent at first sight (the switch moved to another agent):

@@ -155,6 +155,10 @@ pub struct NeighbourChange {
 /// How many neighbour changes are kept for the API.
 const NEIGHBOUR_CHANGES: usize = 500;
 
+/// How long a cable whose link is down stays known (its neighbour unannounced) before it is
+/// forgotten.
+pub const LLDP_FORGET: TimeDelta = TimeDelta::days(7);
+
 /// What a person asks of an incident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -233,6 +237,8 @@ pub struct Correlator {
     /// The reach of the current down set, kept until the down set changes.
     reach: RefCell<Option<Arc<Reach>>>,
     neighbour_changes: std::collections::VecDeque<NeighbourChange>,
+    /// When each device's latest LLDP snapshot was observed.
+    lldp_at: HashMap<String, DateTime<Utc>>,
 }
 
 fn port_label(name: Option<&str>, alias: Option<&str>, if_index: u32) -> String {
@@ -294,6 +300,7 @@ impl Correlator {
             learned: Learned::default(),
             reach: RefCell::new(None),
             neighbour_changes: std::collections::VecDeque::new(),
+            lldp_at: HashMap::new(),
             stale: 0,
             maintenance: Box::new(NoMaintenance),
         }
@@ -644,8 +651,10 @@ impl Correlator {
     }
 
     /// A device's LLDP snapshot (a `neighbours` event, also replayed from the store at
-    /// start): the topology follows it, and every neighbour that appeared, went or changed on
-    /// a port is recorded. An older snapshot than the one held is ignored.
+    /// start): the topology follows it. A neighbour that is no longer announced (its link is
+    /// down) is remembered as cabled, until another neighbour is seen on either end of its
+    /// cable or [`LLDP_FORGET`] passes; a neighbour that appeared or changed on a port is
+    /// recorded. An older snapshot than the one held is ignored.
     pub fn learn_neighbours(&mut self, e: &Event, at: DateTime<Utc>) {
         let snap = match Neighbours::from_event(e) {
             Ok(s) => s,
@@ -654,45 +663,46 @@ impl Correlator {
                 return;
             }
         };
-        let mut neighbours = snap.neighbours;
-        neighbours.sort();
-        let previous = self.learned.lldp.get(&e.device);
-        if previous.is_some_and(|(t, _)| *t > at) {
+        if self.lldp_at.get(&e.device).is_some_and(|t| *t > at) {
             return;
         }
-        if let Some((_, old)) = previous {
-            if old == &neighbours {
-                return;
+        let first = self.lldp_at.insert(e.device.clone(), at).is_none();
+        let label = |n: &cnaas_shared::Neighbour| {
+            format!(
+                "{} {}",
+                n.sys_name.as_deref().unwrap_or(&n.chassis_id),
+                n.port_id
+            )
+        };
+        // One neighbour per local port: a known device first.
+        let mut now: std::collections::BTreeMap<String, cnaas_shared::Neighbour> =
+            std::collections::BTreeMap::new();
+        for n in snap.neighbours {
+            let known = |x: &cnaas_shared::Neighbour| {
+                x.sys_name
+                    .as_deref()
+                    .and_then(|s| self.topology.device_named(s))
+                    .is_some()
+            };
+            match now.get(&n.local_port) {
+                Some(old) if known(old) || !known(&n) => {}
+                _ => {
+                    now.insert(n.local_port.clone(), n);
+                }
             }
-            let label = |n: &cnaas_shared::Neighbour| {
-                format!(
-                    "{} {}",
-                    n.sys_name.as_deref().unwrap_or(&n.chassis_id),
-                    n.port_id
-                )
-            };
-            let by_port = |list: &[cnaas_shared::Neighbour]| {
-                let mut m: std::collections::BTreeMap<String, Vec<String>> =
-                    std::collections::BTreeMap::new();
-                for n in list {
-                    m.entry(n.local_port.clone()).or_default().push(label(n));
-                }
-                m
-            };
-            let (before, after) = (by_port(old), by_port(&neighbours));
-            let ports: std::collections::BTreeSet<&String> =
-                before.keys().chain(after.keys()).collect();
-            for port in ports {
-                let (b, a) = (before.get(port), after.get(port));
-                if b == a {
-                    continue;
-                }
+        }
+        let ports = self.learned.lldp.entry(e.device.clone()).or_default();
+        let mut changed = false;
+        for (port, n) in &now {
+            let before = ports.get(port);
+            let same = before.is_some_and(|b| label(&b.neighbour) == label(n));
+            if !same && !first {
                 let change = NeighbourChange {
                     at,
                     device: e.device.clone(),
                     port: port.clone(),
-                    before: b.map(|v| v.join(", ")),
-                    after: a.map(|v| v.join(", ")),
+                    before: before.map(|b| label(&b.neighbour)),
+                    after: Some(label(n)),
                 };
                 tracing::info!(device = %e.device, if_name = %port, before = ?change.before, after = ?change.after, "LLDP neighbour changed.");
                 if self.neighbour_changes.len() >= NEIGHBOUR_CHANGES {
@@ -700,9 +710,28 @@ impl Correlator {
                 }
                 self.neighbour_changes.push_back(change);
             }
+            changed |= before.is_none_or(|b| !b.present || b.neighbour != *n);
+            ports.insert(
+                port.clone(),
+                super::topology::LearnedNeighbour {
+                    neighbour: n.clone(),
+                    seen: at,
+                    present: true,
+                },
+            );
         }
-        self.learned.lldp.insert(e.device.clone(), (at, neighbours));
-        self.rebuild();
+        for (port, l) in ports.iter_mut() {
+            if !now.contains_key(port) && l.present {
+                l.present = false;
+                changed = true;
+            }
+        }
+        let before = ports.len();
+        ports.retain(|_, l| l.present || at - l.seen < LLDP_FORGET);
+        changed |= ports.len() != before;
+        if changed {
+            self.rebuild();
+        }
     }
 
     /// The reach of the current down set (kept until the down set changes).
@@ -1501,6 +1530,14 @@ impl Correlator {
                     let started = self.ports.get(key).and_then(|p| p.down_event.clone());
                     let first = started.as_ref().map_or(now, |(_, at)| *at);
                     let cause = started.as_ref().map(|(id, _)| id.as_str()).or(event);
+                    // A port whose cable was seen plugged in elsewhere since (LLDP) lost
+                    // its link to the move: recorded, no incident.
+                    if let Some(name) = self.ports.get(key).and_then(|p| p.if_name.clone())
+                        && self.topology.cable_moved(&self.learned, device, &name)
+                    {
+                        tracing::info!(device, if_name = %name, "Link down on a port whose cable moved elsewhere (LLDP): no incident.");
+                        continue;
+                    }
                     let target = self.port_target(device, if_index, now);
                     let incident = match target {
                         Some((id, relation)) => {

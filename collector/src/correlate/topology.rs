@@ -60,11 +60,24 @@ pub struct ExternalLink {
     pub b_port: Option<String>,
 }
 
+/// An LLDP neighbour as the collector remembers it: a cable stays known while its link is
+/// down (a neighbour is not announced over a dead link), until another neighbour is seen on
+/// either of its ports (the cable moved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedNeighbour {
+    /// The neighbour.
+    pub neighbour: Neighbour,
+    /// When a snapshot last listed it.
+    pub seen: DateTime<Utc>,
+    /// Whether the latest snapshot of its device listed it.
+    pub present: bool,
+}
+
 /// What the topology is built from besides the inventory.
 #[derive(Debug, Clone, Default)]
 pub struct Learned {
-    /// LLDP neighbours per device (the agent's latest snapshot), with when it was observed.
-    pub lldp: BTreeMap<String, (DateTime<Utc>, Vec<Neighbour>)>,
+    /// LLDP neighbours per device and local port.
+    pub lldp: BTreeMap<String, BTreeMap<String, LearnedNeighbour>>,
     /// Links from CNaaS-NMS.
     pub links: Vec<ExternalLink>,
     /// Distribution pairs from CNaaS-NMS.
@@ -205,26 +218,15 @@ impl Topology {
                 LinkSource::CnaasNms,
             );
         }
-        for (device, (_, neighbours)) in &learned.lldp {
-            for nb in neighbours {
-                let Some(peer) = nb.sys_name.as_deref().and_then(|s| t.device_named(s)) else {
-                    continue;
-                };
-                let peer = peer.to_owned();
-                // The remote port id is the peer's ifName when its subtype says so.
-                let peer_port = match nb.port_subtype.as_str() {
-                    "interface_name" | "local" => Some(nb.port_id.as_str()),
-                    _ => nb.port_descr.as_deref(),
-                };
-                add(
-                    &mut t,
-                    device,
-                    Some(&nb.local_port),
-                    &peer,
-                    peer_port,
-                    LinkSource::Lldp,
-                );
-            }
+        for (a, a_port, b, b_port) in t.lldp_links(learned) {
+            add(
+                &mut t,
+                &a,
+                Some(&a_port),
+                &b,
+                b_port.as_deref(),
+                LinkSource::Lldp,
+            );
         }
         // Links learned twice (an inventory `uplink` and the LLDP link it describes) are
         // one link with two sources: an inventory link without ports is folded into the
@@ -276,6 +278,89 @@ impl Topology {
         }
         t.find_tops(inventory);
         t
+    }
+
+    /// The LLDP links, each port at most once: where two remembered neighbours claim one port
+    /// (a cable moved), the one seen most recently wins, and a link stands only if it
+    /// wins at both of its ends.
+    fn lldp_links(&self, learned: &Learned) -> Vec<(String, String, String, Option<String>)> {
+        struct Candidate {
+            a: String,
+            a_port: String,
+            b: String,
+            b_port: Option<String>,
+            rank: DateTime<Utc>,
+        }
+        let mut candidates = Vec::new();
+        for (device, ports) in &learned.lldp {
+            for l in ports.values() {
+                let nb = &l.neighbour;
+                let Some(peer) = nb.sys_name.as_deref().and_then(|s| self.device_named(s)) else {
+                    continue;
+                };
+                // The remote port id is the peer's ifName when its subtype says so.
+                let peer_port = match nb.port_subtype.as_str() {
+                    "interface_name" | "local" => Some(nb.port_id.clone()),
+                    _ => nb.port_descr.clone(),
+                };
+                candidates.push(Candidate {
+                    a: device.clone(),
+                    a_port: nb.local_port.clone(),
+                    b: peer.to_owned(),
+                    b_port: peer_port,
+                    rank: l.seen,
+                });
+            }
+        }
+        // The best claim on each port, and what it claims.
+        let mut best: HashMap<(String, String), (DateTime<Utc>, (String, Option<String>))> =
+            HashMap::new();
+        let mut claim = |port: (String, String), rank, other: (String, Option<String>)| {
+            let e = best.entry(port).or_insert((rank, other.clone()));
+            if rank > e.0 {
+                *e = (rank, other);
+            }
+        };
+        for c in &candidates {
+            claim(
+                (c.a.clone(), c.a_port.clone()),
+                c.rank,
+                (c.b.clone(), c.b_port.clone()),
+            );
+            if let Some(bp) = &c.b_port {
+                claim(
+                    (c.b.clone(), bp.clone()),
+                    c.rank,
+                    (c.a.clone(), Some(c.a_port.clone())),
+                );
+            }
+        }
+        let wins = |port: (String, String), other: (&str, Option<&str>)| {
+            best.get(&port).is_none_or(|(_, (d, p))| {
+                d == other.0 && (p.is_none() || other.1.is_none() || p.as_deref() == other.1)
+            })
+        };
+        candidates
+            .into_iter()
+            .filter(|c| {
+                wins((c.a.clone(), c.a_port.clone()), (&c.b, c.b_port.as_deref()))
+                    && c.b_port
+                        .as_ref()
+                        .is_none_or(|bp| wins((c.b.clone(), bp.clone()), (&c.a, Some(&c.a_port))))
+            })
+            .map(|c| (c.a, c.a_port, c.b, c.b_port))
+            .collect()
+    }
+
+    /// Whether LLDP once saw a neighbour on this port whose cable has since been seen
+    /// elsewhere (a newer neighbour on either end): the port lost its link because the cable
+    /// moved, not because something broke.
+    pub fn cable_moved(&self, learned: &Learned, device: &str, port: &str) -> bool {
+        learned
+            .lldp
+            .get(device)
+            .is_some_and(|ports| ports.contains_key(port))
+            && self.peer_of_port(device, port).is_none()
     }
 
     fn set_pair(&mut self, a: &str, b: &str) {
@@ -666,7 +751,18 @@ mod tests {
             port_descr: None,
             sys_name: Some("c1.campus.example".into()),
         };
-        learned.lldp.insert("a1".into(), (Utc::now(), vec![nb]));
+        learned.lldp.insert(
+            "a1".into(),
+            [(
+                nb.local_port.clone(),
+                LearnedNeighbour {
+                    neighbour: nb,
+                    seen: Utc::now(),
+                    present: true,
+                },
+            )]
+            .into(),
+        );
         let t = Topology::build(&inv, &learned);
         assert_eq!(t.peer_of_port("a1", "Te1/1/1"), Some("c1"));
         assert_eq!(t.peer_of_port("c1", "Ethernet3"), Some("a1"));

@@ -1005,7 +1005,8 @@ fn lldp(device: &str, links: &[(u32, &str)]) -> Event {
                 local_port: format!("Te1/1/{i}"),
                 chassis_id: format!("chassis-{peer}"),
                 chassis_subtype: "local".into(),
-                port_id: format!("Ethernet{i}"),
+                // Each access switch on its own port of the distribution switch.
+                port_id: format!("Ethernet{}", device.trim_start_matches('e')),
                 port_subtype: "interface_name".into(),
                 port_descr: None,
                 sys_name: Some((*peer).to_owned()),
@@ -1223,14 +1224,59 @@ fn a_moved_cable_changes_the_topology_and_is_recorded_without_an_incident() {
     let changes = c.neighbour_changes();
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].port, "Te1/1/2");
-    assert_eq!(changes[0].before.as_deref(), Some("d2 Ethernet2"));
-    assert_eq!(changes[0].after.as_deref(), Some("e2 Ethernet2"));
+    assert_eq!(changes[0].before.as_deref(), Some("d2 Ethernet1"));
+    assert_eq!(changes[0].after.as_deref(), Some("e2 Ethernet1"));
     assert_eq!(c.topology().peer_of_port("e1", "Te1/1/2"), Some("e2"));
-    // An older snapshot arriving late changes nothing.
+    // The link of Te1/1/2 going down hides the neighbour; the cable stays known.
     c.on(&lldp("e1", &[(1, "d1")]), None, t(1), &mut tx)
         .unwrap();
-    let mut old = lldp("e1", &[(1, "d1")]);
+    assert_eq!(c.neighbour_changes().len(), 1);
+    assert_eq!(c.topology().peer_of_port("e1", "Te1/1/2"), Some("e2"));
+    // An older snapshot arriving late changes nothing.
+    let mut old = lldp("e1", &[(1, "d1"), (2, "d2")]);
     old.observed_at = t(-50);
     c.on_event(&old, None, t(2), &mut tx).unwrap();
-    assert_eq!(c.neighbour_changes().len(), 2);
+    assert_eq!(c.topology().peer_of_port("e1", "Te1/1/2"), Some("e2"));
+    // d2 still remembers e1 on its port (seen before the move): the newer claim wins, so
+    // d2's port lost its cable to a move, and its link going down is no incident.
+    let mut d2 = Event::new("site", "d2", EventKind::Neighbours, Source::Poll);
+    cnaas_shared::Neighbours {
+        neighbours: vec![cnaas_shared::Neighbour {
+            if_index: Some(5),
+            local_port: "Ethernet1".into(),
+            chassis_id: "chassis-e1".into(),
+            chassis_subtype: "local".into(),
+            port_id: "Te1/1/2".into(),
+            port_subtype: "interface_name".into(),
+            port_descr: None,
+            sys_name: Some("e1".into()),
+        }],
+        bundles: Vec::new(),
+    }
+    .write(&mut d2.attrs);
+    d2.observed_at = t(-10);
+    c.on_event(&d2, None, t(3), &mut tx).unwrap();
+    assert_eq!(c.topology().peer_of_port("d2", "Ethernet1"), None);
+    let mut down = port(EventKind::LinkDown, "d2", 5);
+    down.if_name = Some("Ethernet1".into());
+    c.on(&down, Some(PortRole::Downlink), t(4), &mut tx)
+        .unwrap();
+    c.tick(t(10), &mut tx).unwrap();
+    assert!(tx.incidents.is_empty(), "{:#?}", tx.incidents);
+}
+
+#[test]
+fn a_neighbour_hidden_by_a_link_down_and_back_is_no_change() {
+    let mut c = campus();
+    let mut tx = Fake::default();
+    c.on(&lldp("e1", &[(2, "d2")]), None, t(0), &mut tx)
+        .unwrap();
+    assert_eq!(c.topology().peer_of_port("e1", "Te1/1/1"), Some("d1"));
+    c.on(&lldp("e1", &[(1, "d1"), (2, "d2")]), None, t(5), &mut tx)
+        .unwrap();
+    assert!(
+        c.neighbour_changes().is_empty(),
+        "{:?}",
+        c.neighbour_changes()
+    );
 }
