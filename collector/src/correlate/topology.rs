@@ -313,8 +313,9 @@ impl Topology {
             }
         }
         // The best claim on each port, and what it claims.
-        let mut best: HashMap<(String, String), (DateTime<Utc>, (String, Option<String>))> =
-            HashMap::new();
+        // (device, port) -> the newest claim on it: when, and the (device, port) it names.
+        type Claim = (DateTime<Utc>, (String, Option<String>));
+        let mut best: HashMap<(String, String), Claim> = HashMap::new();
         let mut claim = |port: (String, String), rank, other: (String, Option<String>)| {
             let e = best.entry(port).or_insert((rank, other.clone()));
             if rank > e.0 {
