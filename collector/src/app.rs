@@ -48,7 +48,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
     opts.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(opts, 1024);
 
-    let inventory = Arc::new(cfg.inventory.clone());
+    let inventory = Arc::new(crate::config::LiveInventory::new(cfg.inventory.clone()));
     let routing = Arc::new(Routing::new(
         &cfg.customers,
         cfg.notify.ssc.clone(),
@@ -103,9 +103,16 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
             let mqtt = metrics.mqtt_connected.get() == 1;
             let stalled = metrics.ingest_stalled.get() == 1;
             let store_failing = metrics.store_failing.get() == 1;
+            let inventory_error = metrics
+                .inventory_source_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone());
             (
                 mqtt && !stalled && !store_failing,
                 serde_json::json!({
+                    "inventory_source_ok": inventory_error.is_none(),
+                    "inventory_source_error": inventory_error,
                     "mqtt_connected": mqtt,
                     "ingest_stalled": stalled,
                     "store_failing": store_failing,
@@ -118,7 +125,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
     };
     let http_token = CancellationToken::new();
     let state = api::ApiState {
-        inventory: Arc::new(cfg.inventory.clone()),
+        inventory: inventory.clone(),
         customers: Arc::new(cfg.customers.clone()),
         store: store.clone(),
         tokens,
@@ -134,7 +141,7 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
             store: store.clone(),
             channels,
             routing,
-            inventory,
+            inventory: inventory.clone(),
             base_url: cfg.notify.base_url.clone(),
             contact: cfg.notify.contact.clone(),
             policy: RetryPolicy {
@@ -150,6 +157,17 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
         .run(dispatch_token.clone()),
     );
     let http = tokio::spawn(runtime::serve(listener, router, http_token.clone()));
+    let nms_task = cfg.cnaas_nms.clone().map(|nms| {
+        tracing::info!(url = %cnaas_shared::config::redact_url(&nms.url), refresh = ?nms.refresh, "The inventory comes from CNaaS-NMS too.");
+        tokio::spawn(crate::cnaas_nms::run(
+            nms,
+            cfg.base_dir.clone(),
+            Arc::new(cfg.inventory.clone()),
+            inventory.clone(),
+            metrics.clone(),
+            token.child_token(),
+        ))
+    });
     tracing::info!(collector = %cfg.id, api = %cfg.api_listen, "Collector started.");
 
     let engine_done = CancellationToken::new();
@@ -196,6 +214,9 @@ pub async fn run(cfg: CollectorConfig, token: CancellationToken) -> anyhow::Resu
     }
     let _ = waiter.await;
     let _ = watchdog.await;
+    if let Some(t) = nms_task {
+        let _ = t.await;
+    }
     http_token.cancel();
     match http.await {
         Ok(Ok(())) => {}

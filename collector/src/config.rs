@@ -44,6 +44,64 @@ pub struct CollectorFile {
     /// `[[customer]]`: the customers and their contact points.
     #[serde(default)]
     pub customer: Vec<crate::customers::CustomerEntry>,
+    /// `[inventory]`: where devices come from besides `[[device]]`.
+    #[serde(default)]
+    pub inventory: InventorySection,
+}
+
+/// `[inventory]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventorySection {
+    /// `[inventory.cnaas_nms]`: read devices, port roles, links and pairs from CNaaS-NMS.
+    pub cnaas_nms: Option<CnaasNmsSection>,
+}
+
+/// `[inventory.cnaas_nms]`: the CNaaS-NMS REST API as the inventory source; `[[device]]`
+/// entries override what it says.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnaasNmsSection {
+    /// Base URL, e.g. `https://cnaas-nms.example.org`.
+    pub url: String,
+    /// File holding the JWT (never logged).
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the JWT instead.
+    pub token_env: Option<String>,
+    /// How often to read it again.
+    #[serde(default = "default_nms_refresh")]
+    pub refresh: HumanDuration,
+    /// Time limit of each request.
+    #[serde(default = "default_nms_timeout")]
+    pub timeout: HumanDuration,
+    /// Customer of the devices it lists (a CNaaS-NMS instance runs one customer's campus).
+    pub customer: Option<String>,
+    /// Site of the devices it lists.
+    pub site: Option<String>,
+}
+
+fn default_nms_refresh() -> HumanDuration {
+    HumanDuration::secs(600)
+}
+fn default_nms_timeout() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+
+/// `[inventory.cnaas_nms]`, resolved.
+#[derive(Debug, Clone)]
+pub struct CnaasNmsConfig {
+    /// Base URL without a trailing slash.
+    pub url: String,
+    /// Where the JWT is.
+    pub token: cnaas_shared::config::SecretSource,
+    /// Refresh interval.
+    pub refresh: std::time::Duration,
+    /// Request time limit.
+    pub timeout: std::time::Duration,
+    /// Customer of its devices.
+    pub customer: Option<String>,
+    /// Site of its devices.
+    pub site: Option<String>,
 }
 
 /// `[[channel]]`: one way of delivering notifications, referred to by name.
@@ -398,6 +456,39 @@ pub struct Inventory {
     pub devices: HashMap<String, InventoryDevice>,
     /// ifAlias patterns.
     pub roles: RolePatterns,
+    /// Links between devices with their ports (from CNaaS-NMS `linknets`).
+    pub links: Vec<crate::correlate::topology::ExternalLink>,
+    /// Distribution pairs (from CNaaS-NMS `mgmtdomains`).
+    pub pairs: Vec<(String, String)>,
+}
+
+/// The inventory in force, replaced whole when CNaaS-NMS is read again; everyone who needs it
+/// takes the current one.
+#[derive(Debug, Default)]
+pub struct LiveInventory(std::sync::RwLock<std::sync::Arc<Inventory>>);
+
+impl LiveInventory {
+    /// Holds `inventory`.
+    pub fn new(inventory: Inventory) -> LiveInventory {
+        LiveInventory(std::sync::RwLock::new(std::sync::Arc::new(inventory)))
+    }
+
+    /// The inventory now.
+    pub fn get(&self) -> std::sync::Arc<Inventory> {
+        self.0
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Puts a new inventory in force.
+    pub fn set(&self, inventory: Inventory) {
+        let new = std::sync::Arc::new(inventory);
+        match self.0.write() {
+            Ok(mut g) => *g = new,
+            Err(p) => *p.into_inner() = new,
+        }
+    }
 }
 
 /// The whole collector configuration, resolved.
@@ -427,6 +518,8 @@ pub struct CollectorConfig {
     pub customers: Vec<crate::customers::Customer>,
     /// Notification queues, channels and delivery policy.
     pub notify: NotifyConfig,
+    /// CNaaS-NMS as the inventory source, if configured.
+    pub cnaas_nms: Option<CnaasNmsConfig>,
 }
 
 type Finding = (Vec<PathSeg<'static>>, String, Option<String>);
@@ -756,6 +849,40 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
             Some("add tokens_file = \"tokens.toml\" with hashed bearer tokens and roles".into()),
         )),
     }
+    let cnaas_nms = f.inventory.cnaas_nms.as_ref().map(|n| {
+        let at = |k: &'static str| vec![Key("inventory"), Key("cnaas_nms"), Key(k)];
+        if !(n.url.starts_with("http://") || n.url.starts_with("https://")) {
+            errors.push((
+                at("url"),
+                format!(
+                    "`{}` is not an http(s) URL",
+                    cnaas_shared::config::redact_url(&n.url)
+                ),
+                None,
+            ));
+        }
+        if let Some(problem) = secret_problem(&n.token_file, &n.token_env) {
+            errors.push((at("token_file"), problem, None));
+        }
+        if n.token_file.is_none() && n.token_env.is_none() {
+            warnings.push((
+                at("url"),
+                "no token_file: CNaaS-NMS is asked without a JWT".into(),
+                Some("add token_file = \"cnaas-nms.jwt\"".into()),
+            ));
+        }
+        CnaasNmsConfig {
+            url: n.url.trim_end_matches('/').to_owned(),
+            token: cnaas_shared::config::SecretSource {
+                file: n.token_file.clone(),
+                env: n.token_env.clone(),
+            },
+            refresh: n.refresh.get().max(std::time::Duration::from_secs(1)),
+            timeout: n.timeout.get(),
+            customer: n.customer.clone(),
+            site: n.site.clone(),
+        }
+    });
     let cfg = store.map(|store| CollectorConfig {
         id: f.collector.id.clone(),
         mqtt: f.mqtt.clone(),
@@ -765,7 +892,11 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
         store,
         api_listen: f.api.listen,
         tokens_file,
-        inventory: Inventory { devices, roles },
+        inventory: Inventory {
+            devices,
+            roles,
+            ..Inventory::default()
+        },
         rules: f.rules.rules(),
         customers,
         notify: NotifyConfig {
@@ -784,6 +915,7 @@ fn resolve(loaded: &mut Loaded<CollectorFile>) -> Option<CollectorConfig> {
             late_retry: f.notify.late_retry.get(),
             channels: f.channel.clone(),
         },
+        cnaas_nms,
     });
     let ok = errors.is_empty();
     for (p, m, h) in warnings {

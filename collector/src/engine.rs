@@ -92,7 +92,7 @@ pub trait Acker: Send + 'static {
 /// ticker feeds it [`Input::Tick`] every second for the rules' timers.
 pub fn spawn(
     store: Arc<dyn Store>,
-    inventory: Arc<Inventory>,
+    live: Arc<crate::config::LiveInventory>,
     rules: Rules,
     notices: Notices,
     metrics: CollectorMetrics,
@@ -120,6 +120,7 @@ pub fn spawn(
         }
     });
     let handle = std::thread::Builder::new().name("engine".into()).spawn(move || {
+        let mut inventory = live.get();
         let mut correlator = Correlator::new(rules, inventory.clone())
             .with_maintenance(Box::new(crate::changes::StoredWindows { store: store.clone() }));
         match store.open_members() {
@@ -142,8 +143,15 @@ pub fn spawn(
         publish_topology(&correlator, &notices);
         set_open_count(store.as_ref(), &metrics);
         let owners = OwnerCache::default();
-        let cx = Cx { store: store.as_ref(), inventory: &inventory, metrics: &metrics, notices: &notices, owners: &owners };
         while let Some(first) = rx.blocking_recv() {
+            // A new inventory (CNaaS-NMS read again) is in force from the next batch on.
+            let now_inventory = live.get();
+            if !Arc::ptr_eq(&now_inventory, &inventory) {
+                inventory = now_inventory;
+                correlator.set_inventory(inventory.clone());
+                tracing::info!(devices = inventory.devices.len(), links = correlator.topology().links().len(), "New inventory in force.");
+            }
+            let cx = Cx { store: store.as_ref(), inventory: &inventory, metrics: &metrics, notices: &notices, owners: &owners };
             // Take what is queued (bounded), so a burst shares one transaction per run of events.
             let mut batch = vec![first];
             while batch.len() < BATCH {
@@ -1174,7 +1182,7 @@ mod tests {
         let mut registry = prometheus_client::registry::Registry::default();
         let (tx, thread) = spawn(
             store.clone(),
-            Arc::new(inv),
+            Arc::new(crate::config::LiveInventory::new(inv)),
             rules,
             Notices {
                 routing: Arc::new(routing),

@@ -16,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod calendar;
 pub mod changes;
+pub mod cnaas_nms;
 pub mod config;
 pub mod correlate;
 pub mod customers;

@@ -77,6 +77,39 @@ pub struct CollectorMetrics {
     pub ingest_lag_seconds: Gauge,
     /// 1 while a store operation fails (it is retried).
     pub store_failing: Gauge,
+    /// 1 while the last read of the inventory source (CNaaS-NMS) succeeded.
+    pub inventory_source_up: Gauge,
+    /// Devices the inventory source listed at its last good read.
+    pub inventory_source_devices: Gauge,
+    /// Reads of the inventory source that failed.
+    pub inventory_source_failures: Counter,
+    /// Unix time of the last good read of the inventory source.
+    pub inventory_source_last_success: Gauge,
+    /// Why the last read failed (for `/healthz`), none after a good one.
+    pub inventory_source_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl CollectorMetrics {
+    /// A good read of the inventory source.
+    pub fn inventory_ok(&self, devices: usize) {
+        self.inventory_source_up.set(1);
+        self.inventory_source_devices
+            .set(i64::try_from(devices).unwrap_or(i64::MAX));
+        self.inventory_source_last_success
+            .set(chrono::Utc::now().timestamp());
+        if let Ok(mut e) = self.inventory_source_error.lock() {
+            *e = None;
+        }
+    }
+
+    /// A failed read of the inventory source.
+    pub fn inventory_failed(&self, why: &str) {
+        self.inventory_source_up.set(0);
+        self.inventory_source_failures.inc();
+        if let Ok(mut e) = self.inventory_source_error.lock() {
+            *e = Some(why.to_owned());
+        }
+    }
 }
 
 impl CollectorMetrics {
@@ -117,6 +150,11 @@ impl CollectorMetrics {
             ingest_stalled: Gauge::default(),
             ingest_lag_seconds: Gauge::default(),
             store_failing: Gauge::default(),
+            inventory_source_up: Gauge::default(),
+            inventory_source_devices: Gauge::default(),
+            inventory_source_failures: Counter::default(),
+            inventory_source_last_success: Gauge::default(),
+            inventory_source_error: std::sync::Arc::default(),
         };
         let r0 = registry.sub_registry_with_prefix("cnaas_collector");
         r0.register(
@@ -148,6 +186,26 @@ impl CollectorMetrics {
             "store_failing",
             "1 while a store operation fails and is being retried",
             m.store_failing.clone(),
+        );
+        r0.register(
+            "inventory_source_up",
+            "1 while the last read of the inventory source (CNaaS-NMS) succeeded; 0: the last good inventory stays in force",
+            m.inventory_source_up.clone(),
+        );
+        r0.register(
+            "inventory_source_devices",
+            "Managed devices the inventory source listed at its last good read",
+            m.inventory_source_devices.clone(),
+        );
+        r0.register(
+            "inventory_source_failures",
+            "Reads of the inventory source (CNaaS-NMS) that failed",
+            m.inventory_source_failures.clone(),
+        );
+        r0.register(
+            "inventory_source_last_success_timestamp_seconds",
+            "Unix time of the last good read of the inventory source",
+            m.inventory_source_last_success.clone(),
         );
         r0.register(
             "notifications_delayed",

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod browser;
+pub mod cnaas_nms;
 pub mod exporter;
 pub mod load;
 pub mod netconf;

@@ -87,7 +87,7 @@ pub(super) async fn list_changes(
         .into_iter()
         .filter(|c| own.is_none_or(|o| c.customers.iter().any(|x| x == o)))
         .map(|c| match own {
-            Some(o) => c.for_customer(o, &st.inventory).to_api_json(now),
+            Some(o) => c.for_customer(o, &st.inventory.get()).to_api_json(now),
             None => c.to_api_json(now),
         })
         .collect();
@@ -105,7 +105,7 @@ pub(super) async fn create_change(
     super::allow_write(&st, &principal)?;
     let req: ChangeRequest = body(&bytes)?;
     let now = chrono::Utc::now();
-    let (devices, customers) = match changes::check(&req, now, &st.inventory) {
+    let (devices, customers) = match changes::check(&req, now, &st.inventory.get()) {
         Ok(x) => x,
         Err(e) => return Ok(refused(e)),
     };

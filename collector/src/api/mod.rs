@@ -26,7 +26,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::Inventory;
 use crate::correlate::{Action, CommandError};
 use crate::customers::Customer;
 use crate::engine::{Envelope, Input};
@@ -85,7 +84,7 @@ impl From<QueryRejection> for ApiError {
 #[derive(Clone)]
 pub struct ApiState {
     /// The devices.
-    pub inventory: Arc<Inventory>,
+    pub inventory: Arc<crate::config::LiveInventory>,
     /// The customers.
     pub customers: Arc<Vec<Customer>>,
     /// Reads.
@@ -278,8 +277,9 @@ pub(crate) fn customer_view(
     detail.events_total = 0;
     // The impact names only the customer's own devices.
     if let Some(impact) = &mut detail.incident.impact {
+        let inventory = st.inventory.get();
         let mine = |d: &String| {
-            st.inventory
+            inventory
                 .devices
                 .get(d)
                 .is_some_and(|x| x.customer.as_deref() == Some(own))
@@ -791,7 +791,7 @@ async fn list_devices(
             json!({ "device": o.device, "agents": [o.agent], "source": "first_sight", "pinned_at": o.pinned_at }),
         );
     }
-    for (name, d) in st.inventory.devices.iter() {
+    for (name, d) in st.inventory.get().devices.iter() {
         if !d.agents.is_empty() {
             devices.insert(
                 name.clone(),
@@ -830,7 +830,11 @@ async fn get_topology(
         .read()
         .map(|v| v.clone())
         .unwrap_or_default();
-    Ok(Json(topology_json(&view, &st.inventory, own.as_deref())))
+    Ok(Json(topology_json(
+        &view,
+        &st.inventory.get(),
+        own.as_deref(),
+    )))
 }
 
 /// The JSON of [`get_topology`] (also what the dashboard's topology page draws).
@@ -913,6 +917,7 @@ async fn release_device(
     allow_write(&st, &principal)?;
     if st
         .inventory
+        .get()
         .devices
         .get(&name)
         .is_some_and(|d| !d.agents.is_empty())

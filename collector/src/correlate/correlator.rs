@@ -626,19 +626,6 @@ impl Correlator {
         self.down_devices()
     }
 
-    /// Takes in what CNaaS-NMS says of links, pairs and roles, and rebuilds the topology.
-    pub fn set_learned_inventory(
-        &mut self,
-        links: Vec<super::topology::ExternalLink>,
-        pairs: Vec<(String, String)>,
-        roles: HashMap<String, DeviceRole>,
-    ) {
-        self.learned.links = links;
-        self.learned.pairs = pairs;
-        self.learned.roles = roles;
-        self.rebuild();
-    }
-
     /// A new inventory (a reload or a CNaaS-NMS refresh): the topology is rebuilt with it.
     pub fn set_inventory(&mut self, inventory: Arc<Inventory>) {
         self.inventory = inventory;

@@ -73,17 +73,11 @@ pub struct LearnedNeighbour {
     pub present: bool,
 }
 
-/// What the topology is built from besides the inventory.
+/// What the topology learned from the switches (the inventory brings the rest).
 #[derive(Debug, Clone, Default)]
 pub struct Learned {
     /// LLDP neighbours per device and local port.
     pub lldp: BTreeMap<String, BTreeMap<String, LearnedNeighbour>>,
-    /// Links from CNaaS-NMS.
-    pub links: Vec<ExternalLink>,
-    /// Distribution pairs from CNaaS-NMS.
-    pub pairs: Vec<(String, String)>,
-    /// Roles from CNaaS-NMS (the inventory's role wins).
-    pub roles: HashMap<String, DeviceRole>,
 }
 
 /// The graph, with the distances from the tops computed once per build.
@@ -133,11 +127,11 @@ impl Topology {
         let mut t = Topology::default();
         let mut names: BTreeSet<&str> = inventory.devices.keys().map(String::as_str).collect();
         names.extend(learned.lldp.keys().map(String::as_str));
-        for l in &learned.links {
+        for l in &inventory.links {
             names.insert(&l.a);
             names.insert(&l.b);
         }
-        for (a, b) in &learned.pairs {
+        for (a, b) in &inventory.pairs {
             names.insert(a);
             names.insert(b);
         }
@@ -151,13 +145,7 @@ impl Topology {
         t.role = t
             .names
             .iter()
-            .map(|d| {
-                inventory
-                    .devices
-                    .get(d)
-                    .and_then(|x| x.role)
-                    .or_else(|| learned.roles.get(d).copied())
-            })
+            .map(|d| inventory.devices.get(d).and_then(|x| x.role))
             .collect();
         let mut links: BTreeMap<(String, String), Link> = BTreeMap::new();
         let mut add = |t: &mut Topology,
@@ -208,7 +196,7 @@ impl Topology {
                 add(&mut t, name, None, up, None, LinkSource::Inventory);
             }
         }
-        for l in &learned.links {
+        for l in &inventory.links {
             add(
                 &mut t,
                 &l.a,
@@ -267,7 +255,7 @@ impl Topology {
                 t.set_pair(name, p);
             }
         }
-        for (a, b) in &learned.pairs {
+        for (a, b) in &inventory.pairs {
             let (ia, ib) = (t.index.get(a).copied(), t.index.get(b).copied());
             if let (Some(ia), Some(ib)) = (ia, ib)
                 && t.pair[ia].is_none()
@@ -460,7 +448,7 @@ impl Topology {
         &self.names
     }
 
-    /// The role of a device as the topology knows it (inventory, else CNaaS-NMS).
+    /// The role of a device as the inventory gives it.
     pub fn role(&self, device: &str) -> Option<DeviceRole> {
         self.index.get(device).and_then(|&i| self.role[i])
     }

@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use super::Routing;
 use super::channels::{ChannelError, Channels};
 use super::render::{ChangeContext, Context, Message, render, render_change, render_order};
-use crate::config::Inventory;
 use crate::engine::{Envelope, Input};
 use crate::metrics::CollectorMetrics;
 use crate::store::{About, Delivery, Notification, Store, StoreError};
@@ -61,7 +60,7 @@ pub struct Dispatcher {
     /// Customers (for names and time zones in messages).
     pub routing: Arc<Routing>,
     /// Device locations.
-    pub inventory: Arc<Inventory>,
+    pub inventory: Arc<crate::config::LiveInventory>,
     /// Base URL for links.
     pub base_url: String,
     /// Whom customers ask about a change.
@@ -169,11 +168,12 @@ impl Dispatcher {
                     .customer
                     .as_deref()
                     .and_then(|c| self.routing.customer(c));
+                let inventory = self.inventory.get();
                 render(&Context {
                     notification: n,
                     incident: &detail,
                     customer,
-                    device: self.inventory.devices.get(&detail.incident.device),
+                    device: inventory.devices.get(&detail.incident.device),
                     base_url: &self.base_url,
                 })
             }

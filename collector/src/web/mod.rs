@@ -356,7 +356,7 @@ async fn changes(
         all = all
             .into_iter()
             .filter(|c| c.customers.iter().any(|x| x == o))
-            .map(|c| c.for_customer(o, &web.api.inventory))
+            .map(|c| c.for_customer(o, &web.api.inventory.get()))
             .collect();
     }
     let live = render::change_list(&all, Utc::now());
