@@ -316,7 +316,7 @@ pub fn merge(base: &Inventory, imported: &Imported, cfg: &CnaasNmsConfig) -> Inv
         let entry = inv
             .devices
             .entry(name.clone())
-            .or_insert_with(InventoryDevice::default);
+            .or_default();
         let toml = base.devices.get(name);
         if toml.and_then(|t| t.role).is_none() {
             entry.role = d.role;
