@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CnaasNmsConfig, DeviceRole, Inventory, InventoryDevice, LiveInventory};
+use crate::config::{CnaasNmsConfig, DeviceRole, Inventory, LiveInventory};
 use crate::correlate::topology::ExternalLink;
 use crate::metrics::CollectorMetrics;
 
@@ -394,6 +394,7 @@ pub async fn run(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::config::InventoryDevice;
     use serde_json::json;
 
     #[test]
