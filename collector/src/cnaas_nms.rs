@@ -313,10 +313,7 @@ impl Client {
 pub fn merge(base: &Inventory, imported: &Imported, cfg: &CnaasNmsConfig) -> Inventory {
     let mut inv = base.clone();
     for (name, d) in &imported.devices {
-        let entry = inv
-            .devices
-            .entry(name.clone())
-            .or_default();
+        let entry = inv.devices.entry(name.clone()).or_default();
         let toml = base.devices.get(name);
         if toml.and_then(|t| t.role).is_none() {
             entry.role = d.role;

@@ -10,14 +10,17 @@
 //! - one bundle member down: a redundancy incident on that access switch, the event naming
 //!   its bundle;
 //! - a core down: one incident, nothing shadowed (the other core carries everything);
-//! - a cable moved: the topology follows, no incident.
+//! - a cable moved: the topology follows, no incident;
+//! - the dashboard's topology page (in a real Chromium) shows the states and the drawing.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cnaas_sim::{Campus, Shared, start};
+use cnaas_tests::browser::Chromedriver;
 use cnaas_tests::{Mosquitto, free_port, http_json, open_tempdir, start_binary, wait_until};
+use fantoccini::Locator;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -253,6 +256,42 @@ fn a_cnaas_campus_tells_redundancy_lost_from_an_outage() -> Result<()> {
         "redundancy lost must not wake anyone"
     );
     let id = inc["id"].clone();
+    // The dashboard's topology page, in a real Chromium: dist-1a down, the access switches
+    // degraded, every device drawn.
+    let driver = Chromedriver::start()?;
+    runtime.block_on(async {
+        let browser = driver.connect().await?;
+        browser.goto(&format!("{api}/ui/topology")).await?;
+        let state = |device: &'static str| {
+            let browser = browser.clone();
+            async move {
+                browser
+                    .find(Locator::Css(&format!(
+                        "table#topology-devices tr[data-device='{device}'] td.state"
+                    )))
+                    .await?
+                    .text()
+                    .await
+            }
+        };
+        let dist = state("dist-1a").await?;
+        assert!(dist.starts_with("down"), "{dist}");
+        assert_eq!(state("access-1-1").await?, "degraded");
+        assert_eq!(state("core-2").await?, "up");
+        let drawn = browser
+            .find_all(Locator::Css("#topology-drawing g.dev"))
+            .await?
+            .len();
+        assert_eq!(drawn, 8);
+        browser
+            .find(Locator::Css(
+                "#topology-drawing g.dev-down[data-device='dist-1a']",
+            ))
+            .await
+            .context("dist-1a drawn as down")?;
+        browser.close().await?;
+        anyhow::Ok(())
+    })?;
 
     // 2. dist-1b too: the same incident, now an outage with the access switches cut off.
     sim.control.alive("dist-1b", false)?;
@@ -270,7 +309,10 @@ fn a_cnaas_campus_tells_redundancy_lost_from_an_outage() -> Result<()> {
             .count();
         (d["impact"]["kind"] == "outage" && shadowed == 4).then_some(d)
     })
-    .with_context(logs)?;
+    .with_context(|| {
+        let all: Vec<Value> = open().iter().map(|i| detail(&i["id"])).collect();
+        format!("{all:#?}")
+    })?;
     assert_eq!(inc["severity"], 2, "{inc}");
     assert_eq!(
         inc["impact"]["isolated"],

@@ -1710,7 +1710,13 @@ impl Correlator {
             .devices
             .iter()
             .filter(|(n, d)| d.active && n.as_str() != name && d.incident != Some(incident))
-            .filter(|(n, _)| self.topology.shadowed_by(n, &reach) == Some(name))
+            // Behind this device, or behind another one of the same incident (the other
+            // switch of a pair: the two cut them off together).
+            .filter(|(n, _)| {
+                self.topology
+                    .shadowed_by(n, &reach)
+                    .is_some_and(|by| self.down_incident(by) == Some(incident))
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for child in &behind {

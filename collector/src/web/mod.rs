@@ -64,6 +64,7 @@ pub fn router(api: ApiState, shutdown: CancellationToken) -> Router {
         .route("/ui/incidents/{id}", get(incident))
         .route("/ui/incidents/{id}/{action}", post(act))
         .route("/ui/changes", get(changes))
+        .route("/ui/topology", get(topology))
         .route("/ui/stream", get(stream))
         .route("/ui/login", get(login_form).post(login))
         .route("/ui/logout", post(logout))
@@ -367,6 +368,32 @@ async fn changes(
         main #live data-src="/ui/changes?partial=1" { (live) }
     };
     render::page("Changes", &viewer, "/ui/changes", body).into_response()
+}
+
+async fn topology(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Query(q): Query<PartialQuery>,
+) -> Response {
+    let Some(viewer) = viewer(&web, &headers) else {
+        return sign_in();
+    };
+    let view = web
+        .api
+        .notices
+        .topology
+        .read()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    let json = api::topology_json(&view, &web.api.inventory.get(), own(&viewer));
+    let live = render::topology(&json);
+    if q.partial.is_some() {
+        return live.into_response();
+    }
+    let body = maud::html! {
+        main #live data-src="/ui/topology?partial=1" { (live) }
+    };
+    render::page("Topology", &viewer, "/ui/topology", body).into_response()
 }
 
 /// Server-sent events: `changed` whenever the engine committed something the dashboard shows.

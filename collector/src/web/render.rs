@@ -68,7 +68,131 @@ pub fn local(t: DateTime<Utc>) -> String {
         .to_string()
 }
 
-const NAV: [(&str, &str); 2] = [("/ui/", "Incidents"), ("/ui/changes", "Changes")];
+const NAV: [(&str, &str); 3] = [
+    ("/ui/", "Incidents"),
+    ("/ui/changes", "Changes"),
+    ("/ui/topology", "Topology"),
+];
+
+/// Devices drawn at most; a larger campus is shown as tables only.
+const DRAW_AT_MOST: usize = 400;
+
+/// The topology page: a layered drawing (cores on top, then each hop further down; a line per
+/// device pair, dashed while one end is down) and, per device, its state, parents towards the
+/// core (the paths), pair and neighbours; then the links with their ports and sources, and
+/// the latest LLDP neighbour changes. `t` is the JSON of `GET /api/v1/topology`.
+pub fn topology(t: &serde_json::Value) -> Markup {
+    let empty = Vec::new();
+    let devices = t["devices"].as_array().unwrap_or(&empty);
+    let links = t["links"].as_array().unwrap_or(&empty);
+    let changes = t["changes"].as_array().unwrap_or(&empty);
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let list = |v: &serde_json::Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    // Rows by hop count; devices that reach no top go last.
+    let mut rows: std::collections::BTreeMap<u64, Vec<&serde_json::Value>> =
+        std::collections::BTreeMap::new();
+    for d in devices {
+        rows.entry(d["level"].as_u64().unwrap_or(u64::MAX))
+            .or_default()
+            .push(d);
+    }
+    let width = rows.values().map(Vec::len).max().unwrap_or(1).max(1) * 110 + 20;
+    let height = rows.len() * 90 + 20;
+    let mut at: std::collections::HashMap<String, (usize, usize)> =
+        std::collections::HashMap::new();
+    for (r, (_, row)) in rows.iter().enumerate() {
+        let step = width / (row.len() + 1);
+        for (i, d) in row.iter().enumerate() {
+            at.insert(text(&d["name"]), (step * (i + 1), 40 + r * 90));
+        }
+    }
+    let draw = !devices.is_empty() && devices.len() <= DRAW_AT_MOST;
+    html! {
+        h1 { "Topology" }
+        @if devices.is_empty() {
+            p { "No topology yet: no inventory links, no LLDP snapshot from an agent, no CNaaS-NMS." }
+        }
+        @if draw {
+            svg #topology-drawing width=(width) height=(height) viewBox=(format!("0 0 {width} {height}")) role="img" aria-label="campus topology" {
+                @for l in links {
+                    @if let (Some(a), Some(b)) = (at.get(&text(&l["a"])), at.get(&text(&l["b"]))) {
+                        line x1=(a.0) y1=(a.1) x2=(b.0) y2=(b.1) class=(format!("link link-{}", text(&l["state"]))) {
+                            title { (text(&l["a"])) " " (text(&l["a_port"])) " - " (text(&l["b"])) " " (text(&l["b_port"])) }
+                        }
+                    }
+                }
+                @for d in devices {
+                    @if let Some((x, y)) = at.get(&text(&d["name"])) {
+                        g class=(format!("dev dev-{}", text(&d["state"]))) data-device=(text(&d["name"])) {
+                            rect x=(x - 50) y=(y - 14) width="100" height="28" rx="6" {}
+                            text x=(x) y=(y + 5) text-anchor="middle" { (text(&d["name"])) }
+                        }
+                    }
+                }
+            }
+            p.legend {
+                span.dev-up { "up" } " " span.dev-degraded { "degraded (redundancy lost)" } " "
+                span.dev-down { "down" } " " span.dev-isolated { "isolated (cut off)" }
+            }
+        } @else if !devices.is_empty() {
+            p { (devices.len()) " devices: too many to draw; the tables follow." }
+        }
+        h2 { "Devices" }
+        table #topology-devices {
+            thead { tr { th { "Device" } th { "Role" } th { "State" } th { "Towards the core" } th { "Pair" } th { "Neighbours" } } }
+            tbody {
+                @for d in devices {
+                    tr data-device=(text(&d["name"])) class=(format!("state-{}", text(&d["state"]))) {
+                        td { (text(&d["name"])) }
+                        td { (text(&d["role"])) }
+                        td.state { (text(&d["state"])) @if let Some(by) = d["shadowed_by"].as_str() { " (behind " (by) ")" } }
+                        td { @if d["top"] == true { "core" } @else { (list(&d["parents"])) } }
+                        td { (text(&d["pair"])) }
+                        td { (list(&d["neighbours"])) }
+                    }
+                }
+            }
+        }
+        h2 { "Links" }
+        table #topology-links {
+            thead { tr { th { "Device" } th { "Port" } th { "Device" } th { "Port" } th { "Known from" } th { "State" } } }
+            tbody {
+                @for l in links {
+                    tr {
+                        td { (text(&l["a"])) } td { (text(&l["a_port"])) }
+                        td { (text(&l["b"])) } td { (text(&l["b_port"])) }
+                        td { (list(&l["sources"])) } td { (text(&l["state"])) }
+                    }
+                }
+            }
+        }
+        h2 { "Neighbour changes" }
+        @if changes.is_empty() {
+            p { "None recorded." }
+        } @else {
+            table #topology-changes {
+                thead { tr { th { "When" } th { "Device" } th { "Port" } th { "Before" } th { "After" } } }
+                tbody {
+                    @for c in changes.iter().rev() {
+                        tr {
+                            td { (text(&c["at"])) } td { (text(&c["device"])) } td { (text(&c["port"])) }
+                            td { (text(&c["before"])) } td { (text(&c["after"])) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// The whole page around `body`.
 pub fn page(title: &str, viewer: &Viewer, current: &str, body: Markup) -> Markup {

@@ -1280,3 +1280,48 @@ fn a_neighbour_hidden_by_a_link_down_and_back_is_no_change() {
         c.neighbour_changes()
     );
 }
+
+#[test]
+fn access_switches_lost_before_the_second_of_the_pair_join_the_pair_incident() {
+    let mut c = campus();
+    let mut tx = Fake::default();
+    c.on(
+        &device(EventKind::DeviceUnreachable, "d1"),
+        None,
+        t(0),
+        &mut tx,
+    )
+    .unwrap();
+    // The access switches stop answering a moment before d2 is declared down: for that
+    // moment they are not behind anything and open an incident of their own.
+    for n in 1..=4 {
+        c.on(
+            &device(EventKind::DeviceUnreachable, &format!("e{n}")),
+            None,
+            t(30),
+            &mut tx,
+        )
+        .unwrap();
+    }
+    c.on(
+        &device(EventKind::DeviceUnreachable, "d2"),
+        None,
+        t(31),
+        &mut tx,
+    )
+    .unwrap();
+    let open = open_ids(&tx);
+    assert_eq!(open.len(), 1, "{:#?}", tx.incidents);
+    let inc = &tx.incidents[&open[0]];
+    assert_eq!(inc.key, "d1||device_down");
+    assert_eq!(
+        inc.impact.as_ref().unwrap().isolated,
+        vec!["e1", "e2", "e3", "e4"]
+    );
+    for n in 1..=4 {
+        assert_eq!(
+            inc.members.get(&format!("e{n}||device_down")),
+            Some(&(Relation::Shadowed, true))
+        );
+    }
+}
