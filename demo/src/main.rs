@@ -1,10 +1,13 @@
 //! `cnaas-demo`: the whole product in one process, with nothing to install. A simulated campus
-//! of two customers (21 switches answering SNMP on loopback, sending traps), the embedded MQTT
-//! broker (rumqttd), an agent polling the campus, and the collector with SQLite under a local
-//! data folder, notifications to a JSON-lines file, and the API. A scripted scenario shows an
-//! uplink going down, a flapping port being damped into one incident, a change window keeping
-//! a fault from the customer, a distribution switch taking its access switches down as one
-//! incident, and recovery. A line is printed per incident and per notification as they happen.
+//! as CNaaS builds it, of two customers (22 switches answering SNMP on loopback, sending traps:
+//! two cores, a distribution pair per customer, access switches with a two-member LACP bundle
+//! to both switches of their pair, LLDP), the embedded MQTT broker (rumqttd), an agent polling
+//! the campus, and the collector with SQLite under a local data folder, notifications to a
+//! JSON-lines file, and the API. A scripted scenario shows one uplink of a bundle going down
+//! (redundancy lost), a flapping port being damped into one incident, a change window keeping
+//! a fault from the customer, a distribution switch dying (one "redundancy lost" incident, the
+//! customer told at low severity) and then its partner (the same incident, now an outage), and
+//! recovery. A line is printed per incident and per notification as they happen.
 //!
 //!     cargo run --release --bin cnaas-demo
 //!
@@ -50,14 +53,15 @@ struct Ports {
     metrics: u16,
 }
 
-/// Access switches per distribution switch; dist-1's tree is customer A, dist-2's customer B.
-const PER_DIST: usize = 9;
-const SWITCHES: usize = 1 + 2 * (PER_DIST + 1);
+/// Access switches per distribution pair; pair 1 (dist-1a, dist-1b) and its access switches
+/// are customer A, pair 2 customer B; the cores are Sikt's.
+const PER_PAIR: usize = 8;
+const SWITCHES: usize = 2 + 2 * (2 + PER_PAIR);
 
 fn customer_of(name: &str) -> Option<&'static str> {
-    if name == "dist-1" || name.starts_with("access-1-") {
+    if name.starts_with("dist-1") || name.starts_with("access-1-") {
         Some("uni-a")
-    } else if name == "dist-2" || name.starts_with("access-2-") {
+    } else if name.starts_with("dist-2") || name.starts_with("access-2-") {
         Some("uni-b")
     } else {
         None
@@ -187,6 +191,7 @@ quiet_after_reboot = "0s"
 [defaults]
 link_interval = "1s"
 reachability_interval = "1s"
+topology_interval = "5s"
 timeout = "300ms"
 retries = 1
 unreachable_after = 2
@@ -228,7 +233,7 @@ async fn watch(
     stop: CancellationToken,
 ) {
     let client = reqwest::Client::new();
-    let mut seen: HashMap<i64, (String, bool)> = HashMap::new();
+    let mut seen: HashMap<i64, (String, bool, i64)> = HashMap::new();
     let mut offset = 0u64;
     loop {
         tokio::select! {
@@ -249,12 +254,19 @@ async fn watch(
                 let id = i["id"].as_i64().unwrap_or_default();
                 let state = i["state"].as_str().unwrap_or_default().to_owned();
                 let maint = i["in_maintenance"].as_bool().unwrap_or(false);
-                if seen.get(&id) == Some(&(state.clone(), maint)) {
+                let severity = i["severity"].as_i64().unwrap_or_default();
+                if seen.get(&id) == Some(&(state.clone(), maint, severity)) {
                     continue;
                 }
                 let what = match seen.get(&id) {
                     None => "opened".to_owned(),
-                    Some((before, true)) if !maint && *before == state => "window ended".to_owned(),
+                    Some((before, true, _)) if !maint && *before == state => {
+                        "window ended".to_owned()
+                    }
+                    Some((before, _, s)) if *before == state && severity < *s => {
+                        "worsened".to_owned()
+                    }
+                    Some((before, _, _)) if *before == state => "impact".to_owned(),
                     // Taken into another incident: not resolved, nobody is told it ended.
                     Some(_) if state == "merged" => format!("merged in #{}", i["merged_into"]),
                     Some(_) => state.clone(),
@@ -271,7 +283,7 @@ async fn watch(
                         ""
                     }
                 );
-                seen.insert(id, (state, maint));
+                seen.insert(id, (state, maint, severity));
             }
         }
         if let Ok(mut f) = std::fs::File::open(&notifications)
@@ -319,7 +331,9 @@ async fn scenario(
     if !wait(6).await {
         return Ok(());
     }
-    say("access-1-1 (Universitetet i A) loses its uplink Te1/1/2");
+    say(
+        "access-1-1 (Universitetet i A) loses its uplink Te1/1/2 to dist-1b; Po1 carries on over Te1/1/1",
+    );
     control.link("access-1-1", 52, false)?;
     if !wait(10).await {
         return Ok(());
@@ -367,9 +381,16 @@ async fn scenario(
     if !wait(38).await {
         return Ok(());
     }
-    say("dist-2 (University College B) dies: its nine access switches go dark with it");
-    control.alive("dist-2", false)?;
-    if !wait(60).await {
+    say(
+        "dist-2a (University College B) dies: its access switches lose one uplink each, none is cut off",
+    );
+    control.alive("dist-2a", false)?;
+    if !wait(52).await {
+        return Ok(());
+    }
+    say("dist-2b dies too: now the pair is gone and its access switches are cut off");
+    control.alive("dist-2b", false)?;
+    if !wait(68).await {
         return Ok(());
     }
     say("everything recovers");
@@ -415,7 +436,7 @@ fn main() -> Result<()> {
         let _ = std::fs::remove_file(data.join(f));
     }
     let _ = std::fs::remove_dir_all(data.join("spool"));
-    let campus = Campus::tree(SWITCHES, PER_DIST, 52, Instant::now());
+    let campus = Campus::cnaas(SWITCHES, PER_PAIR, 52, Instant::now());
     let collector = load(
         &data,
         "collector.toml",

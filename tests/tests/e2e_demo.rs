@@ -1,6 +1,6 @@
 //! The README's first command: `cnaas-demo` runs its whole story in one process (simulated
-//! campus, embedded broker, agent, collector) and shows incidents opening, grouping, notifying
-//! and resolving.
+//! CNaaS campus, embedded broker, agent, collector) and shows incidents opening, grouping,
+//! notifying, worsening and resolving.
 
 use anyhow::Result;
 use cnaas_tests::{binary, free_port, open_tempdir};
@@ -19,16 +19,18 @@ fn the_demo_tells_its_story_and_stops_cleanly() -> Result<()> {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}\n{err}");
     for want in [
-        // An uplink down: the incident, and the customer's and SSC's notifications.
-        "INCIDENT #1 opened       S2 uni-a  Uplink Te1/1/2 (uplink) on access-1-1 is down",
+        // One uplink of a bundle down: redundancy lost, told to the customer and SSC.
+        "on access-1-1 is down: bundle Po1 is up on its other member(s), redundancy lost",
         "NOTIFY incident      servicedesk@uni-a.example",
         // A flapping port is one incident.
         "on access-2-4 is flapping",
         // The change window keeps the fault from the customer until it ends.
         "(in a change window: the customer is not told)",
         "Fortsatt feil etter vedlikehold",
-        // A dead distribution switch is one incident for its customer.
-        "Device dist-2 does not answer",
+        // One switch of a distribution pair dead: one incident, redundancy lost, low severity.
+        "S3 uni-b  Device dist-2a does not answer; redundancy lost for 8 device(s)",
+        // Its partner too: the same incident, now an outage.
+        "worsened     S2 uni-b  Devices dist-2a, dist-2b do not answer; 8 device(s) cut off",
         // Where to look.
         "Dashboard:  http://127.0.0.1:",
         // Recovery.

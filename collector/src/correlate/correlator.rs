@@ -767,6 +767,20 @@ impl Correlator {
         None
     }
 
+    /// The port at the far end of a port's cable, as the engine knows it (by ifName).
+    fn far_port(&self, device: &str, if_index: u32) -> Option<(String, u32)> {
+        let name = self
+            .ports
+            .get(&(device.to_owned(), if_index))?
+            .if_name
+            .as_deref()?;
+        let (d, p) = self.topology.far_end(device, name)?;
+        self.ports
+            .iter()
+            .find(|((dev, _), e)| dev == d && e.if_name.as_deref() == Some(p))
+            .map(|(k, _)| k.clone())
+    }
+
     /// The incident a device going down shares with others that are down: the other switch
     /// of its pair, or another down parent of a device the two now cut off together.
     fn joint_incident(&self, name: &str, reach: &Reach) -> Option<i64> {
@@ -1565,7 +1579,18 @@ impl Correlator {
                         .get(key)
                         .and_then(|p| p.down_event.as_ref().map(|(_, at)| *at))
                         .unwrap_or(now);
-                    let id = self.open(&new, now, first, event, tx)?;
+                    // The other end of the cable flapping already: the same incident.
+                    let shared = self
+                        .far_port(device, if_index)
+                        .and_then(|far| self.ports.get(&far).and_then(|p| p.flap_incident))
+                        .filter(|id| self.open.contains_key(id));
+                    let id = match shared {
+                        Some(id) => {
+                            self.join(id, &flap, Relation::Member, now, event, tx)?;
+                            id
+                        }
+                        None => self.open(&new, now, first, event, tx)?,
+                    };
                     tx.set_transitions(id, *transitions)?;
                     // The link alarm's incident is folded into the flapping one.
                     if let Some(incident) = self.ports.get_mut(key).and_then(|p| p.incident.take())
@@ -1617,6 +1642,14 @@ impl Correlator {
             // A link towards a device that is down belongs to that device's incident.
             let peer = self.port_cause(device, if_index, reach.down())?;
             self.down_incident(&peer).map(|id| (id, Relation::Member))
+        })
+        .or_else(|| {
+            // The other end of the same cable is down already: one link, one incident.
+            let far = self.far_port(device, if_index)?;
+            self.ports
+                .get(&far)
+                .and_then(|p| p.incident)
+                .map(|id| (id, Relation::Member))
         })
         .or_else(|| {
             self.group_with(device, now)

@@ -92,7 +92,7 @@ pub struct Topology {
     pair: Vec<Option<usize>>,
     role: Vec<Option<DeviceRole>>,
     /// (device, local port name) -> the device at the other end.
-    port_peer: HashMap<(String, String), String>,
+    port_peer: HashMap<(String, String), (String, Option<String>)>,
     links: Vec<Link>,
 }
 
@@ -165,12 +165,16 @@ impl Topology {
                 t.adj[ib].push(ia);
             }
             if let Some(p) = a_port {
-                t.port_peer
-                    .insert((a.to_owned(), p.to_owned()), b.to_owned());
+                t.port_peer.insert(
+                    (a.to_owned(), p.to_owned()),
+                    (b.to_owned(), b_port.map(str::to_owned)),
+                );
             }
             if let Some(p) = b_port {
-                t.port_peer
-                    .insert((b.to_owned(), p.to_owned()), a.to_owned());
+                t.port_peer.insert(
+                    (b.to_owned(), p.to_owned()),
+                    (a.to_owned(), a_port.map(str::to_owned)),
+                );
             }
             let (x, xp, y, yp) = if a <= b {
                 (a, a_port, b, b_port)
@@ -476,7 +480,13 @@ impl Topology {
     pub fn peer_of_port(&self, device: &str, port: &str) -> Option<&str> {
         self.port_peer
             .get(&(device.to_owned(), port.to_owned()))
-            .map(String::as_str)
+            .map(|(d, _)| d.as_str())
+    }
+
+    /// The far end of a port's cable (device and port), where both ends are known.
+    pub fn far_end(&self, device: &str, port: &str) -> Option<(&str, &str)> {
+        let (d, p) = self.port_peer.get(&(device.to_owned(), port.to_owned()))?;
+        Some((d.as_str(), p.as_deref()?))
     }
 
     /// The neighbours one hop nearer the tops.

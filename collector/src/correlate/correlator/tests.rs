@@ -1325,3 +1325,21 @@ fn access_switches_lost_before_the_second_of_the_pair_join_the_pair_incident() {
         );
     }
 }
+
+#[test]
+fn both_ends_of_one_cable_are_one_incident() {
+    let mut c = campus();
+    let mut tx = Fake::default();
+    let mut far = port(EventKind::LinkDown, "d2", 5);
+    far.if_name = Some("Ethernet1".into());
+    c.on(&far, Some(PortRole::Downlink), t(0), &mut tx).unwrap();
+    c.on(&port(EventKind::LinkDown, "e1", 2), UP, t(30), &mut tx)
+        .unwrap();
+    let open = open_ids(&tx);
+    assert_eq!(open.len(), 1, "{:#?}", tx.incidents);
+    assert!(
+        tx.incidents[&open[0]]
+            .members
+            .contains_key("e1|2|link_down")
+    );
+}
