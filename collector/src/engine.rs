@@ -140,7 +140,7 @@ pub fn spawn(
             }
             Err(e) => tracing::error!(error = %e, "Cannot read the stored LLDP snapshots; the topology starts from the inventory."),
         }
-        publish_topology(&correlator, &notices);
+        publish_topology(&mut correlator, &notices);
         set_open_count(store.as_ref(), &metrics);
         let owners = OwnerCache::default();
         while let Some(first) = rx.blocking_recv() {
@@ -178,7 +178,7 @@ pub fn spawn(
             }
             flush_events(&cx, &mut correlator, acker.as_ref(), &mut events);
             set_open_count(store.as_ref(), &metrics);
-            publish_topology(&correlator, &notices);
+            publish_topology(&mut correlator, &notices);
         }
         tracing::info!("Engine stopped.");
     })?;
@@ -197,7 +197,8 @@ pub struct TopologyView {
 }
 
 /// Hands the API a new view when the graph or the down set changed.
-fn publish_topology(correlator: &Correlator, notices: &Notices) {
+fn publish_topology(correlator: &mut Correlator, notices: &Notices) {
+    correlator.settle_topology();
     let topology = correlator.topology();
     let down = correlator.devices_down();
     let same = notices
@@ -263,6 +264,7 @@ impl Core {
         for e in store.lldp_snapshots()? {
             correlator.learn_neighbours(&e, e.observed_at);
         }
+        correlator.settle_topology();
         let mut registry = prometheus_client::registry::Registry::default();
         Ok(Core {
             owners: OwnerCache::default(),

@@ -239,6 +239,9 @@ pub struct Correlator {
     neighbour_changes: std::collections::VecDeque<NeighbourChange>,
     /// When each device's latest LLDP snapshot was observed.
     lldp_at: HashMap<String, DateTime<Utc>>,
+    /// LLDP changed since the topology was built: rebuilt before the next event that needs
+    /// it (a burst of snapshots, as after a restart, costs one rebuild, not one each).
+    stale_topology: bool,
 }
 
 fn port_label(name: Option<&str>, alias: Option<&str>, if_index: u32) -> String {
@@ -301,6 +304,7 @@ impl Correlator {
             reach: RefCell::new(None),
             neighbour_changes: std::collections::VecDeque::new(),
             lldp_at: HashMap::new(),
+            stale_topology: false,
             stale: 0,
             maintenance: Box::new(NoMaintenance),
         }
@@ -716,7 +720,12 @@ impl Correlator {
         let before = ports.len();
         ports.retain(|_, l| l.present || at - l.seen < LLDP_FORGET);
         changed |= ports.len() != before;
-        if changed {
+        self.stale_topology |= changed;
+    }
+
+    /// Builds the topology again if LLDP changed since it was built.
+    pub fn settle_topology(&mut self) {
+        if std::mem::take(&mut self.stale_topology) {
             self.rebuild();
         }
     }
@@ -948,6 +957,9 @@ impl Correlator {
     ) -> Result<(), StoreError> {
         let event_id = e.id.to_string();
         let (at, _) = event_time(e.observed_at, now);
+        if e.kind != EventKind::Neighbours {
+            self.settle_topology();
+        }
         match (e.kind, e.if_index) {
             (EventKind::LinkDown | EventKind::LinkUp | EventKind::AdminDown, Some(i))
                 if role.is_some_and(PortRole::is_watched) =>
@@ -1134,6 +1146,7 @@ impl Correlator {
 
     /// Timers: quarantines that ran out, flapping checks, device holds.
     pub fn tick(&mut self, now: DateTime<Utc>, tx: &mut dyn IncidentTx) -> Result<(), StoreError> {
+        self.settle_topology();
         // Only a port that is down or flapping has timers; in a stable order, so the same
         // inputs always make the same incidents.
         let mut keys: Vec<(String, u32)> = self

@@ -1226,17 +1226,17 @@ fn a_moved_cable_changes_the_topology_and_is_recorded_without_an_incident() {
     assert_eq!(changes[0].port, "Te1/1/2");
     assert_eq!(changes[0].before.as_deref(), Some("d2 Ethernet1"));
     assert_eq!(changes[0].after.as_deref(), Some("e2 Ethernet1"));
-    assert_eq!(c.topology().peer_of_port("e1", "Te1/1/2"), Some("e2"));
+    assert_eq!(topo(&mut c).peer_of_port("e1", "Te1/1/2"), Some("e2"));
     // The link of Te1/1/2 going down hides the neighbour; the cable stays known.
     c.on(&lldp("e1", &[(1, "d1")]), None, t(1), &mut tx)
         .unwrap();
     assert_eq!(c.neighbour_changes().len(), 1);
-    assert_eq!(c.topology().peer_of_port("e1", "Te1/1/2"), Some("e2"));
+    assert_eq!(topo(&mut c).peer_of_port("e1", "Te1/1/2"), Some("e2"));
     // An older snapshot arriving late changes nothing.
     let mut old = lldp("e1", &[(1, "d1"), (2, "d2")]);
     old.observed_at = t(-50);
     c.on_event(&old, None, t(2), &mut tx).unwrap();
-    assert_eq!(c.topology().peer_of_port("e1", "Te1/1/2"), Some("e2"));
+    assert_eq!(topo(&mut c).peer_of_port("e1", "Te1/1/2"), Some("e2"));
     // d2 still remembers e1 on its port (seen before the move): the newer claim wins, so
     // d2's port lost its cable to a move, and its link going down is no incident.
     let mut d2 = Event::new("site", "d2", EventKind::Neighbours, Source::Poll);
@@ -1256,7 +1256,7 @@ fn a_moved_cable_changes_the_topology_and_is_recorded_without_an_incident() {
     .write(&mut d2.attrs);
     d2.observed_at = t(-10);
     c.on_event(&d2, None, t(3), &mut tx).unwrap();
-    assert_eq!(c.topology().peer_of_port("d2", "Ethernet1"), None);
+    assert_eq!(topo(&mut c).peer_of_port("d2", "Ethernet1"), None);
     let mut down = port(EventKind::LinkDown, "d2", 5);
     down.if_name = Some("Ethernet1".into());
     c.on(&down, Some(PortRole::Downlink), t(4), &mut tx)
@@ -1271,7 +1271,7 @@ fn a_neighbour_hidden_by_a_link_down_and_back_is_no_change() {
     let mut tx = Fake::default();
     c.on(&lldp("e1", &[(2, "d2")]), None, t(0), &mut tx)
         .unwrap();
-    assert_eq!(c.topology().peer_of_port("e1", "Te1/1/1"), Some("d1"));
+    assert_eq!(topo(&mut c).peer_of_port("e1", "Te1/1/1"), Some("d1"));
     c.on(&lldp("e1", &[(1, "d1"), (2, "d2")]), None, t(5), &mut tx)
         .unwrap();
     assert!(
@@ -1342,4 +1342,9 @@ fn both_ends_of_one_cable_are_one_incident() {
             .members
             .contains_key("e1|2|link_down")
     );
+}
+
+fn topo(c: &mut Correlator) -> Arc<super::super::topology::Topology> {
+    c.settle_topology();
+    c.topology()
 }
