@@ -1,7 +1,7 @@
 //! Runs the agent: the HTTP endpoint, the publisher and one task per device, and stops them
 //! in order on shutdown (pollers first, then the publisher drains, then HTTP).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -65,7 +65,7 @@ fn report_spool(r: &crate::spool::StartReport, metrics: &AgentMetrics) {
 }
 
 /// Runs until `token` is cancelled, then drains and returns.
-pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(mut cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = AgentMetrics::register(&mut registry);
     let table = InterfaceTable::default();
@@ -82,16 +82,56 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
     let (publisher, connection, publish_task) =
         publish::spawn(&cfg, metrics.clone(), spool).context("cannot set up the MQTT publisher")?;
 
-    let devices_total = cfg.devices.len();
+    // CNaaS-NMS's managed devices are polled too: read once now (a failure leaves the file's
+    // devices and is retried at the next refresh), then watched.
+    let file_devices: HashSet<String> = cfg.devices.iter().map(|d| d.name.clone()).collect();
+    let mut from_source: HashMap<String, CancellationToken> = HashMap::new();
+    let source = match cfg.device_source.clone() {
+        None => None,
+        Some(src) => {
+            let client = cnaas_shared::cnaas_nms::NmsClient::new(src.target.clone())
+                .context("cannot set up the CNaaS-NMS client")?;
+            let polled = match crate::source::read(&src, &client, &file_devices).await {
+                Ok(devices) => {
+                    tracing::info!(devices = devices.len(), "Devices read from CNaaS-NMS.");
+                    metrics.inventory_ok(devices.len());
+                    devices
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "CNaaS-NMS could not be read at start; polling the file's devices, trying again at the next refresh.");
+                    metrics.inventory_failed(&e.to_string());
+                    BTreeMap::new()
+                }
+            };
+            for d in polled.values() {
+                from_source.insert(d.name.clone(), token.child_token());
+                cfg.devices.push(d.clone());
+            }
+            Some((src, client, polled))
+        }
+    };
+    let names = Arc::new(std::sync::Mutex::new(
+        cfg.devices
+            .iter()
+            .map(|d| d.name.clone())
+            .collect::<Vec<String>>(),
+    ));
     // False once the trap receiver has stopped on its own (it never should).
     let traps_alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let health: HealthFn = {
         let traps_alive = traps_alive.clone();
         let connection = connection.clone();
         let metrics = metrics.clone();
-        let names: Vec<String> = cfg.devices.iter().map(|d| d.name.clone()).collect();
+        let names = names.clone();
         Arc::new(move || {
             let (mut up, mut link_polls) = (0usize, 0u64);
+            let names = names.lock().map(|n| n.clone()).unwrap_or_default();
+            let devices_total = names.len();
+            let source_error = metrics
+                .inventory_source_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone());
             for n in &names {
                 let label = crate::metrics::DeviceLabel { device: n.clone() };
                 if metrics.device_up.get(&label).is_some_and(|g| g.get() == 1) {
@@ -105,7 +145,7 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
             // interface table (millions of series at thousands of switches).
             (
                 mqtt && traps,
-                serde_json::json!({ "mqtt_connected": mqtt, "traps_receiving": traps, "devices": devices_total, "devices_up": up, "link_polls": link_polls }),
+                serde_json::json!({ "mqtt_connected": mqtt, "traps_receiving": traps, "devices": devices_total, "devices_up": up, "link_polls": link_polls, "inventory_source_error": source_error }),
             )
         })
     };
@@ -122,7 +162,7 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
             ..runtime::HttpLimits::for_process()
         },
     ));
-    tracing::info!(agent = %cfg.id, devices = devices_total, metrics = %cfg.metrics_listen, "Agent started.");
+    tracing::info!(agent = %cfg.id, devices = cfg.devices.len(), metrics = %cfg.metrics_listen, "Agent started.");
 
     // One ICMP socket for every device, if the process may open one (root or a ping group).
     let needs_icmp = cfg
@@ -215,17 +255,55 @@ pub async fn run(cfg: AgentConfig, token: CancellationToken) -> anyhow::Result<(
     let mut pollers = JoinSet::new();
     for device in cfg.devices {
         let rx = hints.remove(&device.name);
-        pollers.spawn(plans::run_device(
-            device,
-            shared.clone(),
-            rx,
+        let own = from_source
+            .get(&device.name)
+            .cloned()
+            .unwrap_or_else(|| token.child_token());
+        pollers.spawn(plans::run_device(device, shared.clone(), rx, own));
+    }
+    let (changes_tx, mut changes) = mpsc::channel(64);
+    let watcher = source.map(|(src, client, polled)| {
+        tokio::spawn(crate::source::watch(
+            src,
+            client,
+            file_devices,
+            polled,
+            changes_tx,
+            shared.metrics.clone(),
             token.child_token(),
-        ));
+        ))
+    });
+    // Devices CNaaS-NMS adds are polled (traps from them are routed after a restart); those
+    // it removes stop.
+    loop {
+        tokio::select! {
+            () = token.cancelled() => break,
+            change = changes.recv() => match change {
+                None => token.cancelled().await,
+                Some(crate::source::Change::Add(device)) => {
+                    let own = token.child_token();
+                    from_source.insert(device.name.clone(), own.clone());
+                    if let Ok(mut n) = names.lock() {
+                        n.push(device.name.clone());
+                    }
+                    pollers.spawn(plans::run_device(*device, shared.clone(), None, own));
+                }
+                Some(crate::source::Change::Remove(name)) => {
+                    if let Some(t) = from_source.remove(&name) {
+                        t.cancel();
+                    }
+                    if let Ok(mut n) = names.lock() {
+                        n.retain(|x| x != &name);
+                    }
+                }
+            },
+        }
     }
     // Only the device tasks may keep the publisher alive now.
     drop(shared);
-
-    token.cancelled().await;
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
     while let Some(res) = pollers.join_next().await {
         if let Err(e) = res {
             tracing::error!(error = %e, "A device task failed.");

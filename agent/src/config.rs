@@ -45,6 +45,72 @@ pub struct AgentFile {
     /// `[[device]]`: the switches to poll.
     #[serde(default)]
     pub device: Vec<DeviceEntry>,
+    /// `[inventory]`: where more devices come from.
+    #[serde(default)]
+    pub inventory: InventorySection,
+}
+
+/// `[inventory]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventorySection {
+    /// `[inventory.cnaas_nms]`: poll the devices CNaaS-NMS manages too.
+    pub cnaas_nms: Option<NmsSection>,
+}
+
+/// `[inventory.cnaas_nms]`: the managed devices of CNaaS-NMS are polled too (at their
+/// `management_ip`, with `snmp` and `[defaults]`); `[[device]]` entries of the same name win.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NmsSection {
+    /// Base URL.
+    pub url: String,
+    /// File holding the JWT (never logged).
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the JWT instead.
+    pub token_env: Option<String>,
+    /// How often the list is read again.
+    #[serde(default = "default_nms_refresh")]
+    pub refresh: HumanDuration,
+    /// Time limit of each request.
+    #[serde(default = "default_timeout_nms")]
+    pub timeout: HumanDuration,
+    /// The SNMP port of the devices.
+    #[serde(default = "default_snmp_port")]
+    pub port: u16,
+    /// How to talk SNMP to them.
+    pub snmp: SnmpEntry,
+    /// Which `device_type`s to poll (all of ACCESS, DIST, CORE by default).
+    #[serde(default = "default_nms_types")]
+    pub device_types: Vec<String>,
+}
+
+fn default_nms_refresh() -> HumanDuration {
+    HumanDuration::secs(600)
+}
+fn default_timeout_nms() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+fn default_snmp_port() -> u16 {
+    161
+}
+fn default_nms_types() -> Vec<String> {
+    vec!["ACCESS".into(), "DIST".into(), "CORE".into()]
+}
+
+/// `[inventory.cnaas_nms]`, resolved.
+#[derive(Debug, Clone)]
+pub struct DeviceSource {
+    /// Where CNaaS-NMS is.
+    pub target: cnaas_shared::cnaas_nms::NmsTarget,
+    /// Refresh interval.
+    pub refresh: Duration,
+    /// SNMP port.
+    pub port: u16,
+    /// `device_type`s polled (upper case).
+    pub types: Vec<String>,
+    /// A device with the credentials and `[defaults]`: name and address are filled in.
+    pub template: Device,
 }
 
 /// `[agent]`.
@@ -361,12 +427,16 @@ fn read_secret(
 fn resolve_credentials(
     snmp: &SnmpEntry,
     base_dir: &Path,
-    i: usize,
+    table: &[PathSeg<'static>],
     errors: &mut Problems,
     warnings: &mut Problems,
 ) -> Option<Credentials> {
-    use PathSeg::{Index, Key};
-    let at = |k: &'static str| vec![Key("device"), Index(i), Key("snmp"), Key(k)];
+    use PathSeg::Key;
+    let at = |k: &'static str| {
+        let mut p = table.to_vec();
+        p.push(Key(k));
+        p
+    };
     let v3_fields = [
         ("user", snmp.user.is_some()),
         ("auth_protocol", snmp.auth_protocol.is_some()),
@@ -727,6 +797,8 @@ pub struct AgentConfig {
     pub roles: RolePatterns,
     /// Devices.
     pub devices: Vec<Device>,
+    /// CNaaS-NMS as a source of more devices, if configured.
+    pub device_source: Option<DeviceSource>,
 }
 
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -825,7 +897,7 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
     ] {
         check_interval(&mut errors, vec![Key("defaults"), Key(key)], v);
     }
-    if f.device.is_empty() {
+    if f.device.is_empty() && f.inventory.cnaas_nms.is_none() {
         warnings.push((
             vec![Key("agent")],
             "no [[device]] is configured: the agent will poll nothing".into(),
@@ -862,10 +934,10 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
                 String::new()
             }
         };
-        let credentials = d
-            .snmp
-            .as_ref()
-            .map(|snmp| resolve_credentials(snmp, &base_dir, i, &mut errors, &mut warnings));
+        let credentials = d.snmp.as_ref().map(|snmp| {
+            let table = [Key("device"), Index(i), Key("snmp")];
+            resolve_credentials(snmp, &base_dir, &table, &mut errors, &mut warnings)
+        });
         let netconf = d.netconf.as_ref().map(|nc| {
             resolve_netconf(nc, &address, &base_dir, i, &mut errors, &mut warnings).map(Arc::new)
         });
@@ -963,6 +1035,68 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
             });
         }
     }
+    let device_source = f.inventory.cnaas_nms.as_ref().and_then(|n| {
+        let table = [Key("inventory"), Key("cnaas_nms"), Key("snmp")];
+        let credentials =
+            resolve_credentials(&n.snmp, &base_dir, &table, &mut errors, &mut warnings)?;
+        if !(n.url.starts_with("http://") || n.url.starts_with("https://")) {
+            errors.push((
+                vec![Key("inventory"), Key("cnaas_nms"), Key("url")],
+                format!(
+                    "`{}` is not an http(s) URL",
+                    cnaas_shared::config::redact_url(&n.url)
+                ),
+                None,
+            ));
+        }
+        let token = cnaas_shared::config::SecretSource {
+            file: n.token_file.clone(),
+            env: n.token_env.clone(),
+        };
+        if (token.file.is_some() || token.env.is_some())
+            && let Err(e) = token.read(&base_dir)
+        {
+            errors.push((
+                vec![Key("inventory"), Key("cnaas_nms"), Key("token_file")],
+                e.to_string(),
+                None,
+            ));
+        }
+        let d = &f.defaults;
+        Some(DeviceSource {
+            target: cnaas_shared::cnaas_nms::NmsTarget {
+                url: n.url.trim_end_matches('/').to_owned(),
+                token,
+                timeout: n.timeout.get(),
+                base_dir: base_dir.clone(),
+            },
+            refresh: n.refresh.get().max(Duration::from_secs(1)),
+            port: n.port,
+            types: n
+                .device_types
+                .iter()
+                .map(|t| t.to_ascii_uppercase())
+                .collect(),
+            template: Device {
+                name: String::new(),
+                address: String::new(),
+                credentials: Some(credentials),
+                netconf: None,
+                link_interval: d.link_interval.get(),
+                labels_interval: d.labels_interval.get(),
+                timeout: d.timeout.get(),
+                retries: d.retries,
+                unreachable_after: d.unreachable_after.max(1),
+                max_repetitions: d.max_repetitions.clamp(1, 200),
+                counters_interval: d.counters_interval.get(),
+                vlan_interval: d.vlan_interval.get(),
+                topology_interval: d.topology_interval.get(),
+                reachability_interval: d.reachability_interval.get(),
+                reachability: d.reachability,
+                ports: BTreeMap::new(),
+            },
+        })
+    });
     let cfg = AgentConfig {
         id: f.agent.id.clone(),
         metrics_listen: f.metrics.listen,
@@ -978,6 +1112,7 @@ fn resolve(loaded: &mut Loaded<AgentFile>) -> Option<AgentConfig> {
         max_concurrent: f.poller.max_concurrent.max(1),
         roles,
         devices,
+        device_source,
     };
     for (path, msg, hint) in warnings {
         loaded.warn_at(&path, msg, hint);

@@ -19,6 +19,7 @@ pub mod netconf;
 pub mod plans;
 pub mod publish;
 pub mod snmp;
+pub mod source;
 pub mod spool;
 pub mod state;
 pub mod traps;

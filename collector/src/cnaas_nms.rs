@@ -20,67 +20,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cnaas_shared::cnaas_nms::{NmsClient, NmsError, NmsTarget, data_list};
 use cnaas_shared::role::PortRole;
 use serde::Deserialize;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CnaasNmsConfig, DeviceRole, Inventory, LiveInventory};
 use crate::correlate::topology::ExternalLink;
 use crate::metrics::CollectorMetrics;
-
-/// Devices asked for per page.
-const PER_PAGE: usize = 500;
-/// Pages read at most (a runaway paging never ends the refresh).
-const MAX_PAGES: usize = 200;
-
-/// Why a read of CNaaS-NMS failed.
-#[derive(Debug, thiserror::Error)]
-pub enum NmsError {
-    /// The JWT could not be read.
-    #[error("cannot read the CNaaS-NMS token: {0}")]
-    Token(String),
-    /// No answer, a refused connection, a timeout.
-    #[error("{path}: {reason}")]
-    Unreachable {
-        /// The API path.
-        path: String,
-        /// What went wrong (the URL's secrets redacted).
-        reason: String,
-    },
-    /// An HTTP error status.
-    #[error("{path}: HTTP {status}")]
-    Status {
-        /// The API path.
-        path: String,
-        /// The status.
-        status: u16,
-    },
-    /// A body that is not what the API documents.
-    #[error("{path}: unexpected answer: {reason}")]
-    Shape {
-        /// The API path.
-        path: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// An answer that would empty the inventory.
-    #[error("CNaaS-NMS lists no managed device (the last inventory had {0}); keeping it")]
-    Emptied(usize),
-}
-
-/// A device as CNaaS-NMS lists it.
-#[derive(Debug, Clone, Deserialize)]
-struct NmsDevice {
-    id: i64,
-    hostname: String,
-    #[serde(default)]
-    management_ip: Option<String>,
-    #[serde(default)]
-    device_type: Option<String>,
-    #[serde(default)]
-    state: Option<String>,
-}
 
 #[derive(Debug, Clone, Deserialize)]
 struct NmsInterface {
@@ -147,119 +94,33 @@ pub fn port_role(configtype: &str) -> Option<PortRole> {
     }
 }
 
-/// The `data.<key>` list of a CNaaS-NMS answer (`{"status": "success", "data": {...}}`).
-fn data_list<T: serde::de::DeserializeOwned>(
-    path: &str,
-    body: &Value,
-    key: &str,
-) -> Result<Vec<T>, NmsError> {
-    let shape = |reason: String| NmsError::Shape {
-        path: path.to_owned(),
-        reason,
-    };
-    match body.get("status").and_then(Value::as_str) {
-        Some("success") => {}
-        Some(other) => {
-            return Err(shape(format!("status `{other}`")));
-        }
-        None => return Err(shape("no `status`".into())),
-    }
-    let list = body
-        .get("data")
-        .and_then(|d| d.get(key))
-        .ok_or_else(|| shape(format!("no `data.{key}`")))?;
-    serde_json::from_value(list.clone()).map_err(|e| shape(format!("`data.{key}`: {e}")))
-}
-
-/// A client of one CNaaS-NMS.
+/// A client of one CNaaS-NMS, for the inventory.
 pub struct Client {
-    http: reqwest::Client,
-    cfg: CnaasNmsConfig,
-    base_dir: PathBuf,
+    nms: NmsClient,
 }
 
 impl Client {
     /// A client for `cfg` (secrets relative to `base_dir`).
     pub fn new(cfg: CnaasNmsConfig, base_dir: PathBuf) -> Result<Client, NmsError> {
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
-            .build()
-            .map_err(|e| NmsError::Unreachable {
-                path: String::new(),
-                reason: e.to_string(),
-            })?;
         Ok(Client {
-            http,
-            cfg,
-            base_dir,
+            nms: NmsClient::new(NmsTarget {
+                url: cfg.url,
+                token: cfg.token,
+                timeout: cfg.timeout,
+                base_dir,
+            })?,
         })
-    }
-
-    async fn get(
-        &self,
-        path: &str,
-        token: Option<&str>,
-    ) -> Result<(Value, Option<usize>), NmsError> {
-        let url = format!("{}{path}", self.cfg.url);
-        let mut req = self.http.get(&url);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let unreachable = |e: reqwest::Error| NmsError::Unreachable {
-            path: path.to_owned(),
-            reason: cnaas_shared::config::redact_url(&e.without_url().to_string()),
-        };
-        let resp = req.send().await.map_err(unreachable)?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(NmsError::Status {
-                path: path.to_owned(),
-                status: status.as_u16(),
-            });
-        }
-        let total = resp
-            .headers()
-            .get("X-Total-Count")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
-        let bytes = resp.bytes().await.map_err(unreachable)?;
-        let body = serde_json::from_slice(&bytes).map_err(|e| NmsError::Shape {
-            path: path.to_owned(),
-            reason: format!("not JSON: {e}"),
-        })?;
-        Ok((body, total))
     }
 
     /// Reads everything once.
     pub async fn fetch(&self) -> Result<Imported, NmsError> {
-        let token = if self.cfg.token.file.is_some() || self.cfg.token.env.is_some() {
-            Some(
-                self.cfg
-                    .token
-                    .read(&self.base_dir)
-                    .map_err(|e| NmsError::Token(e.to_string()))?,
-            )
-        } else {
-            None
-        };
-        let token = token.as_ref().map(cnaas_shared::config::Secret::expose);
-        let mut all: Vec<NmsDevice> = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let path = format!("/api/v1.0/devices?page={page}&per_page={PER_PAGE}");
-            let (body, total) = self.get(&path, token).await?;
-            let list: Vec<NmsDevice> = data_list(&path, &body, "devices")?;
-            let n = list.len();
-            all.extend(list);
-            let done = total.map_or(n < PER_PAGE, |t| all.len() >= t);
-            if done || n == 0 {
-                break;
-            }
-        }
+        let token = self.nms.token()?;
+        let token = token.as_ref();
+        let all = self.nms.devices(token).await?;
         let by_id: HashMap<i64, String> = all.iter().map(|d| (d.id, d.hostname.clone())).collect();
         let mut out = Imported::default();
         for d in &all {
-            if d.state.as_deref() != Some("MANAGED") {
+            if !d.is_managed() {
                 continue;
             }
             let role = d.device_type.as_deref().and_then(device_role);
@@ -271,7 +132,7 @@ impl Client {
             // Interfaces are kept by CNaaS-NMS for access switches only.
             if role == Some(DeviceRole::Access) {
                 let path = format!("/api/v1.0/device/{}/interfaces", d.hostname);
-                let (body, _) = self.get(&path, token).await?;
+                let (body, _) = self.nms.get(&path, token).await?;
                 let list: Vec<NmsInterface> = data_list(&path, &body, "interfaces")?;
                 for i in list {
                     if let Some(r) = i.configtype.as_deref().and_then(port_role) {
@@ -282,7 +143,7 @@ impl Client {
             out.devices.insert(d.hostname.clone(), dev);
         }
         let path = "/api/v1.0/linknets";
-        let (body, _) = self.get(path, token).await?;
+        let (body, _) = self.nms.get(path, token).await?;
         let links: Vec<NmsLinknet> = data_list(path, &body, "linknets")?;
         for l in links {
             let name = |id: Option<i64>| id.and_then(|i| by_id.get(&i).cloned());
@@ -296,7 +157,7 @@ impl Client {
             }
         }
         let path = "/api/v1.0/mgmtdomains";
-        let (body, _) = self.get(path, token).await?;
+        let (body, _) = self.nms.get(path, token).await?;
         let domains: Vec<NmsMgmtdomain> = data_list(path, &body, "mgmtdomains")?;
         for m in domains {
             let name = |id: Option<i64>| id.and_then(|i| by_id.get(&i).cloned());
@@ -392,7 +253,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::config::InventoryDevice;
-    use serde_json::json;
 
     #[test]
     fn types_and_configtypes() {
@@ -405,24 +265,6 @@ mod tests {
         assert_eq!(port_role("ACCESS_AUTO"), Some(PortRole::Access));
         assert_eq!(port_role("ACCESS_UNTAGGED"), Some(PortRole::Access));
         assert_eq!(port_role("CUSTOM"), None);
-    }
-
-    #[test]
-    fn answers_are_checked_for_their_shape() {
-        let ok = json!({"status": "success", "data": {"linknets": [
-            {"id": 8, "device_a_id": 13, "device_a_port": "Ethernet1", "device_b_id": 9, "device_b_port": "Ethernet1"}
-        ]}});
-        let l: Vec<NmsLinknet> = data_list("/l", &ok, "linknets").unwrap();
-        assert_eq!(l[0].device_b_id, Some(9));
-        let err = json!({"status": "error", "message": "no"});
-        assert!(matches!(
-            data_list::<NmsLinknet>("/l", &err, "linknets"),
-            Err(NmsError::Shape { .. })
-        ));
-        let wrong = json!({"status": "success", "data": {"linknets": "x"}});
-        assert!(data_list::<NmsLinknet>("/l", &wrong, "linknets").is_err());
-        let missing = json!({"status": "success", "data": {}});
-        assert!(data_list::<NmsLinknet>("/l", &missing, "linknets").is_err());
     }
 
     #[test]

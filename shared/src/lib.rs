@@ -6,12 +6,14 @@
 //! - [`config`]: TOML loading with diagnostics (file, line, column, hint), durations, secrets.
 //! - [`mqtt`]: the `[mqtt]` section and the client options built from it.
 //! - [`cli`]: the command line and `main` of both binaries.
+//! - [`cnaas_nms`]: the CNaaS-NMS REST API client (inventory and device list).
 //! - [`runtime`]: tracing set-up, the shutdown signal, and the small HTTP server for
 //!   `/metrics` and `/healthz`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod cnaas_nms;
 pub mod config;
 pub mod event;
 pub mod mqtt;

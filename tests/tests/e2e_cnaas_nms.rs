@@ -217,3 +217,115 @@ fn the_inventory_comes_from_cnaas_nms_and_survives_its_failures() -> Result<()> 
     assert!(nms.request_count() > 10);
     Ok(())
 }
+
+/// The agent takes its device list from the same source: CNaaS-NMS's managed switches (here
+/// simulated switches, each on its own loopback address) are polled at their management
+/// address; one added or removed in CNaaS-NMS is polled or dropped after a refresh; a failing
+/// CNaaS-NMS leaves the polled devices as they are.
+#[test]
+fn the_agent_polls_what_cnaas_nms_manages() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let token = tokio_util::sync::CancellationToken::new();
+    let _stop = token.clone().drop_guard();
+    let campus = cnaas_sim::Campus::cnaas(6, 2, 8, std::time::Instant::now());
+    let names: Vec<String> = campus.switches.iter().map(|s| s.name.clone()).collect();
+    let port = free_port();
+    let addrs: Vec<std::net::SocketAddr> = (0..names.len())
+        .map(|i| format!("127.0.0.{}:{port}", i + 2).parse())
+        .collect::<Result<_, _>>()?;
+    let (bound, _sim) = runtime.block_on(cnaas_sim::start_per_switch(
+        cnaas_sim::Shared::new(campus),
+        &addrs,
+        "public",
+        Vec::new(),
+        token.clone(),
+    ))?;
+    let kind = |n: &str| {
+        if n.starts_with("core") {
+            "CORE"
+        } else if n.starts_with("dist") {
+            "DIST"
+        } else {
+            "ACCESS"
+        }
+    };
+    // All but the last switch are in CNaaS-NMS; one more is DISCOVERED (not polled).
+    let mut state = NmsState::default();
+    for (i, n) in names.iter().enumerate().take(names.len() - 1) {
+        let mut d = device(i as i64 + 1, n, kind(n), "MANAGED");
+        d.management_ip = bound[i].ip().to_string();
+        state.devices.push(d);
+    }
+    let mut extra = device(99, "new-switch", "ACCESS", "DISCOVERED");
+    extra.management_ip = "127.0.0.250".into();
+    state.devices.push(extra);
+    let nms = FakeCnaasNms::start(state)?;
+    let mqtt = Mosquitto::start()?;
+    let dir = open_tempdir()?;
+    std::fs::write(dir.path().join("nms.jwt"), format!("{JWT}\n"))?;
+    let metrics = free_port();
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nid = \"nms-agent\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[mqtt]\nurl = \"{}\"\n[spool]\ndir = \"spool\"\n\
+             [defaults]\nlink_interval = \"1s\"\nreachability = \"snmp\"\ntimeout = \"300ms\"\nretries = 1\nunreachable_after = 2\n\
+             [inventory.cnaas_nms]\nurl = \"{}\"\ntoken_file = \"nms.jwt\"\nrefresh = \"1s\"\ntimeout = \"1s\"\nport = {port}\n\
+             snmp = {{ version = \"2c\", community = \"public\" }}\n",
+            mqtt.url(),
+            nms.url()
+        ),
+    )?;
+    let mut agent = start_binary("cnaas-agent", &cfg, &dir.path().join("a.log"))?;
+    let health = || http_json(&format!("http://127.0.0.1:{metrics}/healthz")).unwrap_or_default();
+    let n = names.len() as u64;
+    wait_until(
+        "the managed switches polled",
+        Duration::from_secs(30),
+        || {
+            agent.check_alive().ok()?;
+            let h = health();
+            (h["devices"] == n - 1 && h["devices_up"] == n - 1).then_some(())
+        },
+    )
+    .with_context(|| agent.log())?;
+    assert!(!agent.log().contains(JWT), "the JWT was logged");
+    // The last switch is added, the first removed.
+    let last = names.len() - 1;
+    nms.with(|s| {
+        let mut d = device(50, &names[last], kind(&names[last]), "MANAGED");
+        d.management_ip = bound[last].ip().to_string();
+        s.devices.push(d);
+        s.devices.retain(|d| d.hostname != names[0]);
+    });
+    wait_until("the list followed", Duration::from_secs(30), || {
+        let h = health();
+        let m = http_get(&format!("http://127.0.0.1:{metrics}/metrics"))
+            .ok()?
+            .1;
+        let polled = |name: &str| {
+            m.lines()
+                .any(|l| l == format!("cnaas_agent_device_up{{device=\"{name}\"}} 1"))
+        };
+        (h["devices"] == n - 1 && h["devices_up"] == n - 1 && polled(&names[last])).then_some(())
+    })
+    .with_context(|| agent.log())?;
+    // A failing CNaaS-NMS changes nothing, and says so.
+    nms.fail(Failure::ServerError);
+    let h = wait_until("the failure noticed", Duration::from_secs(20), || {
+        let h = health();
+        h["inventory_source_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("HTTP 500"))
+            .then_some(h)
+    })
+    .with_context(|| agent.log())?;
+    assert_eq!(h["devices"], n - 1, "{h}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(health()["devices_up"], n - 1);
+    nms.fail(Failure::None);
+    Ok(())
+}

@@ -80,6 +80,32 @@ pub struct AgentMetrics {
     pub spool_lost_at_start: Gauge,
     /// Trap datagrams, by what became of them.
     pub traps: Family<crate::traps::ResultLabel, Counter>,
+    /// 1 while the last read of the device source (CNaaS-NMS) succeeded.
+    pub inventory_source_up: Gauge,
+    /// Devices the device source listed for polling at its last good read.
+    pub inventory_source_devices: Gauge,
+    /// Why the last read of the device source failed (for `/healthz`).
+    pub inventory_source_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl AgentMetrics {
+    /// A good read of the device source.
+    pub fn inventory_ok(&self, devices: usize) {
+        self.inventory_source_up.set(1);
+        self.inventory_source_devices
+            .set(i64::try_from(devices).unwrap_or(i64::MAX));
+        if let Ok(mut e) = self.inventory_source_error.lock() {
+            *e = None;
+        }
+    }
+
+    /// A failed read of the device source.
+    pub fn inventory_failed(&self, why: &str) {
+        self.inventory_source_up.set(0);
+        if let Ok(mut e) = self.inventory_source_error.lock() {
+            *e = Some(why.to_owned());
+        }
+    }
 }
 
 /// One device's health series, looked up once when its task starts: a poll then touches no
@@ -141,6 +167,9 @@ impl AgentMetrics {
             spool_dropped: Counter::default(),
             spool_lost_at_start: Gauge::default(),
             traps: Family::default(),
+            inventory_source_up: Gauge::default(),
+            inventory_source_devices: Gauge::default(),
+            inventory_source_error: std::sync::Arc::default(),
         };
         let r = registry.sub_registry_with_prefix("cnaas_agent");
         r.register(
@@ -182,6 +211,16 @@ impl AgentMetrics {
             "device_up",
             "1 while the device answers SNMP, 0 once it is declared unreachable",
             m.device_up.clone(),
+        );
+        r.register(
+            "inventory_source_up",
+            "1 while the last read of the device source (CNaaS-NMS) succeeded; 0: the devices being polled stay polled",
+            m.inventory_source_up.clone(),
+        );
+        r.register(
+            "inventory_source_devices",
+            "Devices the device source (CNaaS-NMS) listed for polling at its last good read",
+            m.inventory_source_devices.clone(),
         );
         r.register(
             "lldp_neighbours",
