@@ -234,8 +234,11 @@ pub struct Correlator {
     /// What the agents told of the cabling (LLDP) and what CNaaS-NMS holds.
     learned: Learned,
     topology: Arc<Topology>,
-    /// The reach of the current down set, kept until the down set changes.
-    reach: RefCell<Option<Arc<Reach>>>,
+    /// The reach of the current down set, kept until the down set changes (by its
+    /// generation: checking the set itself cost a copy of it per event).
+    reach: RefCell<Option<(u64, Arc<Reach>)>>,
+    /// Bumped whenever a device's `device_down` alarm becomes active or clears.
+    down_generation: u64,
     neighbour_changes: std::collections::VecDeque<NeighbourChange>,
     /// When each device's latest LLDP snapshot was observed.
     lldp_at: HashMap<String, DateTime<Utc>>,
@@ -302,6 +305,7 @@ impl Correlator {
             topology,
             learned: Learned::default(),
             reach: RefCell::new(None),
+            down_generation: 0,
             neighbour_changes: std::collections::VecDeque::new(),
             lldp_at: HashMap::new(),
             stale_topology: false,
@@ -391,6 +395,7 @@ impl Correlator {
     ) {
         self.ports.clear();
         self.devices.clear();
+        self.down_generation += 1;
         self.open.clear();
         self.last_resolved.clear();
         self.agents_offline.clear();
@@ -432,6 +437,7 @@ impl Correlator {
                     let d = self.devices.entry(device.to_owned()).or_default();
                     d.down_since = Some(now);
                     d.active = true;
+                    self.down_generation += 1;
                     d.incident = Some(m.incident);
                 }
                 ("link_down", Some(i)) => {
@@ -601,6 +607,7 @@ impl Correlator {
                 if d.active {
                     d.active = false;
                     d.rearmed_at = Some(now);
+                    self.down_generation += 1;
                 }
             }
         }
@@ -732,14 +739,13 @@ impl Correlator {
 
     /// The reach of the current down set (kept until the down set changes).
     fn reach_now(&self) -> Arc<Reach> {
-        let down = self.down_devices();
-        if let Some(r) = self.reach.borrow().as_ref()
-            && r.down() == &down
+        if let Some((generation, r)) = self.reach.borrow().as_ref()
+            && *generation == self.down_generation
         {
             return r.clone();
         }
-        let r = Arc::new(self.topology.reach(&down));
-        *self.reach.borrow_mut() = Some(r.clone());
+        let r = Arc::new(self.topology.reach(&self.down_devices()));
+        *self.reach.borrow_mut() = Some((self.down_generation, r.clone()));
         r
     }
 
@@ -1092,9 +1098,14 @@ impl Correlator {
         };
         d.down_since = None;
         d.rearmed_at = None;
-        if std::mem::take(&mut d.active)
-            && let Some(incident) = d.incident.take()
-        {
+        let was_active = std::mem::take(&mut d.active);
+        if was_active {
+            self.down_generation += 1;
+        }
+        let Some(d) = self.devices.get_mut(device) else {
+            return Ok(());
+        };
+        if was_active && let Some(incident) = d.incident.take() {
             let alarm = alarm_key(device, None, AlarmKind::DeviceDown);
             self.clear(incident, &alarm, at, Some(event_id), tx)?;
             // A pair partner back: what is left of the incident is judged again.
@@ -1738,6 +1749,7 @@ impl Correlator {
             d.active = true;
             d.incident = Some(incident);
         }
+        self.down_generation += 1;
         self.absorb(name, incident, now, tx)?;
         self.judge_impact(incident, now, event, tx)
     }
@@ -1778,6 +1790,8 @@ impl Correlator {
                 d.incident = Some(incident);
             }
         }
+        let topology = self.topology.clone();
+        let neighbours: HashSet<&str> = topology.neighbours(name).into_iter().collect();
         let moving: Vec<((String, u32), i64)> = self
             .ports
             .iter()
@@ -1785,7 +1799,9 @@ impl Correlator {
                 p.alarm.is_active()
                     && (dev == name
                         || behind.contains(dev)
-                        || self.port_cause(dev, *i, reach.down()).as_deref() == Some(name))
+                        // Only a neighbour's port can lead to this device.
+                        || (neighbours.contains(dev.as_str())
+                            && self.port_cause(dev, *i, reach.down()).as_deref() == Some(name)))
             })
             .filter_map(|(k, p)| {
                 p.incident

@@ -56,6 +56,12 @@ struct Cli {
     /// --listen), answering only --community.
     #[arg(long)]
     per_switch_ports: Option<u16>,
+    /// With --per-switch-ports: each switch on its own IPv4 address instead (the address of
+    /// --listen, then the next ones: 127.0.0.2, 127.0.0.3, ...), all on the port of
+    /// --per-switch-ports, as real switches are (monitors that tell switches apart by address,
+    /// such as Zino, need it).
+    #[arg(long)]
+    per_switch_addresses: bool,
     /// The community of every switch with --per-switch-ports.
     #[arg(long, default_value = "public")]
     community: String,
@@ -132,6 +138,15 @@ async fn main() -> anyhow::Result<()> {
         Some(first) => {
             let addrs: Vec<SocketAddr> = (0..cli.switches)
                 .map(|i| {
+                    if cli.per_switch_addresses {
+                        let std::net::IpAddr::V4(v4) = cli.listen.ip() else {
+                            anyhow::bail!("--per-switch-addresses needs an IPv4 --listen");
+                        };
+                        let n = u32::from(v4)
+                            .checked_add(u32::try_from(i)?)
+                            .context("--per-switch-addresses: the addresses run out")?;
+                        return Ok(SocketAddr::new(std::net::Ipv4Addr::from(n).into(), first));
+                    }
                     let port = u16::try_from(usize::from(first) + i)
                         .context("--per-switch-ports: the ports run past 65535")?;
                     Ok(SocketAddr::new(cli.listen.ip(), port))
