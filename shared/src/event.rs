@@ -42,7 +42,8 @@ pub enum EventKind {
     StateSync,
     /// The agent's topology snapshot of a device: its LLDP neighbours per local port and its
     /// link aggregation bundles, in `attrs` (see [`Neighbours`]). Sent by the topology plan
-    /// when the snapshot differs from the last one sent, and after the agent (re)connects.
+    /// when the snapshot differs from the last one sent (a device without LLDP or bundles
+    /// sends none).
     /// Added to wire version 1 like `state_sync`: a collector that does not know it keeps it
     /// as a dead letter, so collectors are upgraded before agents.
     Neighbours,

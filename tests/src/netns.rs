@@ -192,10 +192,10 @@ fn free_trap_sink() -> u16 {
     crate::free_port()
 }
 
-/// `lldpd` (Debian's, 1.0.x) inside a namespace on one interface, as a real LLDP neighbour;
-/// with an AgentX socket it serves LLDP-MIB through the namespace's snmpd. Sends every second
-/// so a test sees changes at once. Stopped with its whole process group (it forks a privilege
-/// separated child).
+/// `lldpd` (Debian's, 1.0.x) inside a network namespace on one interface, as a real LLDP
+/// neighbour; with an AgentX socket it serves LLDP-MIB through the namespace's snmpd. Sends
+/// every second so a test sees changes at once. It runs in a PID namespace of its own (it forks
+/// a privilege-separated child), so stopping it ends all of it.
 pub struct Lldpd {
     process: Process,
     ctl: PathBuf,
@@ -206,15 +206,30 @@ pub struct Lldpd {
 impl Lldpd {
     /// Starts lldpd in `ns` on `iface`, naming the system `hostname`.
     pub fn start(ns: &Netns, iface: &str, hostname: &str, agentx: Option<&Path>) -> Result<Lldpd> {
-        use std::os::unix::process::CommandExt;
         let dir = open_tempdir()?;
         let ctl = dir.path().join("lldpd.ctl");
-        let mut cmd = ns.command(&find_program("lldpd")?);
-        cmd.args(["-d", "-u"]).arg(&ctl).args(["-I", iface]);
+        // Read by the lldpcli that lldpd runs at start, before it sends its first LLDPDU: the
+        // first frame already carries the name (set later, it waits for the next frame).
+        let conf = dir.path().join("lldpd.conf");
+        std::fs::write(
+            &conf,
+            format!("configure system hostname {hostname}\nconfigure lldp tx-interval 1\n"),
+        )?;
+        // In a PID namespace of its own: when it stops, the kernel ends every process in it, so
+        // no child of lldpd outlives it (one that did was re-parented to the real PID 1 and
+        // signalled it: in a container or VM that is the supervisor).
+        let mut cmd = ns.command(&find_program("unshare")?);
+        cmd.args(["--pid", "--fork", "--kill-child=SIGKILL"])
+            .arg(find_program("lldpd")?)
+            .args(["-d", "-u"])
+            .arg(&ctl)
+            .args(["-I", iface])
+            .arg("-O")
+            .arg(&conf);
         if let Some(sock) = agentx {
             cmd.arg("-x").arg("-X").arg(sock);
         }
-        cmd.process_group(0);
+
         let process = Process::spawn("lldpd", cmd, &dir.path().join("lldpd.log"))?;
         let l = Lldpd {
             process,
@@ -256,10 +271,11 @@ impl Lldpd {
 
 impl Drop for Lldpd {
     fn drop(&mut self) {
+        // `unshare` dies, its child (lldpd, PID 1 of the namespace) gets SIGKILL, and with it
+        // every process of the namespace.
         if let Some(pid) = self.process.pid() {
-            // Its privilege-separated child is in its group; it outlives the parent otherwise.
             let _ = Command::new("kill")
-                .args(["-TERM", &format!("-{pid}")])
+                .args(["-KILL", &pid.to_string()])
                 .status();
         }
     }

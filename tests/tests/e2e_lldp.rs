@@ -97,7 +97,7 @@ fn the_topology_plan_reads_a_neighbour_learned_over_the_wire() -> Result<()> {
     };
 
     // The neighbour, as lldpd on the other side announces itself.
-    let found = wait_until("the LLDP neighbour", Duration::from_secs(30), || {
+    let found = wait_until("the LLDP neighbour", Duration::from_secs(60), || {
         let n = last_neighbours(&sub_file)?;
         n.iter().find(|x| x["sys_name"] == "peer-b").cloned()
     })
@@ -137,7 +137,7 @@ fn the_topology_plan_reads_a_neighbour_learned_over_the_wire() -> Result<()> {
     })?;
     // And comes back.
     b.ip(&["link", "set", "lb", "up"])?;
-    wait_until("the neighbour back", Duration::from_secs(30), || {
+    wait_until("the neighbour back", Duration::from_secs(60), || {
         last_neighbours(&sub_file)?
             .iter()
             .any(|x| x["sys_name"] == "peer-b")

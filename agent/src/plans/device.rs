@@ -96,8 +96,9 @@ enum Plan {
 /// What the topology plan knows of a device (boxed: most of the time nothing changes).
 #[derive(Default)]
 struct TopologyState {
-    /// The snapshot last sent, and the publisher's connect count then.
-    sent: Option<(cnaas_shared::Neighbours, u64)>,
+    /// The snapshot last sent (none yet: as if an empty one had been, so a device without
+    /// LLDP and bundles sends nothing).
+    sent: cnaas_shared::Neighbours,
     /// The bundle of each member port.
     bundle_of: HashMap<u32, cnaas_shared::BundleRef>,
     /// An aggregate's role from its members (an uplink bundle is an uplink).
@@ -581,11 +582,8 @@ impl DeviceTask {
                 t.aggregate_role.insert(b.if_index, role);
             }
         }
-        let connects = self.shared.publisher.connects();
-        if t.sent
-            .as_ref()
-            .is_some_and(|(s, c)| *s == snap && *c == connects)
-        {
+        // Sent when it changed only: the spool delivers it, and the collector keeps it.
+        if t.sent == snap {
             return;
         }
         let mut e = cnaas_shared::Event::new(
@@ -600,7 +598,7 @@ impl DeviceTask {
             bundles = snap.bundles.len(),
             "Topology snapshot."
         );
-        t.sent = Some((snap, connects));
+        t.sent = snap;
         self.shared.publisher.submit(e);
     }
 
