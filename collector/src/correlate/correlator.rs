@@ -135,6 +135,9 @@ struct OpenIncident {
     severity: Option<u8>,
     /// Its impact as last stored.
     impact: Option<Impact>,
+    /// The down devices that are its cause (its own, the other switch of a pair, a device
+    /// grouped into it), not those shadowed behind them: only these are judged and named.
+    causes: HashSet<String>,
 }
 
 /// A neighbour that appeared, went or changed on a device's port, as LLDP told it.
@@ -421,6 +424,7 @@ impl Correlator {
                 in_maintenance: m.in_maintenance,
                 severity: None,
                 impact: None,
+                causes: HashSet::new(),
             });
             entry.root.clone_from(&m.root);
             if !m.active {
@@ -845,11 +849,17 @@ impl Correlator {
             return Ok(());
         }
         let reach = self.reach_now();
+        // After a restart the causes are not known: every down device of it that nothing
+        // shadows is one.
+        let known = !o.causes.is_empty();
         let mut roots: Vec<&str> = self
             .devices
             .iter()
             .filter(|(n, d)| {
-                d.active && d.incident == Some(incident) && !self.topology.is_shadowed(n, &reach)
+                d.active
+                    && d.incident == Some(incident)
+                    && (!known || o.causes.contains(n.as_str()))
+                    && !self.topology.is_shadowed(n, &reach)
             })
             .map(|(n, _)| n.as_str())
             .collect();
@@ -1434,8 +1444,12 @@ impl Correlator {
             in_maintenance: false,
             severity: Some(new.severity),
             impact: None,
+            causes: HashSet::new(),
         });
         entry.active.insert(new.key.clone());
+        if new.kind == AlarmKind::DeviceDown {
+            entry.causes.insert(new.device.clone());
+        }
     }
 
     fn join(
@@ -1728,6 +1742,9 @@ impl Correlator {
             (None, Some(id)) => {
                 self.join(id, &alarm, Relation::Member, now, event, tx)?;
                 tx.extend_first(id, first)?;
+                if let Some(o) = self.open.get_mut(&id) {
+                    o.causes.insert(name.to_owned());
+                }
                 id
             }
             (None, None) if is_root_cause => {
@@ -1737,6 +1754,9 @@ impl Correlator {
             (None, None) => match self.group_with(name, now) {
                 Some(id) => {
                     self.join(id, &alarm, Relation::Member, now, event, tx)?;
+                    if let Some(o) = self.open.get_mut(&id) {
+                        o.causes.insert(name.to_owned());
+                    }
                     id
                 }
                 None => {

@@ -169,18 +169,18 @@ fn main() -> Result<()> {
         "zino-compare: {total} switches; dist-1a dies at {FIRST} s, dist-1b at {SECOND} s, recovery at {RECOVER} s; {END} s in all"
     );
 
-    // Our incidents, as the API shows them, with when each was first seen.
-    let mut ours: BTreeMap<i64, (f64, Value)> = BTreeMap::new();
+    // Our incidents, as the API shows them: when each was first seen, and how it looked at
+    // every look since.
+    let mut ours: BTreeMap<i64, (f64, Vec<(f64, Value)>)> = BTreeMap::new();
     while start.elapsed() < Duration::from_secs(END) {
         if let Some(body) = ns.http_get(API, "/api/v1/incidents?limit=500")
             && let Ok(v) = serde_json::from_str::<Value>(&body)
         {
             for i in v["incidents"].as_array().into_iter().flatten() {
                 let id = i["id"].as_i64().unwrap_or_default();
-                let e = ours
-                    .entry(id)
-                    .or_insert((start.elapsed().as_secs_f64(), i.clone()));
-                e.1 = i.clone();
+                let now = start.elapsed().as_secs_f64();
+                let e = ours.entry(id).or_insert((now, Vec::new()));
+                e.1.push((now, i.clone()));
             }
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -212,7 +212,10 @@ fn main() -> Result<()> {
         })
         .collect();
 
-    for (id, (at, i)) in &ours {
+    for (id, (at, looks)) in &ours {
+        let Some((_, i)) = looks.last() else {
+            continue;
+        };
         eprintln!(
             "incident #{id} first seen at {at:.1} s: {} S{} {} {}",
             i["state"], i["severity"], i["kind"], i["summary"]
@@ -248,9 +251,17 @@ fn main() -> Result<()> {
         for (_, t, _) in &z {
             *kinds.entry(t.as_str()).or_default() += 1;
         }
-        let o: Vec<&(f64, Value)> = ours
+        // Each incident as it stood at the end of the fault's window.
+        let o: Vec<(f64, Value)> = ours
             .values()
             .filter(|(at, _)| *at >= from && *at < to)
+            .filter_map(|(at, looks)| {
+                looks
+                    .iter()
+                    .rev()
+                    .find(|(seen, _)| *seen < to)
+                    .map(|(_, i)| (*at, i.clone()))
+            })
             .collect();
         let o_first = o
             .iter()

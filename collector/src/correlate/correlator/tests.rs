@@ -1348,3 +1348,65 @@ fn topo(c: &mut Correlator) -> Arc<super::super::topology::Topology> {
     c.settle_topology();
     c.topology()
 }
+
+#[test]
+fn recovery_names_only_the_causes() {
+    let mut c = campus();
+    let mut tx = Fake::default();
+    c.on(
+        &device(EventKind::DeviceUnreachable, "d1"),
+        None,
+        t(0),
+        &mut tx,
+    )
+    .unwrap();
+    c.on(
+        &device(EventKind::DeviceUnreachable, "d2"),
+        None,
+        t(10),
+        &mut tx,
+    )
+    .unwrap();
+    for n in 1..=4 {
+        c.on(
+            &device(EventKind::DeviceUnreachable, &format!("e{n}")),
+            None,
+            t(11),
+            &mut tx,
+        )
+        .unwrap();
+    }
+    // d2 answers before the access switches do: they are no longer behind anything, but
+    // they are not the incident's cause.
+    c.on(
+        &device(EventKind::DeviceReachable, "d2"),
+        None,
+        t(60),
+        &mut tx,
+    )
+    .unwrap();
+    let open = open_ids(&tx);
+    let inc = &tx.incidents[&open[0]];
+    assert!(
+        inc.summary.starts_with("Device d1 does not answer"),
+        "{}",
+        inc.summary
+    );
+    // The access switches answer again: redundancy lost, severity 3.
+    for n in 1..=4 {
+        c.on(
+            &device(EventKind::DeviceReachable, &format!("e{n}")),
+            None,
+            t(61),
+            &mut tx,
+        )
+        .unwrap();
+    }
+    let inc = &tx.incidents[&open[0]];
+    assert_eq!(inc.severity, 3, "{}", inc.summary);
+    assert!(
+        inc.summary.contains("redundancy lost for 4"),
+        "{}",
+        inc.summary
+    );
+}
